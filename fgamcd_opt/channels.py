@@ -1,0 +1,199 @@
+r"""Channels h~_{n,u}(k): generated per PB from (seed, k), or read from an ``.npz`` sidecar.
+
+A full channel tensor is K x N x U x M complex (450 x 6 x 30 x 20 x 16 B = 26 MB for the paper's
+defaults, gigabytes for large sweeps), too large for JSON and unnecessary in memory: an instance
+stores the channel *model* and its seed, and :meth:`RicianChannels.channel` regenerates PB k's
+(N, U, M) slice on demand from ``SeedSequence([seed, k])``, so any PB can be produced alone and in
+any order.
+
+Model (MODEL.md section 5): h_{n,u}(k) = sqrt(upsilon d_{n,u}^{-alpha}) hbar_{n,u}(k), upsilon the
+path loss at 1 m (-30 dB), alpha = 3; hbar Rician with K-factor kappa = 3:
+hbar = sqrt(kappa/(kappa+1)) e^{j psi} a(theta) + sqrt(1/(kappa+1)) CN(0, I_M), where a(theta) is
+the response of a half-wavelength uniform linear array toward the user's direction theta and psi
+a carrier phase drawn per PB (PBs are sent at different times). Distances are clipped below at
+``min_distance_m``.
+
+Fingerprint: numpy's Generator streams may change between numpy releases, and libm functions may
+differ in the last bit between machines. A bit-exact hash would flag the second harmlessly, so the
+recorded fingerprint is four fixed projections of the generated arrays, compared with a relative
+tolerance of 1e-9: a changed random stream moves them by O(1) relative, an ulp difference by
+~1e-16.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+
+import numpy as np
+
+FINGERPRINT_ALGORITHM = "proj4-v1"
+FINGERPRINT_RTOL = 1e-9
+PROBE_BLOCKS = 8
+
+
+class _LRU:
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self.data: OrderedDict = OrderedDict()
+
+    def get(self, key):
+        value = self.data.get(key)
+        if value is not None:
+            self.data.move_to_end(key)
+        return value
+
+    def put(self, key, value):
+        self.data[key] = value
+        self.data.move_to_end(key)
+        while len(self.data) > self.maxsize:
+            self.data.popitem(last=False)
+
+
+class RicianChannels:
+    """Rician channels regenerated per PB (see module docstring).
+
+    Parameters
+    ----------
+    seed : int
+        Channel seed; PB k uses ``SeedSequence([seed, k])``.
+    node_positions_m, user_positions_m : (N, 2), (U, 2) float, metres.
+    antennas : int
+        M, antennas per node.
+    """
+
+    kind = "rician"
+
+    def __init__(self, seed: int, node_positions_m, user_positions_m, antennas: int,
+                 k_factor: float = 3.0, path_loss_db_at_1m: float = -30.0,
+                 path_loss_exponent: float = 3.0, min_distance_m: float = 1.0,
+                 cache_blocks: int = 64):
+        self.seed = int(seed)
+        self.k_factor = float(k_factor)
+        self.path_loss_db_at_1m = float(path_loss_db_at_1m)
+        self.path_loss_exponent = float(path_loss_exponent)
+        self.min_distance_m = float(min_distance_m)
+        self.antennas = int(antennas)
+        nodes = np.asarray(node_positions_m, dtype=float)
+        users = np.asarray(user_positions_m, dtype=float)
+        diff = users[None, :, :] - nodes[:, None, :]  # (N, U, 2)
+        dist = np.maximum(np.hypot(diff[..., 0], diff[..., 1]), self.min_distance_m)
+        gain = 10.0 ** (self.path_loss_db_at_1m / 10.0) * dist ** (-self.path_loss_exponent)
+        self.amplitude = np.sqrt(gain)  # (N, U) large-scale amplitude
+        theta = np.arctan2(diff[..., 1], diff[..., 0])
+        m = np.arange(self.antennas)
+        self.steering = np.exp(-1j * np.pi * np.sin(theta)[..., None] * m)  # (N, U, M)
+        self.shape = (nodes.shape[0], users.shape[0], self.antennas)
+        self._cache = _LRU(cache_blocks)
+
+    def channel(self, k: int) -> np.ndarray:
+        """(N, U, M) complex estimated channels while PB k is broadcast (read-only array)."""
+        h = self._cache.get(k)
+        if h is None:
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(k)]))
+            n, u, m = self.shape
+            psi = rng.uniform(0.0, 2.0 * np.pi, size=(n, u))
+            scatter = rng.standard_normal((n, u, m, 2))
+            scatter = (scatter[..., 0] + 1j * scatter[..., 1]) / np.sqrt(2.0)
+            kf = self.k_factor
+            los = np.sqrt(kf / (kf + 1.0)) * np.exp(1j * psi)[..., None] * self.steering
+            h = self.amplitude[..., None] * (los + np.sqrt(1.0 / (kf + 1.0)) * scatter)
+            h.setflags(write=False)
+            self._cache.put(k, h)
+        return h
+
+    def spec(self) -> dict:
+        return {
+            "kind": self.kind,
+            "seed": self.seed,
+            "k_factor": self.k_factor,
+            "path_loss_db_at_1m": self.path_loss_db_at_1m,
+            "path_loss_exponent": self.path_loss_exponent,
+            "min_distance_m": self.min_distance_m,
+            "array": "ula-half-wavelength",
+        }
+
+
+class ArrayChannels:
+    """Explicit channels (measured or external), (K, N, U, M) complex, from an ``.npz`` sidecar."""
+
+    kind = "sidecar"
+
+    def __init__(self, array: np.ndarray):
+        self.array = np.asarray(array)
+        self.array.setflags(write=False)
+        self.shape = self.array.shape[1:]
+
+    def channel(self, k: int) -> np.ndarray:
+        return self.array[int(k)]
+
+    def spec(self) -> dict:
+        return {"kind": self.kind}
+
+
+def _weights(size: int) -> np.ndarray:
+    """Four fixed weight vectors from a low-discrepancy sequence (no RNG involved)."""
+    i = np.arange(size, dtype=float)
+    golden = (np.sqrt(5.0) - 1.0) / 2.0
+    return np.stack([np.cos(2 * np.pi * ((i * golden * (r + 1)) % 1.0)) for r in range(4)])
+
+
+def fingerprint(source, blocks: Iterable[int]) -> dict:
+    """Projections of the channels of the given PBs (streamed: one PB in memory at a time).
+
+    Values are normalised per PB by the RMS of that PB's array, so path loss does not matter.
+    """
+    blocks = list(blocks)
+    acc = np.zeros(4)
+    scale = 0.0
+    w = None
+    for k in blocks:
+        h = source.channel(k)
+        flat = np.concatenate([h.real.ravel(), h.imag.ravel()])
+        rms = np.sqrt(np.mean(flat**2)) or 1.0
+        flat = flat / rms
+        if w is None or w.shape[1] != flat.size:
+            w = _weights(flat.size)
+        acc += w @ flat
+        scale += float(np.abs(w).sum(axis=1).max() * np.abs(flat).max())
+    return {"algorithm": FINGERPRINT_ALGORITHM, "n_blocks": len(blocks),
+            "values": [float(v) for v in acc], "scale": scale}
+
+
+def fingerprint_matches(recorded: dict, computed: dict) -> bool:
+    if recorded.get("algorithm") != computed["algorithm"]:
+        return False
+    if int(recorded.get("n_blocks", -1)) != computed["n_blocks"]:
+        return False
+    a = np.asarray(recorded.get("values", []), dtype=float)
+    b = np.asarray(computed["values"], dtype=float)
+    if a.shape != b.shape:
+        return False
+    tol = FINGERPRINT_RTOL * max(computed["scale"], 1.0)
+    return bool(np.all(np.abs(a - b) <= tol))
+
+
+def channel_fingerprints(source, n_blocks: int) -> dict:
+    """The ``probe`` (first few PBs, checked at every load) and ``full`` (all PBs) fingerprints."""
+    return {
+        "probe": fingerprint(source, range(min(PROBE_BLOCKS, n_blocks))),
+        "full": fingerprint(source, range(n_blocks)),
+    }
+
+
+class ErrorShape:
+    """Isotropic channel-error ellipsoids C_{n,u} = c_{n,u} I_M: ||e_{n,u}||^2 <= 1/c_{n,u}.
+
+    ``c`` is a scalar or an (N, U) array (1/m^... in channel-amplitude^-2 units; 1e10 in Table II).
+    """
+
+    def __init__(self, c, n_nodes: int, n_users: int):
+        c_arr = np.asarray(c, dtype=float)
+        self.scalar = c_arr.ndim == 0
+        self.c = np.broadcast_to(c_arr, (n_nodes, n_users)).copy()
+        with np.errstate(divide="ignore"):
+            self.radius = np.where(np.isinf(self.c), 0.0, 1.0 / np.sqrt(self.c))  # (N, U)
+
+    def spec(self) -> dict:
+        c = float(self.c.flat[0]) if self.scalar else self.c.tolist()
+        return {"kind": "isotropic", "c": c}

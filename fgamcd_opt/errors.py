@@ -1,0 +1,37 @@
+"""Error types. Every user-facing failure is one of these and renders as a single line."""
+
+from __future__ import annotations
+
+
+class FgamcdError(Exception):
+    """Base class: a problem the user can fix (bad file, bad option), not a bug."""
+
+    exit_code = 2
+
+
+class InputError(FgamcdError):
+    """A file or field is malformed: names the file, the JSON path and what is wrong."""
+
+    def __init__(self, file: str | None, path: str, message: str):
+        self.file = file
+        self.path = path
+        self.message = message
+        where = f"{file}: " if file else ""
+        at = f"{path}: " if path else ""
+        super().__init__(f"{where}{at}{message}")
+
+
+class InstanceError(InputError):
+    """An instance file (or its sidecar) is invalid."""
+
+
+class PlanError(InputError):
+    """A plan file is malformed or does not fit its instance."""
+
+
+class SolverNotFound(FgamcdError):
+    """A solver name or path:Class does not resolve to a solver."""
+
+
+class ParameterError(FgamcdError):
+    """A solver or generator parameter has the wrong name, type or value."""

@@ -1,0 +1,258 @@
+r"""`fast`: successive convex approximation (SCA) on the beams directly, with the exact margin.
+
+The worst-case amplitude a_u(x) = |sum_n g_{n,u}^H x_n| - sum_n rho_{n,u} ||x_n|| is a convex
+function (|.|) minus a convex function (norms). At the current point x0, the phase-aligned linear
+part Re(e^{-j phi_u} sum_n g_{n,u}^H x_n), phi_u = arg(sum_n g_{n,u}^H x0_n), is a global minorant
+of |.| that is tight at x0. Replacing |.| by it gives a second-order cone program (SOCP)
+
+    maximise s
+    s.t.   Re(e^{-j phi_u} g_u^H x) - sum_n rho_{n,u} r_n >= t_u s     (every served user u)
+           Re(e^{-j phi_u} g_u^H x) - sum_n rho_{n,u} r_n >= sqrt(floor_u)   (QoS floors, if any)
+           ||x_n|| <= r_n <= 1                                           (per-node power)
+
+whose optimum is >= the current objective (x0 is feasible for it), so the exact objective never
+decreases; iterate until the relative gain is below ``tol``. Each SOCP is built as sparse
+matrices and handed to Clarabel directly (no modelling-layer compilation). Several deterministic
+starting points are run and the best is kept, because the problem is non-convex.
+
+Run on the reduced problem (problem.reduce()), each SOCP has 2 p d + p + 1 variables.
+"""
+
+from __future__ import annotations
+
+import time
+
+import clarabel
+import numpy as np
+import scipy.sparse as sp
+
+from .methods import MethodOutput, MethodStatus, mrt, robust_mrt
+from .problem import BeamProblem, project_power
+
+_SETTINGS_CACHE: dict = {}
+
+
+def _settings(max_iter: int = 100) -> clarabel.DefaultSettings:
+    s = _SETTINGS_CACHE.get(max_iter)
+    if s is None:
+        s = clarabel.DefaultSettings()
+        s.verbose = False
+        s.max_iter = max_iter
+        s.tol_gap_abs = 1e-7
+        s.tol_gap_rel = 1e-7
+        s.tol_feas = 1e-8
+        _SETTINGS_CACHE[max_iter] = s
+    return s
+
+
+class _SocpTemplate:
+    """The fixed sparsity pattern of the SCA subproblem for one (p, v, d, floors) shape.
+
+    Variable layout: z = [Re x_1, Im x_1, ..., Re x_p, Im x_p, r_1..r_p, s]. Only the user rows
+    change between SCA iterations, so the constant blocks are built once.
+    """
+
+    def __init__(self, problem: BeamProblem, t: np.ndarray, floors: np.ndarray | None):
+        p, v, d = problem.g.shape
+        self.p, self.v, self.d = p, v, d
+        nx = 2 * p * d
+        self.nz = nz = nx + p + 1
+        self.ir = nx  # index of r_1
+        self.i_s = nx + p  # index of s
+        self.has_floors = floors is not None
+        n_user_rows = v * (2 if self.has_floors else 1)
+        # user rows: s*t_u - Re(...) + rho^T r <= b_u (b_u = 0 or -sqrt(floor_u))
+        rho_block = np.tile(problem.rho.T, (2 if self.has_floors else 1, 1))
+        s_col = np.concatenate([t, np.zeros(v)]) if self.has_floors else np.asarray(t, float)
+        self.user_const = np.hstack([rho_block, s_col[:, None]])  # (rows, p + 1)
+        self.b_user = np.zeros(n_user_rows)
+        if self.has_floors:
+            self.b_user[v:] = -np.sqrt(np.maximum(floors, 0.0))
+        # r_n <= 1
+        a_pow = sp.hstack([sp.csc_matrix((p, nx)), sp.identity(p), sp.csc_matrix((p, 1))])
+        b_pow = np.ones(p)
+        # SOC per node: (r_n, Re x_n, Im x_n) in SOC -> s = b - A z with A = -selector
+        rows, cols = [], []
+        row = 0
+        for n in range(p):
+            rows.append(row)
+            cols.append(self.ir + n)
+            row += 1
+            for j in range(2 * d):
+                rows.append(row)
+                cols.append(2 * d * n + j)
+                row += 1
+        a_soc = sp.csc_matrix((-np.ones(len(rows)), (rows, cols)), shape=(row, nz))
+        a_const = sp.vstack([a_pow, a_soc])
+        self.b_const = np.concatenate([b_pow, np.zeros(row)])
+        self.cones = [clarabel.NonnegativeConeT(n_user_rows + p)] + [
+            clarabel.SecondOrderConeT(2 * d + 1) for _ in range(p)
+        ]
+        self.P = sp.csc_matrix((nz, nz))
+        self.q = np.zeros(nz)
+        self.q[self.i_s] = -1.0
+        # Full A with the user rows dense (placeholder ones); later only their values change.
+        # Keeping the CSC structure fixed avoids rebuilding sparse matrices every iteration.
+        a_user = np.ones((n_user_rows, nz))
+        a_user[:, nx:] = np.where(self.user_const != 0, self.user_const, 1e-300)
+        self.A = sp.vstack([sp.csc_matrix(a_user), a_const]).tocsc()
+        self.A.sort_indices()
+        self.n_user_rows = n_user_rows
+        # positions in A.data of the user-row entries of the x columns, in (column, row) order
+        pos = []
+        for col in range(nx):
+            lo, hi = self.A.indptr[col], self.A.indptr[col + 1]
+            r = self.A.indices[lo:hi]
+            pos.append(lo + np.flatnonzero(r < n_user_rows))
+        self.user_pos = np.concatenate(pos)
+        self.b = np.concatenate([self.b_user, self.b_const])
+
+    def solve(self, g_rot: np.ndarray):
+        """One SOCP with user channels already rotated by e^{j phi_u}: g_rot (p, v, d)."""
+        p, v, d = self.p, self.v, self.d
+        # Re(g^H x) = Re(g) . Re(x) + Im(g) . Im(x)
+        lin = np.concatenate([g_rot.real, g_rot.imag], axis=2)  # (p, v, 2d)
+        lin = lin.transpose(1, 0, 2).reshape(v, 2 * p * d)
+        if self.has_floors:
+            lin = np.vstack([lin, lin])
+        # column-major order matches user_pos (columns outer, rows inner)
+        self.A.data[self.user_pos] = -lin.T.ravel()
+        a, b = self.A, self.b
+        solver = clarabel.DefaultSolver(self.P, self.q, a, b, self.cones, _settings())
+        sol = solver.solve()
+        z = np.asarray(sol.x)
+        xr = z[: 2 * p * d].reshape(p, 2, d)
+        x = xr[:, 0, :] + 1j * xr[:, 1, :]
+        return x, str(sol.status), float(-sol.obj_val) if np.isfinite(sol.obj_val) else -np.inf
+
+
+def _objective(problem: BeamProblem, x: np.ndarray, t: np.ndarray) -> float:
+    a = np.abs(np.einsum("nvd,nd->v", problem.g.conj(), x)) - problem.rho.T @ np.linalg.norm(
+        x, axis=1
+    )
+    return float(np.min(a / t))
+
+
+def _floors_met(problem: BeamProblem, x: np.ndarray, floors: np.ndarray | None) -> bool:
+    if floors is None:
+        return True
+    return bool(np.all(problem.amplitude(x) ** 2 >= floors * (1 - 1e-7)))
+
+
+def starting_points(problem: BeamProblem, t: np.ndarray, n_random: int = 0, seed: int = 0):
+    """Deterministic starts: weighted MRT toward all users (weaker users weighted up), robust MRT
+    of the weakest user, and optionally ``n_random`` seeded random beams (multi-start)."""
+    strength = np.maximum(np.linalg.norm(problem.g, axis=2) - problem.rho, 0.0).sum(axis=0)
+    weak = np.divide(t, np.maximum(strength, 1e-12))
+    starts = [mrt(problem, weights=weak / weak.max()).x]
+    starts.append(robust_mrt(problem, user=int(np.argmax(weak))).x)
+    if problem.n_users > 1:
+        starts.append(mrt(problem).x)
+    rng = np.random.default_rng(seed)
+    for _ in range(n_random):
+        z = rng.standard_normal(problem.g.shape[::2]) + 1j * rng.standard_normal(
+            problem.g.shape[::2]
+        )
+        starts.append(project_power(z / np.linalg.norm(z, axis=1, keepdims=True)))
+    return starts
+
+
+def sca(
+    problem: BeamProblem,
+    x0: np.ndarray,
+    t: np.ndarray,
+    floors: np.ndarray | None = None,
+    *,
+    max_iterations: int = 50,
+    tol: float = 1e-5,
+    template: _SocpTemplate | None = None,
+) -> tuple[np.ndarray, float, int, str]:
+    """Run SCA from x0. Returns (x, objective, iterations, clarabel status of the last SOCP)."""
+    template = template or _SocpTemplate(problem, t, floors)
+    x = project_power(x0)
+    best = _objective(problem, x, t)
+    last_status = "none"
+    it = 0
+    for it in range(1, max_iterations + 1):  # noqa: B007 (returned after the loop)
+        sig = np.einsum("nvd,nd->v", problem.g.conj(), x)
+        # phase of each user's current signal; any phase will do where the signal is zero
+        phase = np.where(np.abs(sig) > 0, sig / np.maximum(np.abs(sig), 1e-300), 1.0)
+        try:
+            x_new, last_status, _ = template.solve(problem.g * phase[None, :, None])
+        except Exception as exc:  # Clarabel raises on malformed numerics; keep the iterate
+            last_status = f"error: {exc}"
+            break
+        if last_status not in ("Solved", "AlmostSolved") or not np.all(np.isfinite(x_new)):
+            break
+        x_new = project_power(x_new)
+        obj = _objective(problem, x_new, t)
+        if obj < best - 1e-9 * max(abs(best), 1.0) or not _floors_met(problem, x_new, floors):
+            break  # numerical noise of the SOCP; the previous iterate is kept
+        gain = obj - best
+        x, best = x_new, obj
+        if gain <= tol * max(abs(best), 1e-9):
+            break
+    return x, best, it, last_status
+
+
+def solve_fast(
+    problem: BeamProblem,
+    weights: np.ndarray | None = None,
+    floors: np.ndarray | None = None,
+    *,
+    init: np.ndarray | None = None,
+    n_random_starts: int = 0,
+    seed: int = 0,
+    max_iterations: int = 100,
+    race_iterations: int = 3,
+    tol: float = 1e-4,
+    time_limit: float | None = None,
+) -> MethodOutput:
+    """Maximise min_u a_u(x)/t_u (t = ``weights``, default 1) subject to SNR floors and power.
+
+    Returns the best SCA result over the starting points (plus ``init`` if given). Never raises:
+    a solver error keeps the best valid iterate and reports NUMERICAL_FAILURE.
+    """
+    start_time = time.perf_counter()
+    t = np.ones(problem.n_users) if weights is None else np.asarray(weights, dtype=float)
+    starts = ([init] if init is not None else []) + starting_points(
+        problem, t, n_random=n_random_starts, seed=seed
+    )
+    template = _SocpTemplate(problem, t, floors)
+    # Race: a few SCA steps from every start, then run only the most promising one to
+    # convergence. Most of SCA's gain comes in its first steps, so the ranking is reliable.
+    runs, total_it, statuses = [], 0, []
+    for x0 in starts:
+        x, obj, it, status = sca(problem, x0, t, floors, max_iterations=race_iterations, tol=tol,
+                                 template=template)
+        total_it += it
+        statuses.append(status)
+        runs.append((obj if _floors_met(problem, x, floors) else -np.inf, x, it))
+    runs.sort(key=lambda r: -r[0])
+    best_obj, best_x, it0 = runs[0]
+    if np.isfinite(best_obj) and it0 >= race_iterations:
+        timed_out = time_limit is not None and time.perf_counter() - start_time > time_limit
+        if not timed_out:
+            x, obj, it, status = sca(problem, best_x, t, floors, max_iterations=max_iterations,
+                                     tol=tol, template=template)
+            total_it += it
+            statuses.append(status)
+            if obj >= best_obj:
+                best_x, best_obj = x, obj
+        else:
+            statuses.append("time_limit")
+    if not np.isfinite(best_obj):
+        best_x = None
+    extra = {"iterations_per_start": total_it / max(len(starts), 1), "starts": len(starts),
+             "clarabel_status": statuses[-1] if statuses else "none"}
+    if best_x is None:
+        # no start satisfied the floors: infeasible for this method (a local method: not a proof)
+        fallback = sca(problem, starts[0], t, None, max_iterations=max_iterations, tol=tol)[0]
+        return MethodOutput(fallback, MethodStatus.INFEASIBLE, total_it,
+                            "no start met the SNR floors", extra)
+    errors = [s for s in statuses if s.startswith("error")]
+    if errors and len(errors) == len(statuses):
+        return MethodOutput(best_x, MethodStatus.NUMERICAL_FAILURE, total_it, errors[0], extra)
+    if "time_limit" in statuses:
+        return MethodOutput(best_x, MethodStatus.ITERATION_LIMIT, total_it, "time limit", extra)
+    return MethodOutput(best_x, MethodStatus.CONVERGED, total_it, "sca", extra)

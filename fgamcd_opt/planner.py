@@ -1,0 +1,222 @@
+"""The shared delivery planner: given what nodes cache, choose for each requested PB its
+participating nodes (cached or migrated in) and beams from the oracle.
+
+The paper optimises TrimCaching's and TDMA's "migration and beamforming through our proposed
+approach"; this is the common, non-learned version of that stage, so that solvers which only
+decide caching get a strong, identical delivery.
+
+Cluster growth for one transmission of PB k to users V (deterministic):
+1. evaluate the best single holders (ranked by the rate bound of bounds.py, the top
+   ``screen`` of them with the oracle) and keep the best;
+2. repeatedly try to add a node m: free if m caches k (or already received it), else migrated from
+   the holder with the fastest backhaul (8 S / R^bac_{s,m}(k)). Candidates are ranked by a lower
+   bound on the resulting delay (migration + 8 S / rate bound of the enlarged cluster); those that
+   cannot beat the current delay (nor newly meet QoS) are skipped without an oracle call. Add the
+   best candidate if it improves (QoS met first, then delay); stop otherwise or at ``max_cluster``.
+The comparison key is (QoS violated, migration + broadcast delay): the paper's QoS is a hard
+constraint, delay the objective.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .bounds import link_amplitude_bound
+from .instance import Instance
+from .oracle import BeamformingOracle, BeamResult
+from .plan import DeliveryUnit, Migration
+from .rates import rate_from_amplitude
+
+
+@dataclass(frozen=True)
+class PlannerOptions:
+    max_cluster: int = 3  # most nodes in one transmission
+    migration: bool = True  # allow migrating PBs to non-holders
+    method: str | None = None  # oracle method (None: the oracle's default)
+    screen: int = 2  # single holders solved with the oracle (best by rate bound)
+    candidates_per_round: int = 3  # growth candidates solved with the oracle per round
+
+
+@dataclass
+class GroupDelivery:
+    block: int
+    users: tuple[int, ...]
+    nodes: tuple[int, ...]
+    migrations: list[Migration]
+    beam: BeamResult
+    migration_s: float
+    broadcast_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.migration_s + self.broadcast_s
+
+    @property
+    def key(self) -> tuple:
+        return (not self.beam.qos_feasible, self.total_s)
+
+
+class _BlockData:
+    """Per-PB quantities shared by every group of that PB (bounds, backhaul)."""
+
+    def __init__(self, inst: Instance, k: int):
+        self.k = k
+        self.bits = 8.0 * float(inst.repository.sizes[k])
+        self.link = link_amplitude_bound(inst, k)  # (N, U) sqrt(W)
+        self.backhaul = inst.backhaul_rates(k)
+
+
+def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle,
+               options: PlannerOptions = PlannerOptions(), received=(), sources=None,
+               block_data: _BlockData | None = None) -> GroupDelivery | None:
+    """Participating nodes, migrations and beams for one transmission of PB k to ``users``.
+
+    holders: nodes that cache k; received: nodes that already got k by migration (free, but not
+    migration sources); sources: allowed migration sources (default: holders). Returns None when
+    no node can transmit k.
+    """
+    users = tuple(int(u) for u in users)
+    holders = tuple(int(n) for n in holders)
+    free = set(holders) | {int(n) for n in received}
+    sources = holders if sources is None else tuple(int(n) for n in sources)
+    if not free:
+        return None
+    bd = block_data or _BlockData(inst, k)
+    noise = inst.users.noise_w[list(users)]
+    qos = inst.users.qos_bps[list(users)]
+    link = bd.link[:, list(users)]
+
+    def rate_bound(cluster) -> np.ndarray:
+        return rate_from_amplitude(link[list(cluster)].sum(axis=0), noise, inst.bandwidth_hz)
+
+    def solve(cluster, migs, mig_s) -> GroupDelivery:
+        cluster = tuple(sorted(cluster))
+        res = oracle.solve(inst, k, cluster, users, method=options.method)
+        return GroupDelivery(k, users, cluster, list(migs), res, mig_s, res.delay_s(bd.bits / 8))
+
+    # 1. best single node among the free ones
+    singles = sorted(free, key=lambda n: -rate_bound((n,)).min())
+    best = min((solve((n,), [], 0.0) for n in singles[: max(options.screen, 1)]),
+               key=lambda g: g.key)
+
+    # 2. growth
+    while len(best.nodes) < min(options.max_cluster, inst.n_nodes):
+        cands = []
+        for m in range(inst.n_nodes):
+            if m in best.nodes:
+                continue
+            if m in free:
+                cost, mig = 0.0, None
+            elif options.migration and sources:
+                rates = bd.backhaul[list(sources), m]
+                s = sources[int(np.argmax(rates))]
+                cost, mig = bd.bits / float(rates.max()), Migration(s, m, k)
+            else:
+                continue
+            cluster = (*best.nodes, m)
+            ub = rate_bound(cluster)
+            lb = best.migration_s + cost + (bd.bits / ub.min() if ub.min() > 0 else np.inf)
+            could_meet_qos = bool(np.all(ub >= qos * (1 - 1e-9)))
+            qos_now = best.beam.qos_feasible
+            if (qos_now and (lb >= best.total_s or not could_meet_qos)) or (
+                    not qos_now and not could_meet_qos and lb >= best.total_s):
+                continue
+            cands.append((not could_meet_qos, lb, m, cost, mig))
+        if not cands:
+            break
+        cands.sort()
+        trial = []
+        for _, _, m, cost, mig in cands[: options.candidates_per_round]:
+            migs = best.migrations + ([mig] if mig else [])
+            trial.append(solve((*best.nodes, m), migs, best.migration_s + cost))
+        cand = min(trial, key=lambda g: g.key)
+        if cand.key < best.key:
+            best = cand
+        else:
+            break
+    return best
+
+
+@dataclass
+class DeliveryResult:
+    units: list[DeliveryUnit] = field(default_factory=list)
+    migrations: list[Migration] = field(default_factory=list)
+    undeliverable: dict[int, tuple[int, ...]] = field(default_factory=dict)  # PB -> users
+
+    def add(self, g: GroupDelivery, mode: str = "broadcast", slot=None, model=None,
+            beamforming=None):
+        self.units.append(DeliveryUnit(g.block, g.users, g.nodes, mode=mode, slot=slot,
+                                       model=model, beams=g.beam.beams, beamforming=beamforming))
+        have = {(m.src, m.dst, m.block) for m in self.migrations}
+        for m in g.migrations:
+            if (m.src, m.dst, m.block) not in have:
+                self.migrations.append(m)
+
+
+def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
+                   options: PlannerOptions = PlannerOptions()) -> DeliveryResult:
+    """One CoMP broadcast unit per requested PB to all its requesters (FGAMCD delivery).
+
+    holds: (N, K) bool, what each node caches (a_n(k)).
+    """
+    out = DeliveryResult()
+    for k in inst.requested_blocks:
+        users = inst.requesters(k)
+        holders = np.flatnonzero(holds[:, k])
+        g = plan_group(inst, int(k), users, holders, oracle, options)
+        if g is None:
+            out.undeliverable[int(k)] = tuple(int(u) for u in users)
+            continue
+        out.add(g, beamforming=options.method)
+    return out
+
+
+def plan_unicast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
+                 options: PlannerOptions = PlannerOptions(method="mrt"),
+                 blocks=None) -> DeliveryResult:
+    """TDMA unicast: one slot per (PB, user), each with its own cluster; a PB migrated to a node
+    for one user is reused (free) for the next users of the same PB."""
+    out = DeliveryResult()
+    for k in (inst.requested_blocks if blocks is None else blocks):
+        holders = np.flatnonzero(holds[:, k])
+        received: set[int] = set()
+        bd = _BlockData(inst, int(k))
+        for u in inst.requesters(k):
+            g = plan_group(inst, int(k), (u,), holders, oracle, options, received=received,
+                           block_data=bd)
+            if g is None:
+                out.undeliverable.setdefault(int(k), ())
+                out.undeliverable[int(k)] += (int(u),)
+                continue
+            received.update(m.dst for m in g.migrations)
+            out.add(g, mode="unicast", beamforming=options.method)
+    return out
+
+
+def default_caching(inst: Instance) -> np.ndarray:
+    """The planner's default caching a_n(k) (N, K) for solvers that only decide delivery.
+
+    Value of PB k at node n = sum over its requesters of node n's share of the user's rate bound
+    (how much n can contribute to serving k); PBs go in by value per byte while storage lasts.
+    Deterministic; ties broken by index.
+    """
+    n_nodes = inst.n_nodes
+    holds = np.zeros((n_nodes, inst.n_blocks), dtype=bool)
+    free = inst.nodes.storage_bytes.astype(float).copy()
+    sizes = inst.repository.sizes.astype(float)
+    cand = []
+    for k in inst.requested_blocks:
+        link = link_amplitude_bound(inst, int(k))[:, inst.requesters(k)]  # (N, v)
+        share = link / np.maximum(link.sum(axis=0, keepdims=True), 1e-300)
+        value = share.sum(axis=1)  # (N,)
+        for n in range(n_nodes):
+            if value[n] > 0:
+                cand.append((-value[n] / sizes[k], int(n), int(k)))
+    cand.sort()
+    for _, n, k in cand:
+        if sizes[k] <= free[n]:
+            holds[n, k] = True
+            free[n] -= sizes[k]
+    return holds

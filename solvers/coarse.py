@@ -1,0 +1,74 @@
+"""coarse: coarse-grained caching (MODEL.md 8.5; the conventional content-caching baseline).
+
+Each node caches whole models, most requested first: by the requests of its own users, then by
+all requests, then smaller models first; a model copy pays its full size, so a PB shared by two
+cached models is stored twice. Delivery is per model: for every requested model j and every PB k
+of j, one unit to the users requesting j, transmitted by nodes holding a copy of j (cluster and
+migrations between those nodes chosen by the shared planner). A PB shared by several requested
+models is therefore sent once per model. Users whose model no node holds are undelivered.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fgamcd_opt.params import Param
+from fgamcd_opt.plan import Plan
+from fgamcd_opt.planner import DeliveryResult, PlannerOptions, _BlockData, plan_group
+from fgamcd_opt.solver import SolveResult, SolveStatus
+
+
+def coarse_caching(inst) -> list[list[int]]:
+    """Whole-model copies per node by local, then global popularity (smaller first on ties)."""
+    rep = inst.repository
+    global_req = np.bincount(inst.users.model, minlength=inst.n_models)
+    copies = []
+    for n in range(inst.n_nodes):
+        local_req = np.bincount(inst.users.model[inst.users.node == n], minlength=inst.n_models)
+        order = sorted(
+            (j for j in range(inst.n_models) if global_req[j] > 0),
+            key=lambda j: (-local_req[j], -global_req[j], int(rep.model_bytes[j]), j))
+        free = int(inst.nodes.storage_bytes[n])
+        chosen = []
+        for j in order:
+            if rep.model_bytes[j] <= free:
+                chosen.append(j)
+                free -= int(rep.model_bytes[j])
+        copies.append(chosen)
+    return copies
+
+
+class CoarseSolver:
+    name = "coarse"
+    description = "coarse-grained caching: whole models by popularity, delivered per model"
+    params = (
+        Param("max_cluster", int, 3, "most nodes in one transmission"),
+        Param("migration", bool, True, "allow migrating a model's PBs between copy holders"),
+    )
+
+    def solve(self, instance, ctx, params) -> SolveResult:
+        inst = instance
+        rep = inst.repository
+        copies = coarse_caching(inst)
+        opts = PlannerOptions(max_cluster=params["max_cluster"], migration=params["migration"])
+        out = DeliveryResult()
+        for j in (int(j) for j in inst.requested_models):
+            users = tuple(np.flatnonzero(inst.users.model == j))
+            holders = tuple(n for n in range(inst.n_nodes) if j in copies[n])
+            for k in rep.models[j].blocks:
+                g = plan_group(inst, k, users, holders, ctx.oracle, opts,
+                               block_data=_BlockData(inst, k)) if holders else None
+                if g is None:
+                    out.undeliverable[k] = out.undeliverable.get(k, ()) + users
+                    continue
+                out.add(g, model=j)
+        plan = Plan(cache=[set() for _ in range(inst.n_nodes)], migrations=out.migrations,
+                    units=out.units, model_copies=copies, solver=self.name)
+        missing = sorted({u for us in out.undeliverable.values() for u in us})
+        msg = (f"{len(missing)} user(s) request a model no node caches: "
+               + ", ".join(inst.users.ids[u] for u in missing)) if missing else ""
+        plan.metadata["cached_models"] = [len(c) for c in copies]
+        return SolveResult(plan, SolveStatus.FEASIBLE, msg)
+
+
+__solvers__ = [CoarseSolver]
