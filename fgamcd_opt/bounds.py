@@ -20,19 +20,20 @@ from .instance import Instance
 from .rates import rate_from_amplitude
 
 
-def link_amplitude_bound(inst: Instance, k: int) -> np.ndarray:
-    """(N, U) per-link contribution sqrt(P_n) max(0, ||h~_{n,u}(k)|| - 1/sqrt(c_{n,u})),
-    in sqrt(W) (divide by sigma_u for the normalised amplitude)."""
-    h = inst.channel(k)
-    norms = np.linalg.norm(h, axis=2)
-    return np.sqrt(inst.nodes.power_max_w)[:, None] * np.maximum(norms - inst.error_radius, 0.0)
+def link_amplitude_bound(inst: Instance, k: int, users=None) -> np.ndarray:
+    """(N, V) per-link contribution sqrt(P_n) max(0, ||h~_{n,u}(k)|| - 1/sqrt(c_{n,u})) for
+    ``users`` (default all U), in sqrt(W) (divide by sigma_u for the normalised amplitude)."""
+    users = np.arange(inst.n_users) if users is None else np.asarray(users, dtype=int)
+    norms = np.linalg.norm(inst.channel(k, users), axis=2)
+    radius = inst.error_radius[:, users]
+    return np.sqrt(inst.nodes.power_max_w)[:, None] * np.maximum(norms - radius, 0.0)
 
 
 def rate_upper_bound(inst: Instance, k: int, nodes, users) -> np.ndarray:
     """(len(users),) bits/s: the best worst-case rate each user could get from ``nodes`` alone."""
     nodes = np.asarray(nodes, dtype=int)
     users = np.asarray(users, dtype=int)
-    amp = link_amplitude_bound(inst, k)[np.ix_(nodes, users)].sum(axis=0)
+    amp = link_amplitude_bound(inst, k, users)[nodes].sum(axis=0)
     return rate_from_amplitude(amp, inst.users.noise_w[users], inst.bandwidth_hz)
 
 

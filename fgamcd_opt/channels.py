@@ -2,9 +2,10 @@ r"""Channels h~_{n,u}(k): generated per PB from (seed, k), or read from an ``.np
 
 A full channel tensor is K x N x U x M complex (450 x 6 x 30 x 20 x 16 B = 26 MB for the paper's
 defaults, gigabytes for large sweeps), too large for JSON and unnecessary in memory: an instance
-stores the channel *model* and its seed, and :meth:`RicianChannels.channel` regenerates PB k's
-(N, U, M) slice on demand from ``SeedSequence([seed, k])``, so any PB can be produced alone and in
-any order.
+stores the channel *model* and its seed, and :meth:`RicianChannels.user_channel` regenerates the
+(N, M) channels of one (PB k, user u) pair on demand from ``SeedSequence([seed, k, u])``, so any
+PB and any user can be produced alone and in any order, and only the pairs that matter (users
+requesting PB k) are ever generated: ~40 us each instead of the whole (N, U, M) slice.
 
 Model (MODEL.md section 5): h_{n,u}(k) = sqrt(upsilon d_{n,u}^{-alpha}) hbar_{n,u}(k), upsilon the
 path loss at 1 m (-30 dB), alpha = 3; hbar Rician with K-factor kappa = 3:
@@ -67,7 +68,7 @@ class RicianChannels:
     def __init__(self, seed: int, node_positions_m, user_positions_m, antennas: int,
                  k_factor: float = 3.0, path_loss_db_at_1m: float = -30.0,
                  path_loss_exponent: float = 3.0, min_distance_m: float = 1.0,
-                 cache_blocks: int = 64):
+                 cache_bytes: int = 64_000_000):
         self.seed = int(seed)
         self.k_factor = float(k_factor)
         self.path_loss_db_at_1m = float(path_loss_db_at_1m)
@@ -84,23 +85,41 @@ class RicianChannels:
         m = np.arange(self.antennas)
         self.steering = np.exp(-1j * np.pi * np.sin(theta)[..., None] * m)  # (N, U, M)
         self.shape = (nodes.shape[0], users.shape[0], self.antennas)
-        self._cache = _LRU(cache_blocks)
+        # recently used (PB, user) slices, bounded in bytes (64 MB: all of paper-default)
+        per_pair = 16 * self.shape[0] * self.antennas
+        self._cache = _LRU(max(16, cache_bytes // max(per_pair, 1)))
 
-    def channel(self, k: int) -> np.ndarray:
-        """(N, U, M) complex estimated channels while PB k is broadcast (read-only array)."""
-        h = self._cache.get(k)
+    def user_channel(self, k: int, u: int) -> np.ndarray:
+        """(N, M) channels from every node to user u while PB k is broadcast (read-only).
+
+        Drawn from ``SeedSequence([seed, k, u])``: only the (PB, requester) pairs that the
+        evaluator, oracle or planner touch are ever generated.
+        """
+        key = (int(k), int(u))
+        h = self._cache.get(key)
         if h is None:
-            rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(k)]))
-            n, u, m = self.shape
-            psi = rng.uniform(0.0, 2.0 * np.pi, size=(n, u))
-            scatter = rng.standard_normal((n, u, m, 2))
-            scatter = (scatter[..., 0] + 1j * scatter[..., 1]) / np.sqrt(2.0)
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, key[0], key[1]]))
+            n, _, m = self.shape
+            psi = rng.uniform(0.0, 2.0 * np.pi, size=n)
+            # (re, im) pairs viewed as complex: CN(0, 1) after scaling by 1/sqrt(2)
+            h = rng.standard_normal((n, m, 2)).view(np.complex128)[..., 0]
             kf = self.k_factor
-            los = np.sqrt(kf / (kf + 1.0)) * np.exp(1j * psi)[..., None] * self.steering
-            h = self.amplitude[..., None] * (los + np.sqrt(1.0 / (kf + 1.0)) * scatter)
+            amp = self.amplitude[:, key[1]]
+            h *= (amp * np.sqrt(0.5 / (kf + 1.0)))[:, None]
+            los = amp * np.sqrt(kf / (kf + 1.0)) * np.exp(1j * psi)
+            h += los[:, None] * self.steering[:, key[1], :]
             h.setflags(write=False)
-            self._cache.put(k, h)
+            self._cache.put(key, h)
         return h
+
+    def channel(self, k: int, users=None) -> np.ndarray:
+        """(N, V, M) complex estimated channels to ``users`` (default: all U) for PB k."""
+        users = range(self.shape[1]) if users is None else users
+        n, _, m = self.shape
+        out = np.empty((n, len(users), m), dtype=complex)
+        for i, u in enumerate(users):
+            out[:, i, :] = self.user_channel(k, u)
+        return out
 
     def spec(self) -> dict:
         return {
@@ -124,8 +143,9 @@ class ArrayChannels:
         self.array.setflags(write=False)
         self.shape = self.array.shape[1:]
 
-    def channel(self, k: int) -> np.ndarray:
-        return self.array[int(k)]
+    def channel(self, k: int, users=None) -> np.ndarray:
+        a = self.array[int(k)]
+        return a if users is None else a[:, list(users), :]
 
     def spec(self) -> dict:
         return {"kind": self.kind}

@@ -2,10 +2,13 @@
 
 For each PB k (eq. 7):
     migration(k) = sum over migrations (n -> m, k) of 8 S(k) / R^bac_{n,m}(k)  (sequential)
-    broadcast(k) = sum over the slots carrying k of max over the slot's units of
-                   8 S(k) / min_{u in unit} R_u(k)        (exact worst-case rates, rates.py)
+    broadcast(k) = sum over the transmissions carrying k of 8 S(k) / min_u R_u(k)
+                   (exact worst-case rates, rates.py)
     T = sum_k [migration(k) + broadcast(k)]                                          (eq. 8)
 For one CoMP broadcast unit per PB this is exactly eq. 7's max over the requesting users.
+A transmission is one unit, or all the units sharing a ``slot`` (sent at the same time): every
+user of a slot hears every node of the slot, since they all send the same PB symbol, so its rate
+is computed over the union of the slot's nodes and beams (eq. 6 with lambda = that union).
 
 Every constraint violation is reported with the nodes, users and PBs involved: storage (eq. 1),
 migration of a PB the source does not hold (eq. 2), a unit node that neither holds nor received
@@ -189,11 +192,10 @@ def evaluate(inst: Instance, plan: Plan, oracle: BeamformingOracle | None = None
         received[d, k] = True
     participation = holds | received
 
-    # ---- delivery units -----------------------------------------------------------------
+    # ---- delivery units: validate, get beams -------------------------------------------
     demand = inst.demand
     served = np.zeros_like(demand)
-    results = []
-    slot_members: dict[int, list[int]] = {}
+    prepared = []  # (unit index, unit, beams, beam source, oracle status)
     for i, unit in enumerate(plan.units):
         k = unit.block
         bad = _check_unit(inst, unit, i)
@@ -216,7 +218,6 @@ def evaluate(inst: Instance, plan: Plan, oracle: BeamformingOracle | None = None
                     inst.users.model[u] != j for u in users):
                 violations.append(Violation("malformed", f"unit {i}: model {j} does not match "
                                             "its PB or users", blocks=(k,), users=users))
-        # beams
         status = ""
         if unit.beams is not None:
             beams = np.asarray(unit.beams, dtype=complex)
@@ -229,53 +230,68 @@ def evaluate(inst: Instance, plan: Plan, oracle: BeamformingOracle | None = None
         else:
             res = oracle.solve(inst, k, nodes, users, method=unit.beamforming)
             beams, source, status = res.beams, f"oracle:{res.method}", res.status.value
-        h = inst.channel(k)[np.ix_(nodes, users)]
-        amp = robust_amplitude(h, inst.error_radius[np.ix_(nodes, users)], beams)
-        rates = rate_from_amplitude(amp, inst.users.noise_w[list(users)], inst.bandwidth_hz)
         power = np.sum(np.abs(beams) ** 2, axis=1)
         over = [n for n, p in zip(nodes, power, strict=True)
                 if p > inst.nodes.power_max_w[n] * (1 + POWER_RTOL)]
         if over:
             violations.append(Violation("power", f"unit {i}: beam power above P_max",
                                         nodes=tuple(over), blocks=(k,)))
-        rmin = float(rates.min())
-        delay = sizes_bits[k] / rmin if rmin > 0 else float("inf")
-        zero = tuple(u for u, r in zip(users, rates, strict=True) if r <= 0)
-        if zero:
-            violations.append(Violation("zero_rate", f"unit {i}: worst-case rate 0 (user out of "
-                                        "every participant's reach)", users=zero, blocks=(k,),
-                                        nodes=nodes))
-        low = tuple(u for u, r in zip(users, rates, strict=True)
-                    if 0 < r < inst.users.qos_bps[u] * (1 - QOS_RTOL))
-        if low:
-            violations.append(Violation("qos", f"unit {i}: worst-case rate below Q_u",
-                                        users=low, blocks=(k,), nodes=nodes))
-        served[list(users), k] = True
-        results.append(UnitResult(i, k, unit.mode, nodes, users, rates, delay, power, source,
-                                  status))
-        if unit.slot is not None:
-            slot_members.setdefault(unit.slot, []).append(len(results) - 1)
+        prepared.append((i, unit, beams, source, status, power))
 
-    # ---- slots --------------------------------------------------------------------------
-    block_bc: dict[int, float] = {}
-    in_slot = set()
-    for slot, members in slot_members.items():
-        blocks = {results[r].block for r in members}
-        node_lists = [n for r in members for n in results[r].nodes]
-        if len(blocks) > 1 or len(set(node_lists)) != len(node_lists):
+    # ---- transmissions: a unit alone, or the units sharing a slot ------------------------
+    groups: list[list[int]] = []
+    by_slot: dict[int, list[int]] = {}
+    for p_i, (_, unit, *_rest) in enumerate(prepared):
+        if unit.slot is None:
+            groups.append([p_i])
+        else:
+            by_slot.setdefault(unit.slot, []).append(p_i)
+    for slot, members in by_slot.items():
+        blocks = {prepared[m][1].block for m in members}
+        node_list = [n for m in members for n in prepared[m][1].nodes]
+        if len(blocks) > 1 or len(set(node_list)) != len(node_list):
             violations.append(Violation("slot_conflict", f"slot {slot}: concurrent units must "
                                         "carry the same PB from disjoint nodes",
                                         blocks=tuple(sorted(blocks))))
-            continue  # treated as sequential below
-        in_slot.update(members)
-        finite = [results[r].delay_s for r in members if np.isfinite(results[r].delay_s)]
-        k = results[members[0]].block
-        if finite:
-            block_bc[k] = block_bc.get(k, 0.0) + max(finite)
-    for r_i, r in enumerate(results):
-        if r_i in in_slot or not np.isfinite(r.delay_s):
-            continue
-        block_bc[r.block] = block_bc.get(r.block, 0.0) + r.delay_s
+            groups.extend([m] for m in members)  # evaluated as sequential transmissions
+        else:
+            groups.append(members)
+
+    results: list[UnitResult] = []
+    block_bc: dict[int, float] = {}
+    for members in groups:
+        k = prepared[members[0]][1].block
+        nodes = [n for m in members for n in prepared[m][1].nodes]
+        users = list(dict.fromkeys(u for m in members for u in prepared[m][1].users))
+        beams = np.vstack([prepared[m][2] for m in members])
+        # Every user hears every node of the transmission (they all send the same PB symbol),
+        # so its exact worst case runs over all of them (eq. 6 with lambda = the union).
+        h = inst.channel(k, users)[nodes]
+        amp = robust_amplitude(h, inst.error_radius[np.ix_(nodes, users)], beams)
+        rate_of = dict(zip(users, rate_from_amplitude(amp, inst.users.noise_w[users],
+                                                      inst.bandwidth_hz).tolist(), strict=True))
+        worst = min(rate_of.values())
+        if worst > 0:
+            block_bc[k] = block_bc.get(k, 0.0) + sizes_bits[k] / worst
+        for m in members:
+            i, unit, b, source, status, power = prepared[m]
+            rates = np.array([rate_of[u] for u in unit.users])
+            rmin = float(rates.min())
+            zero = tuple(u for u, r in zip(unit.users, rates, strict=True) if r <= 0)
+            if zero:
+                violations.append(Violation("zero_rate", f"unit {i}: worst-case rate 0 (user out "
+                                            "of every participant's reach)", users=zero,
+                                            blocks=(k,), nodes=unit.nodes))
+            low = tuple(u for u, r in zip(unit.users, rates, strict=True)
+                        if 0 < r < inst.users.qos_bps[u] * (1 - QOS_RTOL))
+            if low:
+                violations.append(Violation("qos", f"unit {i}: worst-case rate below Q_u",
+                                            users=low, blocks=(k,), nodes=unit.nodes))
+            served[list(unit.users), k] = True
+            results.append(UnitResult(i, k, unit.mode, unit.nodes, unit.users, rates,
+                                      sizes_bits[k] / rmin if rmin > 0 else float("inf"),
+                                      power, source, status))
+    results.sort(key=lambda r: r.index)
 
     # ---- coverage -----------------------------------------------------------------------
     missing = demand & ~served

@@ -119,9 +119,10 @@ class Instance:
         return w
 
     # ---- physical layer ----------------------------------------------------------------
-    def channel(self, k: int) -> np.ndarray:
-        """(N, U, M) complex estimated channels h~_{n,u}(k) while PB k is broadcast."""
-        return self.channels.channel(k)
+    def channel(self, k: int, users=None) -> np.ndarray:
+        """(N, V, M) complex estimated channels h~_{n,u}(k) to ``users`` (default: all U) while
+        PB k is broadcast. Only the requested columns are generated."""
+        return self.channels.channel(k, users)
 
     def backhaul_rates(self, k: int) -> np.ndarray:
         """(N, N) backhaul rates R^bac_{n,m}(k) in bits/s (+inf on the diagonal)."""

@@ -3,15 +3,18 @@
 A plan says what each node stores, which PBs migrate over the backhaul, and how requested PBs are
 delivered, as a list of *delivery units*. A unit is one transmission of PB k by a set of nodes to
 a set of users; its delay is 8 S(k) / (min worst-case rate of its users). Units are sent one after
-another, except units that share a ``slot`` id, which are concurrent (one slot costs the max of its
-units). This one format expresses every delivery mode the paper compares:
+another, except units that share a ``slot`` id: those are sent at the same time, from disjoint
+node sets with separately designed beams, and since they carry the same PB symbol every user of
+the slot hears all of the slot's nodes (the evaluator computes its worst case over all of them);
+a slot costs 8 S(k) / (min rate over all its users). This format expresses every delivery mode
+the paper compares:
 
 - CoMP broadcast (FGAMCD): one unit per requested PB, all its requesters, several nodes.
 - TDMA unicast: one ``unicast`` unit per (PB, user); the slots add up.
 - per-model delivery (coarse-grained caching): one unit per (PB, requested model), ``model`` set,
   so a PB shared by two requested models is sent twice.
-- no cooperation: per PB one unit per node to its own users, all in one ``slot`` (cells transmit
-  the same PB at the same time; the paper's model has no inter-cell interference term).
+- no cooperation: per PB one unit per node to its own users with its own beam, one cell after
+  another (or all in one ``slot``, then each user also hears the other cells' nodes).
 - hybrid multicasting: broadcast units for hot PBs, unicast units for the rest.
 
 Storage: ``cache[n]`` are fine-grained PBs (a shared PB is stored once); ``model_copies[n]`` are

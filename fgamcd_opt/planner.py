@@ -59,12 +59,15 @@ class GroupDelivery:
 
 
 class _BlockData:
-    """Per-PB quantities shared by every group of that PB (bounds, backhaul)."""
+    """Per-PB quantities shared by every group of that PB (bounds over its requesters,
+    backhaul)."""
 
     def __init__(self, inst: Instance, k: int):
         self.k = k
         self.bits = 8.0 * float(inst.repository.sizes[k])
-        self.link = link_amplitude_bound(inst, k)  # (N, U) sqrt(W)
+        req = inst.requesters(k)
+        self.column = {int(u): i for i, u in enumerate(req)}
+        self.link = link_amplitude_bound(inst, k, req)  # (N, requesters) sqrt(W)
         self.backhaul = inst.backhaul_rates(k)
 
 
@@ -86,7 +89,7 @@ def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle
     bd = block_data or _BlockData(inst, k)
     noise = inst.users.noise_w[list(users)]
     qos = inst.users.qos_bps[list(users)]
-    link = bd.link[:, list(users)]
+    link = bd.link[:, [bd.column[u] for u in users]]
 
     def rate_bound(cluster) -> np.ndarray:
         return rate_from_amplitude(link[list(cluster)].sum(axis=0), noise, inst.bandwidth_hz)
@@ -208,7 +211,7 @@ def default_caching(inst: Instance) -> np.ndarray:
     sizes = inst.repository.sizes.astype(float)
     cand = []
     for k in inst.requested_blocks:
-        link = link_amplitude_bound(inst, int(k))[:, inst.requesters(k)]  # (N, v)
+        link = link_amplitude_bound(inst, int(k), inst.requesters(k))  # (N, v)
         share = link / np.maximum(link.sum(axis=0, keepdims=True), 1e-300)
         value = share.sum(axis=1)  # (N,)
         for n in range(n_nodes):

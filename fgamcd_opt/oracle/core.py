@@ -90,7 +90,7 @@ def normalised_problem(inst: Instance, k: int, nodes, users) -> BeamProblem:
     """BeamProblem of PB k: g = sqrt(P_n) h~ / sigma_u, rho = sqrt(P_n / c) / sigma_u."""
     nodes = np.asarray(nodes, dtype=int)
     users = np.asarray(users, dtype=int)
-    h = inst.channel(k)[np.ix_(nodes, users)]  # (p, v, M)
+    h = inst.channel(k, users)[nodes]  # (p, v, M)
     sp = np.sqrt(inst.nodes.power_max_w[nodes])[:, None]
     sigma = np.sqrt(inst.users.noise_w[users])[None, :]
     g = h * (sp / sigma)[..., None]
@@ -216,7 +216,7 @@ class BeamformingOracle:
             x = robust_mrt(problem, 0).x
             status, fallback, message = OracleStatus.NUMERICAL_FAILURE, True, "non-finite beams"
         beams = x * np.sqrt(inst.nodes.power_max_w[list(nodes)])[:, None]
-        h = inst.channel(k)[np.ix_(nodes, users)]
+        h = inst.channel(k, users)[list(nodes)]
         radius = inst.error_radius[np.ix_(nodes, users)]
         amp = robust_amplitude(h, radius, beams)
         rates = rate_from_amplitude(amp, inst.users.noise_w[list(users)], inst.bandwidth_hz)

@@ -1,0 +1,227 @@
+"""milp: caching, migration and cluster choice by MILP (pyomo + HiGHS), with a certified bound.
+
+Two MILPs of the same form (fgamcd_opt/milp.py, docs/milp.md):
+
+1. the *optimistic* MILP: cluster delays from a rate no beamformer can exceed; HiGHS's dual bound
+   is a certified lower bound on the delay of every plan (returned as ``SolveResult.bound``);
+2. the *oracle* MILP (``rate_model=oracle``, default): cluster delays of the robust oracle's
+   beams, for a restricted candidate set per PB: the ``oracle_candidates`` best clusters of at
+   most ``max_cluster_oracle`` nodes (optimistic delay + participation cost under the bound
+   MILP's caching) plus the cluster the shared planner picks for that caching. Its MIP start is
+   the bound MILP's caching, completed, so its plan is never worse (in the model) than the
+   planner's delivery on that caching. ``rate_model=optimistic`` returns that planner plan
+   instead (no second MILP).
+
+A (user, PB) pair whose rate bound is 0 from every node can never be served; with
+``unreachable=exclude`` (default) such pairs are left out (the plan reports them undelivered and
+the bound covers the reachable pairs), with ``unreachable=infeasible`` the solver reports
+infeasible and lists them.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from fgamcd_opt import milp
+from fgamcd_opt.params import Param
+from fgamcd_opt.plan import Plan
+from fgamcd_opt.planner import DeliveryResult, PlannerOptions, _BlockData, plan_group
+from fgamcd_opt.solver import SolveResult, SolveStatus
+
+
+def _pairs_text(inst, pairs: list[tuple[int, int]], limit: int = 12) -> str:
+    items = [f"{inst.users.ids[u]}/{inst.repository.blocks[k].id}" for u, k in pairs[:limit]]
+    more = f" and {len(pairs) - limit} more" if len(pairs) > limit else ""
+    return ", ".join(items) + more
+
+
+class MilpSolver:
+    name = "milp"
+    description = ("MILP over caching, migration and cluster choice (pyomo + HiGHS): oracle-rate "
+                   "primal plan and a certified lower bound on the delay")
+    params = (
+        Param("time_limit", float, 120.0, "HiGHS time limit per MILP solve, seconds"),
+        Param("mip_gap", float, 0.01, "relative MIP gap at which HiGHS stops"),
+        Param("threads", int, 2, "HiGHS threads"),
+        Param("rate_model", str, "oracle", "primal plan: oracle (oracle-rate MILP) or optimistic "
+              "(the shared planner on the bound MILP's caching)", choices=milp.RATE_MODELS),
+        Param("max_cluster_oracle", int, 3, "most nodes in an oracle candidate cluster"),
+        Param("oracle_candidates", int, 6, "oracle-evaluated clusters per PB (plus the "
+              "planner's)"),
+        Param("max_cluster_bound", int, 0, "0: all minimal clusters (truncated at "
+              f"{milp.TRUNCATED_MAX_CLUSTER} nodes + overflow option above "
+              f"{milp.FULL_ENUMERATION_MAX_NODES} useful nodes); k > 0: truncate at k"),
+        Param("warm_start", bool, True, "MIP starts (planner caching for the bound MILP)"),
+        Param("qos_penalty", float, 10.0, "seconds added per PB whose oracle beams miss a QoS "
+              "floor (oracle model; the paper's r1 = 10)"),
+        Param("unreachable", str, "exclude", "(user, PB) pairs no node can reach: exclude them "
+              "or report infeasible", choices=("exclude", "infeasible")),
+    )
+
+    def solve(self, instance, ctx, params) -> SolveResult:
+        inst = instance
+        t_start = time.perf_counter()
+        oracle = ctx.oracle
+        calls0, otime0 = oracle.hits + oracle.misses, oracle.solve_time_s
+        meta: dict = {}
+
+        def budget() -> float:
+            return max(0.01, min(float(params["time_limit"]), ctx.time_left()))
+
+        # ---- 1. the bound model ------------------------------------------------------------
+        cap = params["max_cluster_bound"] or None
+        bdata = milp.optimistic_data(inst, cap)
+        excluded = bdata.excluded_pairs()
+        meta.update(bound_clusters=bdata.n_clusters, bound_truncated_blocks=bdata.truncated_blocks,
+                    excluded_pairs=len(excluded),
+                    excluded=[[inst.users.ids[u], inst.repository.blocks[k].id]
+                              for u, k in excluded],
+                    trivial_bound=milp.trivial_bound(bdata))
+        if excluded and params["unreachable"] == "infeasible":
+            return SolveResult(None, SolveStatus.INFEASIBLE,
+                               f"{len(excluded)} requested (user, PB) pair(s) have rate bound 0 "
+                               f"from every node: {_pairs_text(inst, excluded)}", metadata=meta)
+        reason = milp.storage_infeasibility(inst, bdata)
+        if reason:
+            return SolveResult(None, SolveStatus.INFEASIBLE, reason, metadata=meta)
+        warm = None
+        if params["warm_start"]:
+            warm = milp.complete(bdata, milp.warm_caching(inst, bdata))
+        out_b = milp.solve_milp(bdata, inst.n_blocks, budget(), params["mip_gap"],
+                                params["threads"], warm_start=warm, seed=ctx.seed)
+        bound = milp.certified_bound(out_b, bdata)
+        meta.update(
+            bound=bound, bound_certified=bound is not None and bdata.complete,
+            bound_scope="reachable (user, PB) pairs" if excluded else "all requested pairs",
+            optimistic_incumbent=out_b.objective_s, optimistic_gap=out_b.gap,
+            optimistic=out_b.summary())
+        if out_b.status == "infeasible":
+            return SolveResult(None, SolveStatus.INFEASIBLE,
+                               "HiGHS proved that the requested PBs cannot all be cached at "
+                               "least once within the storage capacities", metadata=meta)
+        if out_b.assignment is not None and out_b.assignment.feasible:
+            holds = out_b.assignment.holds
+        elif warm is not None and warm.feasible:
+            holds = warm.holds
+        else:
+            meta.update(statuses={"optimistic": out_b.status})
+            return SolveResult(None, SolveStatus.ERROR if out_b.status == "error"
+                               else SolveStatus.TIME_LIMIT,
+                               f"no caching found by the bound MILP ({out_b.status}: "
+                               f"{out_b.message or out_b.termination})", bound=bound,
+                               metadata=meta)
+        holds = milp.repair_storage(inst, holds)
+
+        # ---- 2. the planner's delivery on that caching -------------------------------------
+        popts = PlannerOptions(max_cluster=params["max_cluster_oracle"])
+        planner = DeliveryResult()
+        planner_cluster: dict[int, tuple[int, ...]] = {}
+        planner_delay = 0.0  # the oracle's delays of the planner's units (+ migrations)
+        for o in bdata.blocks:
+            holders = np.flatnonzero(holds[:, o.block])
+            bd = _BlockData(inst, o.block)
+            g = plan_group(inst, o.block, o.users, holders, oracle, popts, block_data=bd)
+            if g is None:
+                planner.undeliverable[o.block] = o.users
+                continue
+            planner_cluster[o.block] = g.nodes
+            if np.isfinite(g.total_s):
+                planner.add(g)
+                planner_delay += g.total_s
+                continue
+            # no common beam reaches every user: one unit per user, sent one after another
+            received: set[int] = set()
+            for u in o.users:
+                gu = plan_group(inst, o.block, (u,), holders, oracle, popts, received=received,
+                                block_data=bd)
+                received.update(m.dst for m in gu.migrations)
+                planner.add(gu, mode="unicast")
+                planner_delay += gu.total_s
+        meta.update(planner_primal_delay_s=planner_delay)
+        statuses = {"optimistic": out_b.status}
+        if params["rate_model"] == "optimistic":
+            plan = Plan(cache=[set(np.flatnonzero(holds[n]).tolist())
+                               for n in range(inst.n_nodes)],
+                        migrations=planner.migrations, units=planner.units, solver=self.name)
+            meta.update(primal="planner on the bound MILP's caching", statuses=statuses,
+                        build_time_s=out_b.build_time_s + out_b.load_time_s,
+                        solve_time_s=out_b.solve_time_s, n_variables=out_b.n_variables,
+                        n_clusters=bdata.n_clusters, mip_gap=out_b.gap)
+            self._oracle_meta(meta, oracle, calls0, otime0, t_start)
+            return SolveResult(plan, SolveStatus.FEASIBLE, self._message(out_b, None, excluded),
+                               bound=bound, metadata=meta)
+
+        # ---- 3. the oracle-rate MILP -------------------------------------------------------
+        candidates, users = {}, {}
+        for o in bdata.blocks:
+            cands = milp.rank_clusters(inst, o, holds[:, o.block], params["max_cluster_oracle"],
+                                       params["oracle_candidates"])
+            if o.block in planner_cluster:
+                cands.append(planner_cluster[o.block])
+            candidates[o.block] = cands
+            users[o.block] = o.users
+        pdata = milp.oracle_data(inst, oracle, candidates, users, params["qos_penalty"],
+                                 excluded=bdata.excluded)
+        start = milp.complete(pdata, holds)
+        out_p = milp.solve_milp(pdata, inst.n_blocks, budget(), params["mip_gap"],
+                                params["threads"],
+                                warm_start=start if params["warm_start"] else None,
+                                capacity_slack_bytes=milp.PRIMAL_STORAGE_SLACK_BYTES,
+                                seed=ctx.seed)
+        statuses["oracle"] = out_p.status
+        asg = out_p.assignment
+        status = SolveStatus.FEASIBLE
+        if asg is not None and asg.feasible:
+            repaired = milp.repair_storage(inst, asg.holds)
+            if not np.array_equal(repaired, asg.holds):
+                asg = milp.complete(pdata, repaired)
+        if asg is None or not asg.feasible:
+            asg = start  # never lose a plan: the start is feasible whenever the caching is
+            status = SolveStatus.TIME_LIMIT if out_p.status in ("time_limit", "no_solution") \
+                else SolveStatus.FEASIBLE
+            meta["primal_fallback"] = "bound MILP caching, completed with the oracle delays"
+        elif out_p.status == "optimal" and (out_p.gap or 0.0) <= 1e-9:
+            status = SolveStatus.OPTIMAL
+        plan = milp.assignment_plan(inst, pdata, asg, self.name)
+        meta.update(
+            primal="oracle-rate MILP", statuses=statuses, oracle_model=out_p.summary(),
+            mip_gap=out_p.gap, milp_primal_delay_s=asg.delay_s,
+            milp_primal_qos_violating_blocks=int(sum(
+                not pdata.blocks[i].qos_ok[c.index] for i, c in _indexed(pdata, asg))),
+            build_time_s=out_b.build_time_s + out_b.load_time_s + out_p.build_time_s
+            + out_p.load_time_s,
+            solve_time_s=out_b.solve_time_s + out_p.solve_time_s,
+            n_variables=out_b.n_variables + out_p.n_variables,
+            n_clusters=bdata.n_clusters, oracle_clusters=pdata.n_clusters)
+        self._oracle_meta(meta, oracle, calls0, otime0, t_start)
+        return SolveResult(plan, status, self._message(out_b, out_p, excluded), bound=bound,
+                           metadata=meta)
+
+    @staticmethod
+    def _oracle_meta(meta, oracle, calls0, otime0, t_start) -> None:
+        meta.update(oracle_calls=oracle.hits + oracle.misses - calls0,
+                    oracle_time_s=oracle.solve_time_s - otime0,
+                    total_time_s=time.perf_counter() - t_start)
+
+    @staticmethod
+    def _message(out_b, out_p, excluded) -> str:
+        parts = []
+        for label, out in (("bound MILP", out_b), ("oracle MILP", out_p)):
+            if out is None:
+                continue
+            gap = f"{100 * out.gap:.2f}%" if out.gap is not None else "n/a"
+            if out.status != "optimal":
+                parts.append(f"{label} stopped: {out.status} (gap {gap})")
+        if excluded:
+            parts.append(f"{len(excluded)} unreachable (user, PB) pair(s) excluded")
+        return "; ".join(parts)
+
+
+def _indexed(pdata, asg):
+    by_block = {o.block: i for i, o in enumerate(pdata.blocks)}
+    return [(by_block[c.block], c) for c in asg.choices]
+
+
+__solvers__ = [MilpSolver]
