@@ -105,17 +105,26 @@ def test_planner_migrates_from_holders_and_reports_unheld(small):
     assert "undelivered" in kinds
 
 
-def test_tdma_delay_at_least_broadcast_for_shared_pbs(small):
+def test_tdma_slots_add_up(small):
+    """TDMA: one unicast slot per (PB, requester); a PB's broadcast time is the sum of its slots."""
     inst = small
     oracle = BeamformingOracle()
     holds = default_caching(inst)
-    bc = plan_broadcast(inst, holds, oracle, PlannerOptions(max_cluster=1, screen=1))
     uc = plan_unicast(inst, holds, oracle, PlannerOptions(max_cluster=1, screen=1,
                                                           method="mrt"))
-    shared = [int(k) for k in inst.requested_blocks if len(inst.requesters(k)) > 1]
+    shared = [int(k) for k in inst.requested_blocks if len(inst.requesters(k)) > 1
+              and holds[:, k].any()]
     assert shared
-    assert sum(1 for u in uc.units if u.block == shared[0]) == len(inst.requesters(shared[0]))
+    k = shared[0]
+    assert sum(1 for u in uc.units if u.block == k) == len(inst.requesters(k))
     assert all(u.mode == "unicast" and len(u.users) == 1 for u in uc.units)
+    plan = Plan(cache=[set(np.flatnonzero(h)) for h in holds], migrations=uc.migrations,
+                units=uc.units)
+    ev = evaluate(inst, plan, oracle)
+    slots = [r.delay_s for r in ev.units if r.block == k]
+    assert len(slots) > 1
+    assert ev.block_broadcast_s[k] == pytest.approx(sum(slots), rel=1e-12)
+    assert ev.block_broadcast_s[k] > max(slots)
 
 
 def test_trimcaching_hits_everyone_with_plenty_of_storage_and_respects_storage():
