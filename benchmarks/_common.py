@@ -1,0 +1,59 @@
+"""Shared helpers of the benchmark scripts: a resumable JSON results file and table printing."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from fgamcd_opt.jsonio import write_json_atomic
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    import os
+
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "machine": platform.machine(), "cpus": os.cpu_count()}
+
+
+class ResultsFile:
+    """Rows keyed by a tuple; written atomically after every row, so a crashed or interrupted
+    run resumes where it stopped without losing finished rows."""
+
+    def __init__(self, name: str, meta: dict | None = None):
+        self.path = RESULTS / name
+        self.data = {"meta": meta or {}, "rows": []}
+        if self.path.exists():
+            try:
+                self.data = json.loads(self.path.read_text())
+            except json.JSONDecodeError:
+                pass
+        self.data["meta"] = {**self.data.get("meta", {}), **(meta or {}), "machine": machine()}
+
+    def has(self, **key) -> bool:
+        return any(all(r.get(k) == v for k, v in key.items()) for r in self.data["rows"])
+
+    def add(self, row: dict) -> None:
+        self.data["rows"].append(row)
+        write_json_atomic(self.path, self.data)
+
+    @property
+    def rows(self) -> list[dict]:
+        return self.data["rows"]
+
+
+def table(rows: list[dict], cols: list[tuple[str, str, str]]) -> str:
+    """cols: (header, key, format)."""
+    head = " | ".join(h for h, _, _ in cols)
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        cells = []
+        for _, key, fmt in cols:
+            v = r.get(key)
+            cells.append("-" if v is None else format(v, fmt) if fmt else str(v))
+        lines.append(" | ".join(cells))
+    return "\n".join(lines)
