@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -611,3 +612,26 @@ def test_generated_instance_with_other_seed_also_round_trips(tmp_path):
     inst = generate("tiny", seed=99, n_users=4, antennas=2)
     save_instance(inst, tmp_path / "x.json")
     assert_same_instance(inst, load_instance(tmp_path / "x.json", verify_channels="full"))
+
+
+# ---------------------------------------------------------------------------------------
+# shipped instances
+# ---------------------------------------------------------------------------------------
+SHIPPED = Path(__file__).resolve().parent.parent / "instances"
+
+
+@pytest.mark.skipif(not SHIPPED.is_dir(), reason="no instances/ folder")
+def test_shipped_instances_load_and_match_the_generator(tiny, paper_default):
+    files = sorted(SHIPPED.glob("*.json"))
+    assert files
+    for f in files:
+        inst = load_instance(f)
+        assert inst.name == f.stem
+        jsonschema.Draft202012Validator(INSTANCE_SCHEMA).validate(json.loads(f.read_text()))
+    # the shipped files are what `fgamcd gen NAME` writes (kept in sync with the generator)
+    if (SHIPPED / "tiny.json").exists():
+        shipped = load_instance(SHIPPED / "tiny.json", verify_channels="full")
+        assert instance_to_dict(shipped) == instance_to_dict(generate("tiny"))
+    if (SHIPPED / "paper-default.json").exists():
+        shipped = load_instance(SHIPPED / "paper-default.json")
+        assert shipped.fingerprint == paper_default.fingerprint

@@ -565,6 +565,15 @@ def test_own_cell_units_in_one_slot_cost_the_max(make_instance, oracle):
     assert together.block_broadcast_s[k] < d0 + d1
     others = sum(together.block_broadcast_s[b] for b in (0, 2))
     assert together.total_delay_s == pytest.approx(max(d0, d1) + others, rel=1e-12)
+    # exact slot semantics: the units send the same PB symbol at the same time, so every user
+    # of the slot hears both nodes with their beams (eq. 6 with lambda = the union)
+    h = inst.channel(k)
+    union = {u: hand_rate([list(h[0, u]), list(h[1, u])], [list(b0[0]), list(b1[0])],
+                          [1e8, 1e8], 1e-9, 1e6) for u in (0, 1, 2)}
+    np.testing.assert_allclose(together.units[0].rates_bps, [union[0]], rtol=1e-12)
+    np.testing.assert_allclose(together.units[1].rates_bps, [union[1], union[2]], rtol=1e-12)
+    assert together.block_broadcast_s[k] == pytest.approx(8 * H_SIZES[k] / min(union.values()),
+                                                          rel=1e-12)
 
 
 def test_model_copies_pay_storage_per_copy(make_instance, oracle):
@@ -617,3 +626,19 @@ def test_evaluator_without_beams_uses_the_oracle(make_instance):
         expect = inst.bandwidth_hz * np.log2(1 + np.square(amp) / inst.users.noise_w[0])
         np.testing.assert_allclose(res.rates_bps, expect, rtol=1e-9)
         assert np.all(res.power_w <= inst.nodes.power_max_w[list(unit.nodes)] * (1 + 1e-9))
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a plan whose cache / model_copies hold an "
+                   "out-of-range index crashes the evaluator (IndexError) instead of a "
+                   "'malformed' violation; `fgamcd solve` with such a user solver prints a "
+                   "traceback")
+@pytest.mark.parametrize("field", ["cache", "model_copies"])
+def test_out_of_range_cache_index_is_a_violation_not_a_crash(make_instance, oracle, field):
+    inst = hand_h(make_instance)
+    plan = base_plan()
+    if field == "cache":
+        plan.cache[0] = {0, 1, 99}
+    else:
+        plan.model_copies = [[7], []]
+    ev = evaluate(inst, plan, oracle)
+    assert ev.status == "infeasible" and "malformed" in {v.kind for v in ev.violations}
