@@ -169,6 +169,8 @@ def fingerprint(source, blocks: Iterable[int]) -> dict:
     w = None
     for k in blocks:
         h = source.channel(k)
+        if h.size == 0:  # no users: nothing to fingerprint
+            continue
         flat = np.concatenate([h.real.ravel(), h.imag.ravel()])
         rms = np.sqrt(np.mean(flat**2)) or 1.0
         flat = flat / rms

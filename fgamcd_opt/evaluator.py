@@ -156,9 +156,9 @@ def evaluate(inst: Instance, plan: Plan, oracle: BeamformingOracle | None = None
     violations: list[Violation] = []
     sizes_bits = 8.0 * rep.sizes.astype(float)
 
-    if plan.n_nodes != n_nodes:
-        violations.append(Violation("malformed", f"plan has {plan.n_nodes} cache entries for "
-                                                 f"{n_nodes} nodes"))
+    problem = _check_storage_shape(inst, plan)
+    if problem:
+        violations.append(Violation("malformed", problem))
         return _empty(inst, plan, violations, t0)
 
     # ---- storage (eq. 1) ----------------------------------------------------------------
@@ -315,6 +315,23 @@ def evaluate(inst: Instance, plan: Plan, oracle: BeamformingOracle | None = None
         undelivered=undelivered, n_requested_pairs=int(demand.sum()), n_migrations=len(seen),
         eval_time_s=time.perf_counter() - t0,
     )
+
+
+def _check_storage_shape(inst: Instance, plan: Plan) -> str:
+    if plan.n_nodes != inst.n_nodes:
+        return f"plan has {plan.n_nodes} cache entries for {inst.n_nodes} nodes"
+    for n, blocks in enumerate(plan.cache):
+        if any(not isinstance(k, int | np.integer) or not 0 <= k < inst.n_blocks for k in blocks):
+            return f"cache of node {n} holds a PB index out of range"
+    if plan.model_copies is not None:
+        if len(plan.model_copies) != inst.n_nodes:
+            return (f"plan has {len(plan.model_copies)} model_copies entries for "
+                    f"{inst.n_nodes} nodes")
+        for n, models in enumerate(plan.model_copies):
+            if any(not isinstance(j, int | np.integer) or not 0 <= j < inst.n_models
+                   for j in models):
+                return f"model_copies of node {n} hold a model index out of range"
+    return ""
 
 
 def _check_unit(inst: Instance, unit, i: int) -> Violation | None:

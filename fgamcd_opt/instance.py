@@ -146,7 +146,7 @@ class Instance:
         from .instance_io import instance_to_dict  # local: io depends on this module
 
         d = instance_to_dict(self)
-        for key in ("provenance", "description", "name"):
+        for key in ("provenance", "description", "name", "sidecar"):
             d.pop(key, None)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str).encode()
         extra = b""

@@ -52,7 +52,11 @@ def _load_sidecar(data: dict, file: str, base_dir: Path) -> dict[str, np.ndarray
     if not path.is_file():
         raise InstanceError(file, "sidecar", f"sidecar file {str(path)!r} not found")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise InstanceError(str(path), "", "sidecar must be an .npz archive of named "
+                                               "arrays (got a single .npy array)")
+        with loaded as npz:
             arrays = {key: npz[key] for key in npz.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         # allow_pickle=False makes object arrays fail here instead of executing pickled code
@@ -218,9 +222,11 @@ def _verify_channels(channels, fps: dict, n_blocks: int, mode: str, file: str) -
         if not fingerprint_matches(rec, got):
             raise InstanceError(
                 file, f"channels.fingerprints.{key}",
-                "regenerated channels do not match the recorded fingerprint (different numpy "
-                f"random streams? numpy {np.__version__}); regenerate the instance with "
-                "fgamcd-gen or ship the channels in an .npz sidecar")
+                "regenerated channels do not match the recorded fingerprint: the file was "
+                "edited after generation (nodes, users or channel parameters) or this numpy "
+                f"({np.__version__}) draws different random streams; regenerate it with "
+                "fgamcd-gen, delete channels.fingerprints to accept the channels as they are "
+                "now, or ship the channels in an .npz sidecar")
 
 
 def load_instance(path: str | os.PathLike, verify_channels: str = "probe") -> Instance:

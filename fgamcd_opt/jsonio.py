@@ -7,9 +7,11 @@ import math
 import os
 import tempfile
 from collections.abc import Iterable
+from enum import Enum
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 
 from .errors import InputError
 
@@ -37,11 +39,9 @@ def read_json(path: str | os.PathLike, error_type: type[InputError] = InputError
     except (OSError, UnicodeDecodeError) as exc:
         raise error_type(file, "", f"cannot read file ({exc})") from None
 
-    def _reject(token):
-        raise ValueError(f"{token} is not valid JSON (non-finite numbers are not allowed)")
-
     try:
-        return json.loads(text, parse_constant=_reject)
+        # NaN/Infinity tokens parse to nan here so that validation can report their JSON path
+        return json.loads(text, parse_constant=lambda token: float("nan"))
     except json.JSONDecodeError as exc:
         raise error_type(file, "", f"invalid JSON at line {exc.lineno} column {exc.colno}: "
                                    f"{exc.msg}") from None
@@ -83,7 +83,7 @@ def validate_schema(data, schema: dict, file: str, error_type: type[InputError])
         raise error_type(file, "$", f"expected a JSON object, got {type(data).__name__}")
     bad = find_non_finite(data)
     if bad is not None:
-        raise error_type(file, json_path(bad), "number is not finite (NaN or infinity)")
+        raise error_type(file, json_path(bad), "number is not finite (NaN, Infinity or a literal too large for a float)")
     validator = jsonschema.Draft202012Validator(schema)
     errors = list(validator.iter_errors(data))
     if not errors:
@@ -95,6 +95,29 @@ def validate_schema(data, schema: dict, file: str, error_type: type[InputError])
     while err.context:  # descend into oneOf/anyOf to the specific failure
         err = max(err.context, key=lambda e: len(e.absolute_path))
     raise error_type(file, json_path(err.absolute_path), _describe(err))
+
+
+def jsonable(obj):
+    """A JSON-safe copy: numpy scalars/arrays to Python, non-finite floats to None, tuples to
+    lists, and any other object to its repr (never a crash when writing results)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating | float):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, Enum):
+        return obj.value
+    if obj is None or isinstance(obj, str | int | bool):
+        return obj
+    return repr(obj)
 
 
 def write_json_atomic(path: str | os.PathLike, data, indent: int | None = 1) -> None:

@@ -96,7 +96,6 @@ RATE_MODELS = ("optimistic", "oracle")
 FULL_ENUMERATION_MAX_NODES = 8  # 2^8 - 1 = 255 candidate sets per PB at most
 TRUNCATED_MAX_CLUSTER = 4  # s_max when the enumeration is truncated
 BOUND_SAFETY_RTOL = 1e-6
-PRIMAL_STORAGE_SLACK_BYTES = 1000  # HiGHS may overfill a row by its tolerance (1e-7 GB = 100 B)
 _GB = 1e9
 
 log = logging.getLogger(__name__)
@@ -653,6 +652,7 @@ def solve_milp(data: MilpData, n_blocks: int, time_limit_s: float = 120.0,
     opt.config.stream_solver = False
     opt.config.time_limit = max(float(time_limit_s), 0.01)
     opt.config.mip_gap = float(mip_gap)
+    _use_threads(int(threads))
     opt.highs_options = {"threads": int(threads), "random_seed": int(seed)}
     if warm_start is not None and warm_start.feasible:
         _set_start(mdl, data, warm_start)
@@ -662,6 +662,12 @@ def solve_milp(data: MilpData, n_blocks: int, time_limit_s: float = 120.0,
     timer = HierarchicalTimer()
     try:
         res = opt.solve(mdl, timer=timer)
+        if res.termination_condition == TC.unknown and res.best_feasible_objective is None:
+            # another HiGHS user in this process sized the thread scheduler differently
+            import highspy
+
+            highspy.Highs.resetGlobalScheduler(True)
+            res = opt.solve(mdl, timer=timer)
     except Exception as exc:  # a HiGHS/pyomo failure is reported, not raised
         out.message = f"{type(exc).__name__}: {exc}"
         return out
@@ -691,6 +697,20 @@ def solve_milp(data: MilpData, n_blocks: int, time_limit_s: float = 120.0,
     return out
 
 
+_SCHEDULER_THREADS: int | None = None
+
+
+def _use_threads(threads: int) -> None:
+    """HiGHS keeps one global thread scheduler per process, sized by the first run: a later run
+    asking for another thread count fails at once (model status 'not set'). Reset it then."""
+    global _SCHEDULER_THREADS
+    if _SCHEDULER_THREADS is not None and _SCHEDULER_THREADS != threads:
+        import highspy
+
+        highspy.Highs.resetGlobalScheduler(True)
+    _SCHEDULER_THREADS = threads
+
+
 def _timer_total(timer, name: str) -> float:
     try:
         return float(timer.get_total_time(name))
@@ -705,17 +725,23 @@ def _finite(v) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def certified_bound(outcome: MilpOutcome, data: MilpData) -> float | None:
-    """The optimistic MILP's dual bound minus the numerical safety margin (seconds), or None."""
-    if data.rate_model != "optimistic" or outcome.dual_bound_s is None:
+def certified_bound(outcome: MilpOutcome | None, data: MilpData) -> float | None:
+    """Certified lower bound on the total delay (seconds) from the optimistic model: the larger
+    of HiGHS's dual bound and :func:`trivial_bound` (valid even when HiGHS stops before its
+    root bound), minus the numerical safety margin. None for a non-optimistic model."""
+    if data.rate_model != "optimistic":
         return None
-    lb = outcome.dual_bound_s
+    lb = trivial_bound(data)
+    if outcome is not None and outcome.dual_bound_s is not None:
+        lb = max(lb, outcome.dual_bound_s)
+    if not np.isfinite(lb):
+        return None
     return max(0.0, lb - BOUND_SAFETY_RTOL * abs(lb))
 
 
 def trivial_bound(data: MilpData) -> float:
-    """sum_k min_S D_k(S): every node holds everything, no migration (seconds; optimistic data
-    gives a valid but weaker bound than the MILP)."""
+    """sum_k min_S D_k(S) in seconds: the MILP without storage limits (every node holds every
+    PB, no migration). With optimistic data a valid bound, never stronger than the MILP's."""
     total = 0.0
     for o in data.blocks:
         best = float(o.cost_s.min()) if o.n_clusters else np.inf

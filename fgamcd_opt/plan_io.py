@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import PlanError
 from .instance import Instance
-from .jsonio import read_json, validate_schema, write_json_atomic
+from .jsonio import jsonable, read_json, validate_schema, write_json_atomic
 from .plan import MODES, DeliveryUnit, Migration, Plan
 
 _ids = {"type": "array", "items": {"type": "string"}}
@@ -77,7 +77,7 @@ def plan_to_dict(plan: Plan, inst: Instance, with_beams: bool = True,
         "instance": {"name": inst.name, "fingerprint": inst.fingerprint},
         "solver": plan.solver,
         "solver_params": solver_params or {},
-        "metadata": _jsonable(plan.metadata),
+        "metadata": jsonable(plan.metadata),
         "cache": {nid[n]: [bid[k] for k in sorted(blocks)] for n, blocks in enumerate(plan.cache)},
         "migrations": [{"from": nid[m.src], "to": nid[m.dst], "block": bid[m.block]}
                        for m in plan.migrations],
@@ -87,21 +87,6 @@ def plan_to_dict(plan: Plan, inst: Instance, with_beams: bool = True,
         out["model_copies"] = {nid[n]: [mid[j] for j in models]
                                for n, models in enumerate(plan.model_copies)}
     return out
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating | float):
-        v = float(obj)
-        return v if np.isfinite(v) else None
-    return obj
 
 
 def plan_from_dict(data: dict, inst: Instance, file: str = "<plan>") -> Plan:
@@ -144,7 +129,11 @@ def plan_from_dict(data: dict, inst: Instance, file: str = "<plan>") -> Plan:
         users = [look(user_ix, x, f"{p}.users[{j}]", "user") for j, x in enumerate(u["users"])]
         beams = None
         if u.get("beams") is not None:
-            re, im = np.array(u["beams"]["re"], float), np.array(u["beams"]["im"], float)
+            try:
+                re = np.array(u["beams"]["re"], dtype=float)
+                im = np.array(u["beams"]["im"], dtype=float)
+            except ValueError:
+                raise PlanError(file, f"{p}.beams", "rows of different lengths") from None
             if re.shape != im.shape or re.shape != (len(nodes), inst.antennas):
                 raise PlanError(file, f"{p}.beams", f"shape {re.shape}/{im.shape}, expected "
                                                     f"({len(nodes)}, {inst.antennas})")

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 from .evaluator import Evaluation, evaluate
 from .instance import Instance
+from .jsonio import jsonable
 from .oracle import BeamformingOracle, default_oracle
 from .params import resolve
 from .plan import Plan
@@ -46,7 +47,7 @@ class RunRecord:
     metadata: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return jsonable(asdict(self))
 
 
 @dataclass
@@ -80,7 +81,15 @@ def run_solver(inst: Instance, solver_cls, params: dict | None = None, seed: int
         result = SolveResult(None, SolveStatus.ERROR, f"{type(exc).__name__}: {exc}",
                              metadata={"traceback": traceback.format_exc()})
     solve_time = time.perf_counter() - t0
-    evaluation = evaluate(inst, result.plan, oracle) if result.plan is not None else None
+    evaluation = None
+    if result.plan is not None:
+        try:
+            evaluation = evaluate(inst, result.plan, oracle)
+        except Exception as exc:  # a malformed plan object must not crash the run either
+            if debug:
+                raise
+            result = SolveResult(None, SolveStatus.ERROR, f"the plan could not be evaluated: "
+                                 f"{type(exc).__name__}: {exc}", metadata=result.metadata)
     calls = oracle.misses + oracle.hits - calls0
     hits = oracle.hits - hits0
     if evaluation is None:

@@ -38,6 +38,9 @@ _fingerprint = {
     "additionalProperties": False,
 }
 
+_fingerprints = {"type": "object", "properties": {"probe": _fingerprint, "full": _fingerprint},
+                 "additionalProperties": False}
+
 INSTANCE_SCHEMA: dict = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://fgamcd-opt.example/schema/instance-v1.json",
@@ -63,8 +66,8 @@ INSTANCE_SCHEMA: dict = {
                     "id": _id,
                     "position_m": _xy,
                     "antennas": {"type": "integer", "minimum": 1, "maximum": 4096},
-                    "power_max_w": _pos,
-                    "storage_bytes": {"type": "integer", "minimum": 0},
+                    "power_max_w": {**_pos, "maximum": 1e9},
+                    "storage_bytes": {"type": "integer", "minimum": 0, "maximum": 10**18},
                 },
                 "required": ["id", "position_m", "antennas", "power_max_w", "storage_bytes"],
                 "additionalProperties": False,
@@ -97,7 +100,8 @@ INSTANCE_SCHEMA: dict = {
                         "properties": {
                             "id": _id,
                             "name": {"type": "string"},
-                            "size_bytes": {"type": "integer", "minimum": 1},
+                            "size_bytes": {"type": "integer", "minimum": 1,
+                                           "maximum": 10**15},
                             "base_model": {"type": "string"},
                         },
                         "required": ["id", "size_bytes"],
@@ -149,11 +153,9 @@ INSTANCE_SCHEMA: dict = {
                     "path_loss_exponent": _pos,
                     "min_distance_m": _pos,
                     "array": {"const": "ula-half-wavelength"},
-                    "fingerprints": {"type": "object", "properties": {
-                        "probe": _fingerprint, "full": _fingerprint},
-                        "additionalProperties": False},
+                    "fingerprints": _fingerprints,
                 }, ["seed", "k_factor", "path_loss_db_at_1m", "path_loss_exponent"]),
-                _kind("sidecar", {"fingerprints": {"type": "object"}}, []),
+                _kind("sidecar", {"fingerprints": _fingerprints}, []),
             ],
         },
         "error_shape": {

@@ -293,9 +293,6 @@ def test_console_script_fgamcd_info_real_subprocess(inst_file, tmp_path):
     assert ok.returncode == 0 and json.loads(ok.stdout)["K"] == 38
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: solver metadata that is not JSON-serialisable "
-                   "(e.g. an arbitrary object) makes `fgamcd solve` crash with a TypeError "
-                   "traceback while writing the plan")
 def test_solver_with_unserialisable_metadata_does_not_crash(capsys, inst_file, tmp_path):
     (tmp_path / "meta_solver.py").write_text(
         "from fgamcd_opt.plan import Plan\n"

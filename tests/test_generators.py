@@ -257,8 +257,6 @@ def test_unknown_scenario_raises_parameter_error():
         generate("nope")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: generate(n_users=0) (allowed by the parameter "
-                   "check) crashes in channels.fingerprint: max() of an empty array")
 def test_zero_users_generates():
     inst = generate("tiny", seed=0, n_users=0)
     assert inst.n_users == 0 and len(inst.requested_blocks) == 0

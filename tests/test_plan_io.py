@@ -189,8 +189,6 @@ def test_beams_of_wrong_shape(tiny, plan):
         plan_from_dict(d, tiny)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ragged beams (rows of different lengths) raise "
-                   "numpy ValueError (inhomogeneous shape) instead of PlanError")
 def test_ragged_beams(tiny, plan):
     d = plan_to_dict(plan, tiny)
     d["units"][0]["beams"]["re"][1] = d["units"][0]["beams"]["re"][1][:2]

@@ -628,10 +628,6 @@ def test_evaluator_without_beams_uses_the_oracle(make_instance):
         assert np.all(res.power_w <= inst.nodes.power_max_w[list(unit.nodes)] * (1 + 1e-9))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a plan whose cache / model_copies hold an "
-                   "out-of-range index crashes the evaluator (IndexError) instead of a "
-                   "'malformed' violation; `fgamcd solve` with such a user solver prints a "
-                   "traceback")
 @pytest.mark.parametrize("field", ["cache", "model_copies"])
 def test_out_of_range_cache_index_is_a_violation_not_a_crash(make_instance, oracle, field):
     inst = hand_h(make_instance)

@@ -172,7 +172,8 @@ def cmd_solve(args) -> int:
         ev_path = out.with_name(out.name.replace(".plan.json", "") + ".eval.json") \
             if out.name.endswith(".plan.json") else out.with_suffix(".eval.json")
         write_json_atomic(ev_path, {"run": rec.to_dict(),
-                                    "evaluation": run.evaluation.to_dict(inst)})
+                                    "evaluation": run.evaluation.to_dict(inst)
+                                    if run.evaluation is not None else None})
         print(f"wrote {out} and {ev_path}")
     if rec.status == "error":
         return 1
