@@ -143,6 +143,9 @@ class ArrayChannels:
         self.array.setflags(write=False)
         self.shape = self.array.shape[1:]
 
+    def user_channel(self, k: int, u: int) -> np.ndarray:
+        return self.array[int(k)][:, int(u), :]
+
     def channel(self, k: int, users=None) -> np.ndarray:
         a = self.array[int(k)]
         return a if users is None else a[:, list(users), :]

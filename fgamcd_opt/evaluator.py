@@ -27,7 +27,7 @@ import numpy as np
 from .instance import Instance
 from .oracle import BeamformingOracle, default_oracle
 from .plan import MODES, Plan
-from .rates import rate_from_amplitude, robust_amplitude
+from .rates import rate_from_amplitude, robust_amplitude_pairs
 
 POWER_RTOL = 1e-9
 QOS_RTOL = 1e-9
@@ -203,12 +203,13 @@ def evaluate(inst: Instance, plan: Plan, oracle: BeamformingOracle | None = None
             violations.append(bad)
             continue
         nodes, users = unit.nodes, unit.users
-        missing = [n for n in nodes if not participation[n, k]]
+        missing = () if participation[list(nodes), k].all() else [
+            n for n in nodes if not participation[n, k]]
         if missing:
             violations.append(Violation("not_holding", f"unit {i}: node(s) neither cache nor "
                                         "received the PB (eq. 3)", nodes=tuple(missing),
                                         blocks=(k,)))
-        spurious = [u for u in users if not demand[u, k]]
+        spurious = () if demand[list(users), k].all() else [u for u in users if not demand[u, k]]
         if spurious:
             violations.append(Violation("spurious_user", f"unit {i}: user(s) do not request "
                                         "this PB", users=tuple(spurious), blocks=(k,)))
@@ -230,9 +231,10 @@ def evaluate(inst: Instance, plan: Plan, oracle: BeamformingOracle | None = None
         else:
             res = oracle.solve(inst, k, nodes, users, method=unit.beamforming)
             beams, source, status = res.beams, f"oracle:{res.method}", res.status.value
-        power = np.sum(np.abs(beams) ** 2, axis=1)
-        over = [n for n, p in zip(nodes, power, strict=True)
-                if p > inst.nodes.power_max_w[n] * (1 + POWER_RTOL)]
+        power = np.einsum("nm,nm->n", beams.conj(), beams).real
+        pmax = inst.nodes.power_max_w[list(nodes)] * (1 + POWER_RTOL)
+        over = () if (power <= pmax).all() else [
+            n for n, p, q in zip(nodes, power, pmax, strict=True) if p > q]
         if over:
             violations.append(Violation("power", f"unit {i}: beam power above P_max",
                                         nodes=tuple(over), blocks=(k,)))
@@ -257,38 +259,62 @@ def evaluate(inst: Instance, plan: Plan, oracle: BeamformingOracle | None = None
         else:
             groups.append(members)
 
-    results: list[UnitResult] = []
-    block_bc: dict[int, float] = {}
+    # Every user hears every node of its transmission (they all send the same PB symbol), so
+    # its exact worst case runs over all of them (eq. 6 with lambda = the union). All (transmission,
+    # user) pairs are stacked, padded to the largest transmission, and scored in one call.
+    tx = []
     for members in groups:
         k = prepared[members[0]][1].block
         nodes = [n for m in members for n in prepared[m][1].nodes]
         users = list(dict.fromkeys(u for m in members for u in prepared[m][1].users))
-        beams = np.vstack([prepared[m][2] for m in members])
-        # Every user hears every node of the transmission (they all send the same PB symbol),
-        # so its exact worst case runs over all of them (eq. 6 with lambda = the union).
-        h = inst.channel(k, users)[nodes]
-        amp = robust_amplitude(h, inst.error_radius[np.ix_(nodes, users)], beams)
-        rate_of = dict(zip(users, rate_from_amplitude(amp, inst.users.noise_w[users],
-                                                      inst.bandwidth_hz).tolist(), strict=True))
+        beams = prepared[members[0]][2] if len(members) == 1 else np.vstack(
+            [prepared[m][2] for m in members])
+        tx.append((members, k, nodes, users, beams))
+    n_pairs = sum(len(t[3]) for t in tx)
+    p_max = max((len(t[2]) for t in tx), default=1)
+    h_all = np.zeros((n_pairs, p_max, inst.antennas), dtype=complex)
+    w_all = np.zeros_like(h_all)
+    r_all = np.zeros((n_pairs, p_max))
+    pair_user = np.empty(n_pairs, dtype=np.int64)
+    row = 0
+    radius = inst.error_radius
+    for _, k, nodes, users, beams in tx:
+        p = len(nodes)
+        for u in users:
+            h_all[row, :p] = inst.user_channel(k, u)[nodes]
+            w_all[row, :p] = beams
+            r_all[row, :p] = radius[nodes, u]
+            pair_user[row] = u
+            row += 1
+    amp = robust_amplitude_pairs(h_all, r_all, w_all)
+    pair_rate = rate_from_amplitude(amp, inst.users.noise_w[pair_user], inst.bandwidth_hz)
+
+    results: list[UnitResult] = []
+    block_bc: dict[int, float] = {}
+    row = 0
+    qos = inst.users.qos_bps
+    for members, k, _, users, _ in tx:
+        rate_of = dict(zip(users, pair_rate[row:row + len(users)].tolist(), strict=True))
+        row += len(users)
         worst = min(rate_of.values())
         if worst > 0:
             block_bc[k] = block_bc.get(k, 0.0) + sizes_bits[k] / worst
         for m in members:
-            i, unit, b, source, status, power = prepared[m]
-            rates = np.array([rate_of[u] for u in unit.users])
-            rmin = float(rates.min())
+            i, unit, _, source, status, power = prepared[m]
+            rates = [rate_of[u] for u in unit.users]
+            rmin = min(rates)
             zero = tuple(u for u, r in zip(unit.users, rates, strict=True) if r <= 0)
             if zero:
                 violations.append(Violation("zero_rate", f"unit {i}: worst-case rate 0 (user out "
                                             "of every participant's reach)", users=zero,
                                             blocks=(k,), nodes=unit.nodes))
             low = tuple(u for u, r in zip(unit.users, rates, strict=True)
-                        if 0 < r < inst.users.qos_bps[u] * (1 - QOS_RTOL))
+                        if 0 < r < qos[u] * (1 - QOS_RTOL))
             if low:
                 violations.append(Violation("qos", f"unit {i}: worst-case rate below Q_u",
                                             users=low, blocks=(k,), nodes=unit.nodes))
             served[list(unit.users), k] = True
-            results.append(UnitResult(i, k, unit.mode, unit.nodes, unit.users, rates,
+            results.append(UnitResult(i, k, unit.mode, unit.nodes, unit.users, np.array(rates),
                                       sizes_bits[k] / rmin if rmin > 0 else float("inf"),
                                       power, source, status))
     results.sort(key=lambda r: r.index)
@@ -344,10 +370,10 @@ def _check_unit(inst: Instance, unit, i: int) -> Violation | None:
         return Violation("malformed", f"unit {i}: no participating node", blocks=(k,))
     if not unit.users:
         return Violation("malformed", f"unit {i}: no user", blocks=(k,))
-    if any(not 0 <= n < inst.n_nodes for n in unit.nodes) or len(set(unit.nodes)) != len(
+    if min(unit.nodes) < 0 or max(unit.nodes) >= inst.n_nodes or len(set(unit.nodes)) != len(
             unit.nodes):
         return Violation("malformed", f"unit {i}: invalid or repeated node index", blocks=(k,))
-    if any(not 0 <= u < inst.n_users for u in unit.users) or len(set(unit.users)) != len(
+    if min(unit.users) < 0 or max(unit.users) >= inst.n_users or len(set(unit.users)) != len(
             unit.users):
         return Violation("malformed", f"unit {i}: invalid or repeated user index", blocks=(k,))
     if unit.mode == "unicast" and len(unit.users) != 1:

@@ -124,6 +124,10 @@ class Instance:
         PB k is broadcast. Only the requested columns are generated."""
         return self.channels.channel(k, users)
 
+    def user_channel(self, k: int, u: int) -> np.ndarray:
+        """(N, M) channels from every node to user u for PB k (read-only)."""
+        return self.channels.user_channel(k, u)
+
     def backhaul_rates(self, k: int) -> np.ndarray:
         """(N, N) backhaul rates R^bac_{n,m}(k) in bits/s (+inf on the diagonal)."""
         return self.backhaul.rates(k)

@@ -83,7 +83,8 @@ def validate_schema(data, schema: dict, file: str, error_type: type[InputError])
         raise error_type(file, "$", f"expected a JSON object, got {type(data).__name__}")
     bad = find_non_finite(data)
     if bad is not None:
-        raise error_type(file, json_path(bad), "number is not finite (NaN, Infinity or a literal too large for a float)")
+        raise error_type(file, json_path(bad), "number is not finite (NaN, Infinity or a "
+                                               "literal too large for a float)")
     validator = jsonschema.Draft202012Validator(schema)
     errors = list(validator.iter_errors(data))
     if not errors:

@@ -162,10 +162,11 @@ class MilpData:
 def reachable_requesters(inst: Instance, k: int,
                          link: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(reachable, unreachable) requesters of PB k: a user is unreachable when its rate bound is
-    0 from every node (then no beam from any node set gives it a positive worst-case rate)."""
+    0 from every node (then no beam from any node set gives it a positive worst-case rate).
+    ``link``: the (N, requesters) link bound if already computed."""
     users = inst.requesters(k)
-    link = link_amplitude_bound(inst, k) if link is None else link
-    alive = link[:, users].sum(axis=0) > 0
+    link = link_amplitude_bound(inst, k, users) if link is None else link
+    alive = link.sum(axis=0) > 0
     return users[alive], users[~alive]
 
 
@@ -221,12 +222,12 @@ def optimistic_block(inst: Instance, k: int, max_cluster: int | None = None,
     max_cluster None: every subset of the useful nodes when there are at most ``full_max_nodes``
     of them, else sets of up to TRUNCATED_MAX_CLUSTER nodes plus the overflow option.
     """
-    link_all = link_amplitude_bound(inst, k)
-    live, dead = reachable_requesters(inst, k, link_all)
+    link_req = link_amplitude_bound(inst, k, inst.requesters(k))  # (N, requesters) sqrt(W)
+    live, dead = reachable_requesters(inst, k, link_req)
     dead_t = tuple(int(u) for u in dead)
     if live.size == 0:
         return None, dead_t, False
-    link = link_all[:, live]
+    link = link_req[:, link_req.sum(axis=0) > 0]
     useful = np.flatnonzero(link.sum(axis=1) > 0)  # nodes with a positive bound to a requester
     if max_cluster is None:
         s_max = len(useful) if len(useful) <= full_max_nodes else TRUNCATED_MAX_CLUSTER
@@ -321,7 +322,7 @@ def rank_clusters(inst: Instance, opts: BlockOptions, holds_col: np.ndarray, max
     optimistic delay plus the participation cost under the caching ``holds_col`` (N,) (used to
     choose which clusters the oracle evaluates)."""
     k = opts.block
-    link = link_amplitude_bound(inst, k)[:, list(opts.users)]
+    link = link_amplitude_bound(inst, k, opts.users)
     useful = np.flatnonzero(link.sum(axis=1) > 0)
     masks = _subset_masks(useful, inst.n_nodes, max_size)
     bits = 8.0 * opts.size_bytes

@@ -15,8 +15,30 @@ from __future__ import annotations
 import numpy as np
 
 
+def robust_amplitude_pairs(channels: np.ndarray, radius: np.ndarray, beams: np.ndarray
+                           ) -> np.ndarray:
+    """The closed form for a batch of (transmission, user) pairs.
+
+    Parameters
+    ----------
+    channels : (T, p, M) complex
+        Row t: estimated channels h~_{n,u} of the (up to) p transmitting nodes to pair t's user.
+    radius : (T, p) float
+        Error radii 1/sqrt(c_{n,u}) (same units as ``channels``); 0 for padding rows.
+    beams : (T, p, M) complex
+        The beams w_n of pair t's transmission (zero rows pad smaller transmissions).
+
+    Returns
+    -------
+    (T,) float >= 0: max(0, |sum_n h~_n^H w_n| - sum_n radius_n ||w_n||).
+    """
+    signal = np.abs(np.einsum("tnm,tnm->t", channels.conj(), beams))
+    margin = np.einsum("tn,tn->t", radius, np.linalg.norm(beams, axis=2))
+    return np.maximum(signal - margin, 0.0)
+
+
 def robust_amplitude(channels: np.ndarray, radius: np.ndarray, beams: np.ndarray) -> np.ndarray:
-    """Worst-case received amplitude per user.
+    """Worst-case received amplitude of each user of one transmission.
 
     Parameters
     ----------
@@ -31,9 +53,9 @@ def robust_amplitude(channels: np.ndarray, radius: np.ndarray, beams: np.ndarray
     -------
     (v,) float, >= 0: max(0, |sum_n h~_{n,u}^H w_n| - sum_n radius_{n,u} ||w_n||).
     """
-    signal = np.einsum("nvm,nm->v", channels.conj(), beams)
-    margin = radius.T @ np.linalg.norm(beams, axis=1)
-    return np.maximum(np.abs(signal) - margin, 0.0)
+    v = channels.shape[1]
+    return robust_amplitude_pairs(channels.transpose(1, 0, 2), radius.T,
+                                  np.broadcast_to(beams, (v, *beams.shape)))
 
 
 def nominal_amplitude(channels: np.ndarray, beams: np.ndarray) -> np.ndarray:
