@@ -6,6 +6,7 @@ broadcast delay) subject to QoS and per-node power, the rates themselves (rates.
 evaluator's closed form), QoS status with the users that cannot reach Q_u, and a status.
 
 Flow for the optimising methods (``fast``, ``sdr``, ``nonrobust``):
+0. a single user is served optimally in closed form (robust MRT), no solve;
 1. users out of every participant's reach (||h~_{n,u}|| <= 1/sqrt(c_{n,u}) for all n in P) have
    worst-case rate 0 for any beam: reported at once (status ``zero_rate``), no solve;
 2. maximise the min SNR (delay objective). If that meets every Q_u, done;
@@ -28,7 +29,7 @@ import numpy as np
 
 from ..instance import Instance
 from ..rates import rate_from_amplitude, robust_amplitude
-from .methods import MethodOutput, MethodStatus, mrt, robust_mrt
+from .methods import MethodOutput, MethodStatus, amplitude_upper_bound, mrt, robust_mrt
 from .problem import BeamProblem, project_power
 
 METHODS = ("fast", "sdr", "mrt", "nonrobust")
@@ -185,6 +186,11 @@ class BeamformingOracle:
         elif method == "mrt":
             x = mrt(problem).x
             status = OracleStatus.OPTIMAL if problem.n_users == 1 else OracleStatus.CONVERGED
+        elif problem.n_users == 1 and method in ("fast", "nonrobust"):
+            # one user: the optimum is known in closed form (methods.robust_mrt); on the
+            # estimates alone (nonrobust) it is plain MRT on every node
+            x = (robust_mrt(problem) if method == "fast" else mrt(problem)).x
+            status = OracleStatus.OPTIMAL
         else:
             solve_on = problem
             if method == "nonrobust":  # optimise on the estimates; rates are still exact
@@ -197,7 +203,11 @@ class BeamformingOracle:
             status, fallback, message = _status_of(out)
             req = reduced.snr_required
             snr = reduced.amplitude(x_red) ** 2
-            if np.any(snr < req * (1 - 1e-9)):
+            unreachable = np.flatnonzero(amplitude_upper_bound(reduced) ** 2 < req * (1 - 1e-9))
+            if unreachable.size and np.any(snr < req * (1 - 1e-9)):
+                # some user misses Q_u even served alone at full power: infeasible, no search
+                qos_bad_local = unreachable
+            elif np.any(snr < req * (1 - 1e-9)):
                 t = np.sqrt(np.maximum(req, 1e-12))  # users with Q_u = 0 never bind
                 q = _run_method(method, reduced, t, None, x_red if method != "sdr" else None,
                                 opts, budget)
