@@ -43,7 +43,9 @@ Rate models for D_k(S):
   optimum, and HiGHS's dual bound whenever it stops, is a lower bound on the delay of every plan.
 * ``oracle`` (the primal): D_k(S) is the delay of the robust oracle's beams (memoised), on a
   restricted candidate set, plus ``qos_penalty_s`` for a cluster whose beams miss some user's
-  QoS floor. It is a heuristic primal (its candidate sets are restricted), not a bound.
+  QoS floor; a cluster whose common beam leaves a user at rate 0 or below QoS also gets a
+  *split* option (one unicast unit per user, sequential). It is a heuristic primal (its
+  candidate sets are restricted), not a bound.
 
 Validity of the optimistic bound. Take any plan the evaluator accepts apart from QoS (storage,
 eq. 2, eq. 3 and power hold) and in which every reachable requested (user, PB) pair is in a
@@ -80,7 +82,6 @@ this as infeasible (``solvers/milp.py``, parameter ``unreachable``).
 from __future__ import annotations
 
 import itertools
-import logging
 import time
 from dataclasses import dataclass, field
 
@@ -98,8 +99,6 @@ TRUNCATED_MAX_CLUSTER = 4  # s_max when the enumeration is truncated
 BOUND_SAFETY_RTOL = 1e-6
 _GB = 1e9
 
-log = logging.getLogger(__name__)
-
 
 # ---------------------------------------------------------------------------------------------
 # data: candidate clusters and their delays
@@ -113,8 +112,8 @@ class BlockOptions:
     in seconds; qos_ok : (C,) bool; migration_s : (N, N) seconds 8 S(k) / R^bac_{n,m}(k)
     (+inf on the diagonal). units (oracle model): per option, its oracle results, one per
     transmission (one broadcast, or one unicast per user for a split option).
-    overflow_min_nodes > 0 adds the overflow option "any set of at
-    least that many nodes" at cost overflow_cost_s (optimistic model with truncation only).
+    overflow_min_nodes > 0 adds the overflow option "any set of at least that many nodes" at
+    cost overflow_cost_s (optimistic model with truncation only).
     """
 
     block: int

@@ -6,11 +6,12 @@ Two MILPs of the same form (fgamcd_opt/milp.py, docs/milp.md):
    is a certified lower bound on the delay of every plan (returned as ``SolveResult.bound``);
 2. the *oracle* MILP (``rate_model=oracle``, default): cluster delays of the robust oracle's
    beams, for a restricted candidate set per PB: the ``oracle_candidates`` best clusters of at
-   most ``max_cluster_oracle`` nodes (optimistic delay + participation cost under the bound
-   MILP's caching) plus the cluster the shared planner picks for that caching. Its MIP start is
-   the bound MILP's caching, completed, so its plan is never worse (in the model) than the
-   planner's delivery on that caching. ``rate_model=optimistic`` returns that planner plan
-   instead (no second MILP).
+   most ``max_cluster_oracle`` nodes (default: any size), ranked by optimistic delay plus
+   participation cost under the bound MILP's caching, plus the cluster the shared planner picks
+   for that caching (a group no common beam serves also gets a one-unit-per-user option). Its
+   MIP start is the bound MILP's caching, completed, so its plan is never worse (in the model)
+   than the planner's delivery on that caching. ``rate_model=optimistic`` returns that planner
+   plan instead (no second MILP).
 
 A (user, PB) pair whose rate bound is 0 from every node can never be served; with
 ``unreachable=exclude`` (default) such pairs are left out (the plan reports them undelivered and
@@ -47,8 +48,9 @@ class MilpSolver:
         Param("threads", int, 2, "HiGHS threads"),
         Param("rate_model", str, "oracle", "primal plan: oracle (oracle-rate MILP) or optimistic "
               "(the shared planner on the bound MILP's caching)", choices=milp.RATE_MODELS),
-        Param("max_cluster_oracle", int, 3, "most nodes in an oracle candidate cluster"),
-        Param("oracle_candidates", int, 6, "oracle-evaluated clusters per PB (plus the "
+        Param("max_cluster_oracle", int, 0, "most nodes in an oracle candidate cluster and in "
+              "the planner's clusters (0: all nodes)"),
+        Param("oracle_candidates", int, 4, "oracle-evaluated clusters per PB (plus the "
               "planner's)"),
         Param("max_cluster_bound", int, 0, "0: all minimal clusters (truncated at "
               f"{milp.TRUNCATED_MAX_CLUSTER} nodes + overflow option above "
@@ -82,10 +84,11 @@ class MilpSolver:
         if excluded and params["unreachable"] == "infeasible":
             return SolveResult(None, SolveStatus.INFEASIBLE,
                                f"{len(excluded)} requested (user, PB) pair(s) have rate bound 0 "
-                               f"from every node: {_pairs_text(inst, excluded)}", metadata=meta)
+                               f"from every node: {_pairs_text(inst, excluded)}",
+                               metadata=_json_safe(meta))
         reason = milp.storage_infeasibility(inst, bdata)
         if reason:
-            return SolveResult(None, SolveStatus.INFEASIBLE, reason, metadata=meta)
+            return SolveResult(None, SolveStatus.INFEASIBLE, reason, metadata=_json_safe(meta))
         warm = None
         if params["warm_start"]:
             warm = milp.complete(bdata, milp.warm_caching(inst, bdata))
@@ -94,13 +97,16 @@ class MilpSolver:
         bound = milp.certified_bound(out_b, bdata)
         meta.update(
             bound=bound, bound_certified=bound is not None and bdata.complete,
+            bound_source="HiGHS dual bound" if out_b.dual_bound_s is not None
+            and out_b.dual_bound_s >= meta["trivial_bound"] else "no-storage-limit bound",
             bound_scope="reachable (user, PB) pairs" if excluded else "all requested pairs",
             optimistic_incumbent=out_b.objective_s, optimistic_gap=out_b.gap,
             optimistic=out_b.summary())
         if out_b.status == "infeasible":
             return SolveResult(None, SolveStatus.INFEASIBLE,
                                "HiGHS proved that the requested PBs cannot all be cached at "
-                               "least once within the storage capacities", metadata=meta)
+                               "least once within the storage capacities",
+                               metadata=_json_safe(meta))
         if out_b.assignment is not None and out_b.assignment.feasible:
             holds = out_b.assignment.holds
         elif warm is not None and warm.feasible:
@@ -111,11 +117,12 @@ class MilpSolver:
                                else SolveStatus.TIME_LIMIT,
                                f"no caching found by the bound MILP ({out_b.status}: "
                                f"{out_b.message or out_b.termination})", bound=bound,
-                               metadata=meta)
+                               metadata=_json_safe(meta))
         holds = milp.repair_storage(inst, holds)
 
         # ---- 2. the planner's delivery on that caching -------------------------------------
-        popts = PlannerOptions(max_cluster=params["max_cluster_oracle"])
+        max_oracle = params["max_cluster_oracle"] or inst.n_nodes
+        popts = PlannerOptions(max_cluster=max_oracle)
         planner = DeliveryResult()
         planner_cluster: dict[int, tuple[int, ...]] = {}
         planner_delay = 0.0  # the oracle's delays of the planner's units (+ migrations)
@@ -151,12 +158,12 @@ class MilpSolver:
                         n_clusters=bdata.n_clusters, mip_gap=out_b.gap)
             self._oracle_meta(meta, oracle, calls0, otime0, t_start)
             return SolveResult(plan, SolveStatus.FEASIBLE, self._message(out_b, None, excluded),
-                               bound=bound, metadata=meta)
+                               bound=bound, metadata=_json_safe(meta))
 
         # ---- 3. the oracle-rate MILP -------------------------------------------------------
         candidates, users = {}, {}
         for o in bdata.blocks:
-            cands = milp.rank_clusters(inst, o, holds[:, o.block], params["max_cluster_oracle"],
+            cands = milp.rank_clusters(inst, o, holds[:, o.block], max_oracle,
                                        params["oracle_candidates"])
             if o.block in planner_cluster:
                 cands.append(planner_cluster[o.block])
@@ -168,7 +175,6 @@ class MilpSolver:
         out_p = milp.solve_milp(pdata, inst.n_blocks, budget(), params["mip_gap"],
                                 params["threads"],
                                 warm_start=start if params["warm_start"] else None,
-                                capacity_slack_bytes=milp.PRIMAL_STORAGE_SLACK_BYTES,
                                 seed=ctx.seed)
         statuses["oracle"] = out_p.status
         asg = out_p.assignment
@@ -182,22 +188,31 @@ class MilpSolver:
             status = SolveStatus.TIME_LIMIT if out_p.status in ("time_limit", "no_solution") \
                 else SolveStatus.FEASIBLE
             meta["primal_fallback"] = "bound MILP caching, completed with the oracle delays"
-        elif out_p.status == "optimal" and (out_p.gap or 0.0) <= 1e-9:
+        elif (bound is not None and not pdata.excluded and _qos_bad_blocks(pdata, asg) == 0
+              and asg.delay_s <= bound * (1 + 2 * milp.BOUND_SAFETY_RTOL)):
+            # the plan meets the certified bound with every QoS floor met: optimal for P1
             status = SolveStatus.OPTIMAL
         plan = milp.assignment_plan(inst, pdata, asg, self.name)
         meta.update(
             primal="oracle-rate MILP", statuses=statuses, oracle_model=out_p.summary(),
             mip_gap=out_p.gap, milp_primal_delay_s=asg.delay_s,
-            milp_primal_qos_violating_blocks=int(sum(
-                not pdata.blocks[i].qos_ok[c.index] for i, c in _indexed(pdata, asg))),
+            milp_primal_qos_violating_blocks=_qos_bad_blocks(pdata, asg),
             build_time_s=out_b.build_time_s + out_b.load_time_s + out_p.build_time_s
             + out_p.load_time_s,
             solve_time_s=out_b.solve_time_s + out_p.solve_time_s,
             n_variables=out_b.n_variables + out_p.n_variables,
             n_clusters=bdata.n_clusters, oracle_clusters=pdata.n_clusters)
+        # PBs whose every oracle option left some user at rate 0 are not delivered to anyone
+        unserved = sorted(set(pdata.excluded_pairs()) - set(excluded))
+        meta["primal_unserved_pairs"] = len(unserved)
+        message = self._message(out_b, out_p, excluded)
+        if unserved:
+            message = "; ".join(filter(None, [message, (
+                f"{len(unserved)} reachable (user, PB) pair(s) undelivered: no candidate cluster's "
+                f"beams give all their PB's users a positive rate: {_pairs_text(inst, unserved)}"
+            )]))
         self._oracle_meta(meta, oracle, calls0, otime0, t_start)
-        return SolveResult(plan, status, self._message(out_b, out_p, excluded), bound=bound,
-                           metadata=meta)
+        return SolveResult(plan, status, message, bound=bound, metadata=_json_safe(meta))
 
     @staticmethod
     def _oracle_meta(meta, oracle, calls0, otime0, t_start) -> None:
@@ -219,9 +234,23 @@ class MilpSolver:
         return "; ".join(parts)
 
 
-def _indexed(pdata, asg):
-    by_block = {o.block: i for i, o in enumerate(pdata.blocks)}
-    return [(by_block[c.block], c) for c in asg.choices]
+def _json_safe(value):
+    """Metadata goes to strict JSON: non-finite floats become None."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _qos_bad_blocks(pdata, asg) -> int:
+    """PBs whose chosen oracle option misses some user's QoS floor."""
+    by_block = {o.block: o for o in pdata.blocks}
+    return int(sum(not by_block[c.block].qos_ok[c.index] for c in asg.choices))
 
 
 __solvers__ = [MilpSolver]
