@@ -13,8 +13,9 @@ Cluster growth for one transmission of PB k to users V (deterministic):
    bound on the resulting delay (migration + 8 S / rate bound of the enlarged cluster); those that
    cannot beat the current delay (nor newly meet QoS) are skipped without an oracle call. Add the
    best candidate if it improves (QoS met first, then delay); stop otherwise or at ``max_cluster``.
-The comparison key is (QoS violated, migration + broadcast delay): the paper's QoS is a hard
-constraint, delay the objective.
+The comparison key is (QoS violated, users at rate 0, migration + broadcast delay): the paper's
+QoS is a hard constraint, delay the objective. When no cluster reaches every user with one common
+beam, ``plan_transmissions`` serves the unreachable users in separate units.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class PlannerOptions:
     method: str | None = None  # oracle method (None: the oracle's default)
     screen: int = 2  # single holders solved with the oracle (best by rate bound)
     candidates_per_round: int = 3  # growth candidates solved with the oracle per round
+    split_zero_rate: bool = True  # serve users a common beam cannot reach in separate units
 
 
 @dataclass
@@ -55,7 +57,8 @@ class GroupDelivery:
 
     @property
     def key(self) -> tuple:
-        return (not self.beam.qos_feasible, self.total_s)
+        # QoS first, then fewer users at rate 0 (whose delay is infinite), then delay
+        return (not self.beam.qos_feasible, len(self.beam.zero_rate_users), self.total_s)
 
 
 class _BlockData:
@@ -158,9 +161,43 @@ class DeliveryResult:
                 self.migrations.append(m)
 
 
+def plan_transmissions(inst: Instance, k: int, users, holders, oracle: BeamformingOracle,
+                       options: PlannerOptions = PlannerOptions(), received=(), sources=None,
+                       block_data: _BlockData | None = None) -> list[GroupDelivery]:
+    """One transmission of PB k to ``users`` (plan_group), split when it cannot reach everyone.
+
+    If the best common beam leaves some users at worst-case rate 0 (typically a user that only a
+    node far from the others can reach), those users are planned separately, each on its own
+    (a user alone gets the optimal robust MRT), and the rest are re-planned together; migrated
+    copies are shared between the parts. Returns [] when no node can transmit k.
+    """
+    bd = block_data or _BlockData(inst, k)
+    received = set(int(n) for n in received)
+    g = plan_group(inst, k, users, holders, oracle, options, received=received, sources=sources,
+                   block_data=bd)
+    if g is None:
+        return []
+    dead = set(g.beam.zero_rate_users)
+    if not dead or not options.split_zero_rate or len(g.users) == 1:
+        return [g]
+    parts: list[GroupDelivery] = []
+    alive = tuple(u for u in g.users if u not in dead)
+    if alive:
+        parts += plan_transmissions(inst, k, alive, holders, oracle, options, received,
+                                    sources, bd)
+        received |= {m.dst for p in parts for m in p.migrations}
+    for u in sorted(dead):
+        part = plan_group(inst, k, (u,), holders, oracle, options, received=received,
+                          sources=sources, block_data=bd)
+        parts.append(part)
+        received |= {m.dst for m in part.migrations}
+    return parts
+
+
 def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
                    options: PlannerOptions = PlannerOptions()) -> DeliveryResult:
-    """One CoMP broadcast unit per requested PB to all its requesters (FGAMCD delivery).
+    """One CoMP broadcast per requested PB to all its requesters (FGAMCD delivery), split only
+    where a common beam would leave a requester at rate 0 (see plan_transmissions).
 
     holds: (N, K) bool, what each node caches (a_n(k)).
     """
@@ -168,11 +205,13 @@ def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
     for k in inst.requested_blocks:
         users = inst.requesters(k)
         holders = np.flatnonzero(holds[:, k])
-        g = plan_group(inst, int(k), users, holders, oracle, options)
-        if g is None:
+        parts = plan_transmissions(inst, int(k), users, holders, oracle, options)
+        if not parts:
             out.undeliverable[int(k)] = tuple(int(u) for u in users)
             continue
-        out.add(g, beamforming=options.method)
+        for g in parts:
+            mode = "unicast" if len(parts) > 1 and len(g.users) == 1 else "broadcast"
+            out.add(g, mode=mode, beamforming=options.method)
     return out
 
 
@@ -202,22 +241,28 @@ def default_caching(inst: Instance) -> np.ndarray:
     """The planner's default caching a_n(k) (N, K) for solvers that only decide delivery.
 
     Value of PB k at node n = sum over its requesters of node n's share of the user's rate bound
-    (how much n can contribute to serving k); PBs go in by value per byte while storage lasts.
+    (how much n can contribute to serving k). First every requested PB gets one copy, largest
+    PBs first, at the most valuable node that still has room (so nothing requested is cached
+    nowhere while storage remains); then PBs are added by value per byte while storage lasts.
     Deterministic; ties broken by index.
     """
     n_nodes = inst.n_nodes
     holds = np.zeros((n_nodes, inst.n_blocks), dtype=bool)
     free = inst.nodes.storage_bytes.astype(float).copy()
     sizes = inst.repository.sizes.astype(float)
-    cand = []
+    value = np.zeros((n_nodes, inst.n_blocks))
     for k in inst.requested_blocks:
         link = link_amplitude_bound(inst, int(k), inst.requesters(k))  # (N, v)
         share = link / np.maximum(link.sum(axis=0, keepdims=True), 1e-300)
-        value = share.sum(axis=1)  # (N,)
-        for n in range(n_nodes):
-            if value[n] > 0:
-                cand.append((-value[n] / sizes[k], int(n), int(k)))
-    cand.sort()
+        value[:, k] = share.sum(axis=1)
+    for k in sorted((int(k) for k in inst.requested_blocks), key=lambda k: (-sizes[k], k)):
+        for n in sorted(range(n_nodes), key=lambda n: (-value[n, k], n)):
+            if sizes[k] <= free[n]:
+                holds[n, k] = True
+                free[n] -= sizes[k]
+                break
+    cand = sorted((-value[n, k] / sizes[k], n, int(k)) for k in inst.requested_blocks
+                  for n in range(n_nodes) if value[n, k] > 0 and not holds[n, k])
     for _, n, k in cand:
         if sizes[k] <= free[n]:
             holds[n, k] = True

@@ -14,7 +14,7 @@ import numpy as np
 
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
-from fgamcd_opt.planner import DeliveryResult, PlannerOptions, _BlockData, plan_group
+from fgamcd_opt.planner import DeliveryResult, PlannerOptions, plan_transmissions
 from fgamcd_opt.solver import SolveResult, SolveStatus
 
 
@@ -56,12 +56,13 @@ class CoarseSolver:
             users = tuple(np.flatnonzero(inst.users.model == j))
             holders = tuple(n for n in range(inst.n_nodes) if j in copies[n])
             for k in rep.models[j].blocks:
-                g = plan_group(inst, k, users, holders, ctx.oracle, opts,
-                               block_data=_BlockData(inst, k)) if holders else None
-                if g is None:
+                parts = plan_transmissions(inst, k, users, holders, ctx.oracle, opts) \
+                    if holders else []
+                if not parts:
                     out.undeliverable[k] = out.undeliverable.get(k, ()) + users
                     continue
-                out.add(g, model=j)
+                for g in parts:
+                    out.add(g, model=j)
         plan = Plan(cache=[set() for _ in range(inst.n_nodes)], migrations=out.migrations,
                     units=out.units, model_copies=copies, solver=self.name)
         missing = sorted({u for us in out.undeliverable.values() for u in us})
