@@ -48,9 +48,26 @@ Solvers (measured, see benchmarks/bench_sdr_compile.py)
   SCS workspace is reused across DC iterations (only the objective vector changes; warm start).
 * ``"CLARABEL"``: cvxpy with Parameters (DPP, compiled once per shape key and cached), Clarabel
   interior point. Accurate, but Clarabel's KKT system with dense PSD scaling blocks fills in
-  completely for these dense LMIs: ~1 s per SDP at p d = 10, ~10 s at p d = 15, ~200 s at
-  p d = 30, versus 0.1 / 0.3 / 2 s for SCS at equal accuracy. It is also the cross-check of the
-  SCS assembly (two independent formulations).
+  completely for these dense LMIs: per SDP ~1.3 s at p d = 10, ~6 s at p d = 15, ~220 s at
+  p d = 30, versus 0.05 / 0.15 / 0.8 s for SCS (relaxation values agree to ~1e-7). The cvxpy/DPP
+  overhead is only ~5 ms per solve; Clarabel's own factorisation is the cost, so calling it
+  directly would not help. This path is the cross-check of the SCS assembly (two independent
+  formulations).
+
+Measured behaviour (random Table-II-like instances, rho ~ 0.1-0.3 ||g||, p <= 3, v <= 5)
+----------------------------------------------------------------------------------------
+* The relaxation is rank one for ~25-60% of instances (more often at small v and small errors).
+* Otherwise DC with mu = 1 usually reaches rank one after 1-3 iterations (median 1; the paper
+  reports 2-3), losing ~7-15% of the relaxation value. At rho ~ 0.3 ||g|| about 15% of instances
+  stall at a non-rank-one stationary point (lambda_2/lambda_1 -> 0.05-0.2): ITERATION_LIMIT, the
+  beam is the principal eigenvector of the last W. ``mu_growth=2`` (not in the paper) reaches rank
+  one in 2-3 iterations on those. Larger fixed mu converges in 1 iteration to poorer beams.
+* The aggregate set lets the whole budget concentrate on one link (radius sqrt(budget) rho_n):
+  a user served mainly by one node with rho_n > ||g_n|| / sqrt(budget) is dead under the paper's
+  model although alive under the exact one; most stalls happen there (no rank-one W has gamma > 0
+  while the relaxation does).
+
+Not thread-safe: the cached cvxpy problems hold parameter values (use processes to parallelise).
 
 Failures never raise: the other solver is tried (Clarabel only while it is affordable), then the
 best valid beam so far (or robust MRT toward the weakest user) is returned with
@@ -83,7 +100,9 @@ _SQRT2 = np.sqrt(2.0)
 # Below this (scaled units, where gamma <= p) a relaxation value counts as zero: some user is
 # unreachable and gamma / gamma0 would divide by solver noise; the data scale (1) is used instead.
 _GAMMA_TINY = 1e-7
-_SCS_SETTINGS: dict[str, Any] = dict(eps_abs=1e-8, eps_rel=1e-8, max_iters=50_000, verbose=False)
+# eps 1e-7: measured 1.5x faster than 1e-8 with the same relaxation values to ~1e-9 and rank ratios
+# ~1e-9 after DC; 1e-6 starts to move gamma (~2e-7 relative) and the rank test (1e-6) gets close.
+_SCS_SETTINGS: dict[str, Any] = dict(eps_abs=1e-7, eps_rel=1e-7, max_iters=50_000, verbose=False)
 
 
 class _LRU(OrderedDict):
@@ -298,23 +317,21 @@ class _ScsStructure:
         blocks = [self.fixed_top]
         b_lmi = np.zeros(self.n_lmi * m * m)
         maps = [self.lmi_map(*data.stacked(u)) for u in range(v)]
-        for j in range(self.n_lmi):
+        pad = sp.csr_matrix((m * m, self.nx - nw))
+        for j in range(self.n_lmi):  # LMIs 0..v-1: objective (eq. 30); v..2v-1: floors (eq. 29)
             u = j % v
-            # eps_j: +1 on the top-left diagonal, -budget in the corner; gamma: -w2 in the
-            # corner of the objective LMIs. SCS wants s = b - A x = cvec(LMI) so A = -d/dx.
-            e_rows = np.concatenate([self.diag_rows_m, [self.corner_row_m]])
-            e_vals = np.concatenate([np.ones(n), [-data.budget]])
+            # eps_j: +1 on the top-left diagonal, -budget in the corner; gamma: -w2_u in the
+            # corner of the objective LMIs. SCS wants s = b - A x = cvec(LMI), so A = -d/dx.
+            rows = [*self.diag_rows_m, self.corner_row_m]
             cols = [nw + j] * (n + 1)
-            rows_l, cols_l, vals_l = list(e_rows), cols, list(e_vals)
+            vals = [1.0] * n + [-data.budget]
             if j < v:
-                rows_l.append(self.corner_row_m)
-                cols_l = cols + [self.nx - 1]
-                vals_l.append(-data.w2[u])
-            extra = sp.csr_matrix((vals_l, (rows_l, cols_l)), shape=(m * m, self.nx))
-            lmi = sp.hstack([maps[u], sp.csr_matrix((m * m, self.nx - nw))], format="csr")
-            blocks.append(-(lmi + extra))
+                rows, cols, vals = rows + [self.corner_row_m], cols + [self.nx - 1], vals + [
+                    -data.w2[u]]
+            eps_gamma = sp.csr_matrix((vals, (rows, cols)), shape=(m * m, self.nx))
+            blocks.append(-(sp.hstack([maps[u], pad], format="csr") + eps_gamma))
             if j >= v and data.floors is not None:
-                b_lmi[j * m * m + self.corner_row_m] = -data.floors[u]
+                b_lmi[j * m * m + self.corner_row_m] = -data.floors[u]  # constant -floor_u
         A = sp.vstack(blocks, format="csc")
         A.eliminate_zeros()
         b_on = np.concatenate([self.b_top, b_lmi])
@@ -340,8 +357,6 @@ class _ScsBackend:
         self.A, self.b_on, self.b_off = struct.assemble(data)
         self.setup_time = time.perf_counter() - t1
         self._solver: scs.SCS | None = None
-        self._floors_on = data.floors is not None
-        self._b_current = self.b_on
 
     def _c(self, penalty: np.ndarray | None, gamma_ref: float) -> np.ndarray:
         c = np.zeros(self.s.nx)
@@ -583,6 +598,7 @@ def solve_sdr(
     rank_tol: float = 1e-6,
     solver: str = "SCS",
     time_limit: float | None = None,
+    mu_growth: float = 1.0,
 ) -> MethodOutput:
     """Robust max-min beamforming by SDR, S-procedure LMIs and the DC rank penalty (paper III-F).
 
@@ -607,6 +623,11 @@ def solve_sdr(
         W counts as rank one when lambda_2 <= rank_tol * lambda_1.
     solver : "SCS" (default) or "CLARABEL"
         First solver; the other is the fallback (Clarabel only while p d <= 12, see above).
+    mu_growth : float
+        Not in the paper (default 1: fixed mu, faithful). mu_k = mu * mu_growth^(k-1) at DC
+        iteration k: a continuation that escapes the non-rank-one stationary points where fixed
+        mu = 1 stalls (measured: none at rho <= 0.2 ||g||, ~15% of instances at 0.3 ||g||, most
+        of the non-rank-one relaxations at 0.6 ||g||).
     time_limit : float, optional
         Wall-clock seconds for the DC phase: no DC iteration starts after it, a DC solve is capped
         by the remaining time (a cut-short iterate is discarded) -> ITERATION_LIMIT with the
@@ -621,17 +642,21 @@ def solve_sdr(
     floors) or NUMERICAL_FAILURE. ``extra``: dc_iterations, gamma (SDP value of the final W, SNR),
     gamma_relaxation (iteration 0: an upper bound on the max-min under the aggregate model),
     gamma_u (= gamma * weights^2), snr_model (aggregate-model worst-case SNR of x), rank_ratio,
-    solver, solve_time_s, compile_time_s (0 when the compiled problem was cached),
-    setup_time_s, total_time_s, solves, inaccurate_solves, budget, mu.
+    solver (e.g. "SCS", or "SCS->CLARABEL" after a fallback), solve_time_s (solver calls),
+    compile_time_s (0 when the compiled problem was cached), setup_time_s (data assembly; the
+    first Clarabel call also pays the ~1 s cvxpy import here), total_time_s, solves,
+    inaccurate_solves, budget, mu, mu_growth. All times are wall-clock seconds.
     """
     t_start = time.perf_counter()
     w, f, b = _validate(problem, weights, floors, budget, solver)
+    if not (np.isfinite(mu) and mu >= 0 and np.isfinite(mu_growth) and mu_growth >= 1):
+        raise ValueError("need mu >= 0 and mu_growth >= 1 (finite)")
     p, v, d = problem.g.shape
     solver = solver.upper()
     extra: dict[str, Any] = {
         "dc_iterations": 0, "gamma": 0.0, "gamma_relaxation": 0.0, "rank_ratio": 0.0,
         "solver": solver, "solve_time_s": 0.0, "compile_time_s": 0.0, "setup_time_s": 0.0,
-        "solves": 0, "inaccurate_solves": 0, "budget": b, "mu": mu,
+        "solves": 0, "inaccurate_solves": 0, "budget": b, "mu": mu, "mu_growth": mu_growth,
     }
 
     def finish(x: np.ndarray, status: MethodStatus, message: str) -> MethodOutput:
@@ -756,7 +781,8 @@ def solve_sdr(
             message = "sdr: time limit reached"
             break
         u1, _, _ = _principal(W)
-        res = run(mu * (eye - np.outer(u1, u1.conj())), gamma_ref, floors_on, capped=True)
+        mu_k = mu * mu_growth ** (k - 1)
+        res = run(mu_k * (eye - np.outer(u1, u1.conj())), gamma_ref, floors_on, capped=True)
         tl = time_left()
         if (not res.ok or res.inaccurate) and tl is not None and tl <= 0:
             # cut short by the time limit: its iterate may be infeasible, keep the previous W
