@@ -38,7 +38,8 @@ def test_fast_matches_or_beats_sdr(p, v):
 def test_oracle_sdr_route_respects_power_and_reports_iterations():
     inst = generate("tiny", seed=2)
     oracle = BeamformingOracle()
-    k = max(inst.requested_blocks, key=lambda b: len(inst.requesters(b)))
+    k = min((b for b in inst.requested_blocks if len(inst.requesters(b)) >= 2),
+            key=lambda b: (len(inst.requesters(b)), b))
     users = tuple(inst.requesters(k))
     res = oracle.solve(inst, k, (0, 1), users, method="sdr")
     fast = oracle.solve(inst, k, (0, 1), users, method="fast")
