@@ -34,13 +34,21 @@ def main() -> None:
     ap.add_argument("--scenario", default="paper-default")
     ap.add_argument("--out", default="baselines.json")
     ap.add_argument("--fresh", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="scenario override, e.g. storage_gb=0.5")
     args = ap.parse_args()
-    res = ResultsFile(args.out, {"scenario": args.scenario,
-                                 "command": "python benchmarks/bench_baselines.py"})
+    overrides = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        overrides[key] = tuple(float(x) for x in value.split(",")) if "," in value else (
+            int(value) if value.lstrip("-").isdigit() else float(value))
+    res = ResultsFile(args.out, {"scenario": args.scenario, "overrides": args.set,
+                                 "command": "python benchmarks/bench_baselines.py "
+                                            + " ".join(sys.argv[1:])})
     if args.fresh:
         res.data["rows"] = []
     for seed in args.seeds:
-        inst = generate(args.scenario, seed=seed)
+        inst = generate(args.scenario, seed=seed, **overrides)
         oracle = BeamformingOracle()  # shared by the solvers of one instance (memoised)
         for name in args.solvers:
             if res.has(scenario=args.scenario, seed=seed, solver=name):

@@ -28,8 +28,5 @@ class NearestSolver:
                     free[n] -= instance.repository.sizes[k]
         out = plan_broadcast(instance, holds, ctx.oracle,
                              PlannerOptions(max_cluster=params["max_cluster"]))
-        plan = Plan(cache=[set(np.flatnonzero(h).tolist()) for h in holds],
-                    migrations=out.migrations, units=out.units, solver=self.name)
-        missing = sorted({u for us in out.undeliverable.values() for u in us})
-        msg = f"users not fully served: {missing}" if missing else ""
-        return SolveResult(plan, SolveStatus.FEASIBLE, msg)
+        plan = Plan.from_holds(holds, out.migrations, out.units, solver=self.name)
+        return SolveResult(plan, SolveStatus.FEASIBLE, out.undelivered_message(instance))

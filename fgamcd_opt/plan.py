@@ -82,6 +82,12 @@ class Plan:
     def empty(cls, n_nodes: int, solver: str = "") -> Plan:
         return cls(cache=[set() for _ in range(n_nodes)], solver=solver)
 
+    @classmethod
+    def from_holds(cls, holds: np.ndarray, migrations=(), units=(), solver: str = "") -> Plan:
+        """A fine-grained plan from an (N, K) bool caching matrix a_n(k)."""
+        return cls(cache=[set(np.flatnonzero(row).tolist()) for row in holds],
+                   migrations=list(migrations), units=list(units), solver=solver)
+
     @property
     def n_nodes(self) -> int:
         return len(self.cache)

@@ -151,6 +151,15 @@ class DeliveryResult:
     migrations: list[Migration] = field(default_factory=list)
     undeliverable: dict[int, tuple[int, ...]] = field(default_factory=dict)  # PB -> users
 
+    def undelivered_message(self, inst: Instance) -> str:
+        """'' when every requester is served, else which PBs and users are not (for the
+        solver's result message: undelivered users are reported, never dropped silently)."""
+        users = sorted({u for us in self.undeliverable.values() for u in us})
+        if not users:
+            return ""
+        return (f"{len(self.undeliverable)} requested PB(s) cached nowhere; users not fully "
+                "served: " + ", ".join(inst.users.ids[u] for u in users))
+
     def add(self, g: GroupDelivery, mode: str = "broadcast", slot=None, model=None,
             beamforming=None):
         self.units.append(DeliveryUnit(g.block, g.users, g.nodes, mode=mode, slot=slot,

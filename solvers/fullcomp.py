@@ -40,8 +40,7 @@ class FullCompSolver:
             res = ctx.oracle.solve(inst, k, everyone, users, method=params["beamforming"])
             units.append(DeliveryUnit(k, users, everyone, beams=res.beams,
                                       beamforming=params["beamforming"]))
-        plan = Plan(cache=[set(np.flatnonzero(holds[n]).tolist()) for n in range(inst.n_nodes)],
-                    migrations=migrations, units=units, solver=self.name)
+        plan = Plan.from_holds(holds, migrations=migrations, units=units, solver=self.name)
         msg = f"{len(missing)} requested PB(s) cached nowhere" if missing else ""
         return SolveResult(plan, SolveStatus.FEASIBLE, msg)
 

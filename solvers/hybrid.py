@@ -21,8 +21,6 @@ from fgamcd_opt.planner import (
 )
 from fgamcd_opt.solver import SolveResult, SolveStatus
 
-from .trimcaching import _undelivered_message
-
 
 class HybridSolver:
     name = "hybrid"
@@ -50,10 +48,9 @@ class HybridSolver:
                           blocks=cold_blocks)
         out = DeliveryResult(units=bc.units + uc.units, migrations=bc.migrations + uc.migrations,
                              undeliverable={**bc.undeliverable, **uc.undeliverable})
-        plan = Plan(cache=[set(np.flatnonzero(holds[n]).tolist()) for n in range(inst.n_nodes)],
-                    migrations=out.migrations, units=out.units, solver=self.name)
+        plan = Plan.from_holds(holds, migrations=out.migrations, units=out.units, solver=self.name)
         plan.metadata["hot_blocks"] = int(hot[inst.requested_blocks].sum())
-        return SolveResult(plan, SolveStatus.FEASIBLE, _undelivered_message(inst, out))
+        return SolveResult(plan, SolveStatus.FEASIBLE, out.undelivered_message(inst))
 
 
 __solvers__ = [HybridSolver]

@@ -47,8 +47,7 @@ class NoCoopSolver:
                 units.append(DeliveryUnit(k, users, (int(n),),
                                           slot=slot if params["concurrent"] else None,
                                           beams=res.beams, beamforming=params["beamforming"]))
-        plan = Plan(cache=[set(np.flatnonzero(holds[n]).tolist()) for n in range(inst.n_nodes)],
-                    units=units, solver=self.name)
+        plan = Plan.from_holds(holds, units=units, solver=self.name)
         msg = ""
         if missing:
             msg = (f"{len(missing)} user(s) lack PBs at their own node and are not served: "

@@ -9,14 +9,12 @@ migrated to a node for one user is reused for the next users of the same PB.
 
 from __future__ import annotations
 
-import numpy as np
-
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
 from fgamcd_opt.planner import PlannerOptions, default_caching, plan_unicast
 from fgamcd_opt.solver import SolveResult, SolveStatus
 
-from .trimcaching import _undelivered_message, trimcaching_placement
+from .trimcaching import trimcaching_placement
 
 
 class TdmaSolver:
@@ -34,9 +32,8 @@ class TdmaSolver:
             else trimcaching_placement(inst)
         out = plan_unicast(inst, holds, ctx.oracle, PlannerOptions(
             max_cluster=params["max_cluster"], method=params["beamforming"]))
-        plan = Plan(cache=[set(np.flatnonzero(holds[n]).tolist()) for n in range(inst.n_nodes)],
-                    migrations=out.migrations, units=out.units, solver=self.name)
-        return SolveResult(plan, SolveStatus.FEASIBLE, _undelivered_message(inst, out))
+        plan = Plan.from_holds(holds, migrations=out.migrations, units=out.units, solver=self.name)
+        return SolveResult(plan, SolveStatus.FEASIBLE, out.undelivered_message(inst))
 
 
 __solvers__ = [TdmaSolver]

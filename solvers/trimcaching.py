@@ -95,17 +95,8 @@ class TrimCachingSolver:
         holds = trimcaching_placement(inst)
         out = plan_broadcast(inst, holds, ctx.oracle, PlannerOptions(
             max_cluster=params["max_cluster"], migration=params["migration"]))
-        plan = Plan(cache=[set(np.flatnonzero(holds[n]).tolist()) for n in range(inst.n_nodes)],
-                    migrations=out.migrations, units=out.units, solver=self.name)
-        return SolveResult(plan, SolveStatus.FEASIBLE, _undelivered_message(inst, out))
-
-
-def _undelivered_message(inst, out) -> str:
-    users = sorted({u for us in out.undeliverable.values() for u in us})
-    if not users:
-        return ""
-    return (f"{len(out.undeliverable)} requested PB(s) cached nowhere; users not fully served: "
-            + ", ".join(inst.users.ids[u] for u in users))
+        plan = Plan.from_holds(holds, out.migrations, out.units, solver=self.name)
+        return SolveResult(plan, SolveStatus.FEASIBLE, out.undelivered_message(inst))
 
 
 __solvers__ = [TrimCachingSolver]
