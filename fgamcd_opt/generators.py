@@ -62,6 +62,7 @@ class ScenarioParams:
     n_users: int = 30  # U
     base_models: tuple = ("inception_v3", "resnet18", "mobilenet_v2")
     tasks_per_base: int = 20  # J = len(base_models) * tasks_per_base
+    n_models: int = 0  # J directly: if > 0, spread over the bases (overrides tasks_per_base)
     tasks_per_group: int = 4
     reuse_ratio: float = 0.3341
     frozen_blocks: int = -1  # if >= 0: freeze this many bottom blocks instead of reuse_ratio
@@ -85,7 +86,9 @@ class ScenarioParams:
 
 _HELP = {
     "n_nodes": "N, edge nodes", "n_users": "U, users", "tasks_per_base": "fine-tuned tasks per "
-    "base model (J = bases x tasks)", "tasks_per_group": "tasks sharing one stage-1 model (and its "
+    "base model (J = bases x tasks)",
+    "n_models": "J, models (0: bases x tasks_per_base; else spread over the bases)",
+    "tasks_per_group": "tasks sharing one stage-1 model (and its "
     "frozen PBs)", "reuse_ratio": "target share of a model's bytes in frozen, shared PBs",
     "frozen_blocks": "bottom blocks frozen per base (overrides reuse_ratio when >= 0)",
     "storage_gb": "C_n in GB (1e9 B)", "antennas": "M", "power_dbm": "P_max in dBm",
@@ -163,13 +166,18 @@ def build_repository(p: ScenarioParams) -> Repository:
         raise ParameterError("tasks_per_base and tasks_per_group must be >= 1")
     blocks: list[Block] = []
     models: list[Model] = []
-    for arch in p.base_models:
+    n_bases = len(p.base_models)
+    if p.n_models > 0:
+        tasks = [p.n_models // n_bases + (b < p.n_models % n_bases) for b in range(n_bases)]
+    else:
+        tasks = [p.tasks_per_base] * n_bases
+    for arch, n_tasks in zip(p.base_models, tasks, strict=True):
         bl = arch_blocks(arch)
         f = frozen_prefix(arch, p)
         body_names = [b.name for b in bl if not b.is_head][:f]
         frozen_set = set(body_names)
         group_blocks: dict[int, dict[str, int]] = {}
-        for t in range(p.tasks_per_base):
+        for t in range(n_tasks):
             group = t // p.tasks_per_group
             task = (CIFAR100_SUPERCLASSES[t] if arch in ("inception_v3", "resnet18",
                     "mobilenet_v2") and t < 20 else f"task{t:02d}")
@@ -291,6 +299,8 @@ def _check(p: ScenarioParams) -> None:
             bad(name, "must be >= 1")
     if p.n_users < 0:
         bad("n_users", "must be >= 0")
+    if p.n_models < 0:
+        bad("n_models", "must be >= 0 (0: bases x tasks_per_base)")
     for name in ("storage_gb", "bandwidth_mhz", "error_c", "area_m"):
         v = getattr(p, name)
         if not (v > 0 and math.isfinite(v)):

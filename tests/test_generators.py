@@ -260,3 +260,16 @@ def test_unknown_scenario_raises_parameter_error():
 def test_zero_users_generates():
     inst = generate("tiny", seed=0, n_users=0)
     assert inst.n_users == 0 and len(inst.requested_blocks) == 0
+
+
+def test_n_models_sets_j_directly_and_spreads_over_bases():
+    inst = generate("paper-default", n_models=31)
+    assert inst.n_models == 31
+    per_base = {}
+    for m in inst.repository.models:
+        per_base[m.base_model] = per_base.get(m.base_model, 0) + 1
+    assert sorted(per_base.values()) == [10, 10, 11]
+    # only blocks of existing models exist
+    assert inst.repository.membership.any(axis=0).all()
+    with pytest.raises(ParameterError):
+        generate("paper-default", n_models=-1)
