@@ -32,7 +32,7 @@ from _common import ResultsFile, table  # noqa: E402
 
 from fgamcd_opt.bounds import link_amplitude_bound  # noqa: E402
 from fgamcd_opt.generators import generate  # noqa: E402
-from fgamcd_opt.jsonio import write_json_atomic  # noqa: E402
+from fgamcd_opt.jsonio import jsonable, write_json_atomic  # noqa: E402
 from fgamcd_opt.oracle import BeamformingOracle, normalised_problem  # noqa: E402
 from fgamcd_opt.oracle.fast import solve_fast  # noqa: E402
 from fgamcd_opt.oracle.sdr import solve_sdr  # noqa: E402
@@ -172,7 +172,7 @@ def summarise(res: ResultsFile) -> None:
         "mean_dc_iterations": float(np.mean([r["sdr_dc_iterations"] for r in rows])),
     }
     print("\n" + "\n".join(f"{k}: {v:.4g}" for k, v in head.items()))
-    res.data["summary"] = {"cells": cells, "headline": head}
+    res.data["summary"] = jsonable({"cells": cells, "headline": head})
     write_json_atomic(res.path, res.data)
 
 
