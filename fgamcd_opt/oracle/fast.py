@@ -12,8 +12,11 @@ of |.| that is tight at x0. Replacing |.| by it gives a second-order cone progra
 
 whose optimum is >= the current objective (x0 is feasible for it), so the exact objective never
 decreases; iterate until the relative gain is below ``tol``. Each SOCP is built as sparse
-matrices and handed to Clarabel directly (no modelling-layer compilation). Several deterministic
-starting points are run and the best is kept, because the problem is non-convex.
+matrices and handed to Clarabel directly (no modelling-layer compilation; the sparsity pattern is
+built once per call and only the user rows change). The problem is non-convex, so three
+deterministic starts (weighted MRT, robust MRT of the weakest user, plain MRT) each get a few SCA
+steps and only the most promising one is run to convergence (``n_random_starts`` adds seeded
+random starts: the multi-start reference of the benchmark).
 
 Run on the reduced problem (problem.reduce()), each SOCP has 2 p d + p + 1 variables.
 """
