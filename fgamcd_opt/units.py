@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-BITS_PER_BYTE = 8
 GBPS = 1e9
 
 
