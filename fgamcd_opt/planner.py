@@ -61,7 +61,7 @@ class GroupDelivery:
         return (not self.beam.qos_feasible, len(self.beam.zero_rate_users), self.total_s)
 
 
-class _BlockData:
+class BlockData:
     """Per-PB quantities shared by every group of that PB (bounds over its requesters,
     backhaul)."""
 
@@ -76,7 +76,7 @@ class _BlockData:
 
 def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle,
                options: PlannerOptions = PlannerOptions(), received=(), sources=None,
-               block_data: _BlockData | None = None) -> GroupDelivery | None:
+               block_data: BlockData | None = None) -> GroupDelivery | None:
     """Participating nodes, migrations and beams for one transmission of PB k to ``users``.
 
     holders: nodes that cache k; received: nodes that already got k by migration (free, but not
@@ -89,7 +89,7 @@ def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle
     sources = holders if sources is None else tuple(int(n) for n in sources)
     if not free:
         return None
-    bd = block_data or _BlockData(inst, k)
+    bd = block_data or BlockData(inst, k)
     noise = inst.users.noise_w[list(users)]
     qos = inst.users.qos_bps[list(users)]
     link = bd.link[:, [bd.column[u] for u in users]]
@@ -172,7 +172,7 @@ class DeliveryResult:
 
 def plan_transmissions(inst: Instance, k: int, users, holders, oracle: BeamformingOracle,
                        options: PlannerOptions = PlannerOptions(), received=(), sources=None,
-                       block_data: _BlockData | None = None) -> list[GroupDelivery]:
+                       block_data: BlockData | None = None) -> list[GroupDelivery]:
     """One transmission of PB k to ``users`` (plan_group), split when it cannot reach everyone.
 
     If the best common beam leaves some users at worst-case rate 0 (typically a user that only a
@@ -180,7 +180,7 @@ def plan_transmissions(inst: Instance, k: int, users, holders, oracle: Beamformi
     (a user alone gets the optimal robust MRT), and the rest are re-planned together; migrated
     copies are shared between the parts. Returns [] when no node can transmit k.
     """
-    bd = block_data or _BlockData(inst, k)
+    bd = block_data or BlockData(inst, k)
     received = set(int(n) for n in received)
     g = plan_group(inst, k, users, holders, oracle, options, received=received, sources=sources,
                    block_data=bd)
@@ -233,7 +233,7 @@ def plan_unicast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
     for k in (inst.requested_blocks if blocks is None else blocks):
         holders = np.flatnonzero(holds[:, k])
         received: set[int] = set()
-        bd = _BlockData(inst, int(k))
+        bd = BlockData(inst, int(k))
         for u in inst.requesters(k):
             g = plan_group(inst, int(k), (u,), holders, oracle, options, received=received,
                            block_data=bd)

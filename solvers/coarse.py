@@ -14,7 +14,7 @@ import numpy as np
 
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
-from fgamcd_opt.planner import DeliveryResult, PlannerOptions, plan_transmissions
+from fgamcd_opt.planner import BlockData, DeliveryResult, PlannerOptions, plan_transmissions
 from fgamcd_opt.solver import SolveResult, SolveStatus
 
 
@@ -52,12 +52,15 @@ class CoarseSolver:
         copies = coarse_caching(inst)
         opts = PlannerOptions(max_cluster=params["max_cluster"], migration=params["migration"])
         out = DeliveryResult()
+        block_data: dict = {}
         for j in (int(j) for j in inst.requested_models):
             users = tuple(np.flatnonzero(inst.users.model == j))
             holders = tuple(n for n in range(inst.n_nodes) if j in copies[n])
             for k in rep.models[j].blocks:
-                parts = plan_transmissions(inst, k, users, holders, ctx.oracle, opts) \
-                    if holders else []
+                if k not in block_data:  # bounds and backhaul of a PB, shared by its models
+                    block_data[k] = BlockData(inst, k)
+                parts = plan_transmissions(inst, k, users, holders, ctx.oracle, opts,
+                                           block_data=block_data[k]) if holders else []
                 if not parts:
                     out.undeliverable[k] = out.undeliverable.get(k, ()) + users
                     continue

@@ -26,9 +26,10 @@ import time
 import numpy as np
 
 from fgamcd_opt import milp
+from fgamcd_opt.jsonio import jsonable
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
-from fgamcd_opt.planner import DeliveryResult, PlannerOptions, _BlockData, plan_group
+from fgamcd_opt.planner import BlockData, DeliveryResult, PlannerOptions, plan_group
 from fgamcd_opt.solver import SolveResult, SolveStatus
 
 
@@ -85,10 +86,10 @@ class MilpSolver:
             return SolveResult(None, SolveStatus.INFEASIBLE,
                                f"{len(excluded)} requested (user, PB) pair(s) have rate bound 0 "
                                f"from every node: {_pairs_text(inst, excluded)}",
-                               metadata=_json_safe(meta))
+                               metadata=jsonable(meta))
         reason = milp.storage_infeasibility(inst, bdata)
         if reason:
-            return SolveResult(None, SolveStatus.INFEASIBLE, reason, metadata=_json_safe(meta))
+            return SolveResult(None, SolveStatus.INFEASIBLE, reason, metadata=jsonable(meta))
         warm = None
         if params["warm_start"]:
             warm = milp.complete(bdata, milp.warm_caching(inst, bdata))
@@ -106,7 +107,7 @@ class MilpSolver:
             return SolveResult(None, SolveStatus.INFEASIBLE,
                                "HiGHS proved that the requested PBs cannot all be cached at "
                                "least once within the storage capacities",
-                               metadata=_json_safe(meta))
+                               metadata=jsonable(meta))
         if out_b.assignment is not None and out_b.assignment.feasible:
             holds = out_b.assignment.holds
         elif warm is not None and warm.feasible:
@@ -117,7 +118,7 @@ class MilpSolver:
                                else SolveStatus.TIME_LIMIT,
                                f"no caching found by the bound MILP ({out_b.status}: "
                                f"{out_b.message or out_b.termination})", bound=bound,
-                               metadata=_json_safe(meta))
+                               metadata=jsonable(meta))
         holds = milp.repair_storage(inst, holds)
 
         # ---- 2. the planner's delivery on that caching -------------------------------------
@@ -128,7 +129,7 @@ class MilpSolver:
         planner_delay = 0.0  # the oracle's delays of the planner's units (+ migrations)
         for o in bdata.blocks:
             holders = np.flatnonzero(holds[:, o.block])
-            bd = _BlockData(inst, o.block)
+            bd = BlockData(inst, o.block)
             g = plan_group(inst, o.block, o.users, holders, oracle, popts, block_data=bd)
             if g is None:
                 planner.undeliverable[o.block] = o.users
@@ -149,16 +150,14 @@ class MilpSolver:
         meta.update(planner_primal_delay_s=planner_delay)
         statuses = {"optimistic": out_b.status}
         if params["rate_model"] == "optimistic":
-            plan = Plan(cache=[set(np.flatnonzero(holds[n]).tolist())
-                               for n in range(inst.n_nodes)],
-                        migrations=planner.migrations, units=planner.units, solver=self.name)
+            plan = Plan.from_holds(holds, planner.migrations, planner.units, solver=self.name)
             meta.update(primal="planner on the bound MILP's caching", statuses=statuses,
                         build_time_s=out_b.build_time_s + out_b.load_time_s,
                         solve_time_s=out_b.solve_time_s, n_variables=out_b.n_variables,
                         n_clusters=bdata.n_clusters, mip_gap=out_b.gap)
             self._oracle_meta(meta, oracle, calls0, otime0, t_start)
             return SolveResult(plan, SolveStatus.FEASIBLE, self._message(out_b, None, excluded),
-                               bound=bound, metadata=_json_safe(meta))
+                               bound=bound, metadata=jsonable(meta))
 
         # ---- 3. the oracle-rate MILP -------------------------------------------------------
         candidates, users = {}, {}
@@ -212,7 +211,7 @@ class MilpSolver:
                 f"beams give all their PB's users a positive rate: {_pairs_text(inst, unserved)}"
             )]))
         self._oracle_meta(meta, oracle, calls0, otime0, t_start)
-        return SolveResult(plan, status, message, bound=bound, metadata=_json_safe(meta))
+        return SolveResult(plan, status, message, bound=bound, metadata=jsonable(meta))
 
     @staticmethod
     def _oracle_meta(meta, oracle, calls0, otime0, t_start) -> None:
@@ -232,19 +231,6 @@ class MilpSolver:
         if excluded:
             parts.append(f"{len(excluded)} unreachable (user, PB) pair(s) excluded")
         return "; ".join(parts)
-
-
-def _json_safe(value):
-    """Metadata goes to strict JSON: non-finite floats become None."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def _qos_bad_blocks(pdata, asg) -> int:

@@ -28,7 +28,7 @@ from enum import StrEnum
 import numpy as np
 
 from ..instance import Instance
-from ..rates import rate_from_amplitude, robust_amplitude
+from ..rates import rate_from_amplitude
 from .methods import MethodOutput, MethodStatus, amplitude_upper_bound, mrt, robust_mrt
 from .problem import BeamProblem, project_power
 
@@ -226,10 +226,9 @@ class BeamformingOracle:
             x = robust_mrt(problem, 0).x
             status, fallback, message = OracleStatus.NUMERICAL_FAILURE, True, "non-finite beams"
         beams = x * np.sqrt(inst.nodes.power_max_w[list(nodes)])[:, None]
-        h = inst.channel(k, users)[list(nodes)]
-        radius = inst.error_radius[np.ix_(nodes, users)]
-        amp = robust_amplitude(h, radius, beams)
-        rates = rate_from_amplitude(amp, inst.users.noise_w[list(users)], inst.bandwidth_hz)
+        # normalised amplitude = physical worst-case amplitude / sigma_u (same closed form)
+        amp = problem.amplitude(x)
+        rates = rate_from_amplitude(amp, 1.0, inst.bandwidth_hz)
         qos_req = inst.users.qos_bps[list(users)]
         below = rates < qos_req * (1 - 1e-9)
         users_arr = np.asarray(users)
