@@ -244,36 +244,3 @@ def plan_unicast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
             received.update(m.dst for m in g.migrations)
             out.add(g, mode="unicast", beamforming=options.method)
     return out
-
-
-def default_caching(inst: Instance) -> np.ndarray:
-    """The planner's default caching a_n(k) (N, K) for solvers that only decide delivery.
-
-    Value of PB k at node n = sum over its requesters of node n's share of the user's rate bound
-    (how much n can contribute to serving k). First every requested PB gets one copy, largest
-    PBs first, at the most valuable node that still has room (so nothing requested is cached
-    nowhere while storage remains); then PBs are added by value per byte while storage lasts.
-    Deterministic; ties broken by index.
-    """
-    n_nodes = inst.n_nodes
-    holds = np.zeros((n_nodes, inst.n_blocks), dtype=bool)
-    free = inst.nodes.storage_bytes.astype(float).copy()
-    sizes = inst.repository.sizes.astype(float)
-    value = np.zeros((n_nodes, inst.n_blocks))
-    for k in inst.requested_blocks:
-        link = link_amplitude_bound(inst, int(k), inst.requesters(k))  # (N, v)
-        share = link / np.maximum(link.sum(axis=0, keepdims=True), 1e-300)
-        value[:, k] = share.sum(axis=1)
-    for k in sorted((int(k) for k in inst.requested_blocks), key=lambda k: (-sizes[k], k)):
-        for n in sorted(range(n_nodes), key=lambda n: (-value[n, k], n)):
-            if sizes[k] <= free[n]:
-                holds[n, k] = True
-                free[n] -= sizes[k]
-                break
-    cand = sorted((-value[n, k] / sizes[k], n, int(k)) for k in inst.requested_blocks
-                  for n in range(n_nodes) if value[n, k] > 0 and not holds[n, k])
-    for _, n, k in cand:
-        if sizes[k] <= free[n]:
-            holds[n, k] = True
-            free[n] -= sizes[k]
-    return holds

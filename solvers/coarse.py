@@ -12,30 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from fgamcd_opt.caching import coarse_caching
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
 from fgamcd_opt.planner import BlockData, DeliveryResult, PlannerOptions, plan_transmissions
 from fgamcd_opt.solver import SolveResult, SolveStatus
-
-
-def coarse_caching(inst) -> list[list[int]]:
-    """Whole-model copies per node by local, then global popularity (smaller first on ties)."""
-    rep = inst.repository
-    global_req = np.bincount(inst.users.model, minlength=inst.n_models)
-    copies = []
-    for n in range(inst.n_nodes):
-        local_req = np.bincount(inst.users.model[inst.users.node == n], minlength=inst.n_models)
-        order = sorted(
-            (j for j in range(inst.n_models) if global_req[j] > 0),
-            key=lambda j: (-local_req[j], -global_req[j], int(rep.model_bytes[j]), j))
-        free = int(inst.nodes.storage_bytes[n])
-        chosen = []
-        for j in order:
-            if rep.model_bytes[j] <= free:
-                chosen.append(j)
-                free -= int(rep.model_bytes[j])
-        copies.append(chosen)
-    return copies
 
 
 class CoarseSolver:

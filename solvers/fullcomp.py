@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from fgamcd_opt.caching import default_caching
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import DeliveryUnit, Migration, Plan
-from fgamcd_opt.planner import default_caching
 from fgamcd_opt.solver import SolveResult, SolveStatus
 
 

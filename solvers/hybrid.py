@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from fgamcd_opt.caching import default_caching
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
 from fgamcd_opt.planner import (
     DeliveryResult,
     PlannerOptions,
-    default_caching,
     plan_broadcast,
     plan_unicast,
 )

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from fgamcd_opt.caching import trimcaching_placement
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import DeliveryUnit, Plan
 from fgamcd_opt.solver import SolveResult, SolveStatus
-
-from .trimcaching import trimcaching_placement
 
 
 class NoCoopSolver:

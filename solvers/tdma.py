@@ -9,12 +9,11 @@ migrated to a node for one user is reused for the next users of the same PB.
 
 from __future__ import annotations
 
+from fgamcd_opt.caching import default_caching, trimcaching_placement
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
-from fgamcd_opt.planner import PlannerOptions, default_caching, plan_unicast
+from fgamcd_opt.planner import PlannerOptions, plan_unicast
 from fgamcd_opt.solver import SolveResult, SolveStatus
-
-from .trimcaching import trimcaching_placement
 
 
 class TdmaSolver:

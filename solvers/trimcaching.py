@@ -20,65 +20,11 @@ shared delivery planner (one CoMP broadcast per requested PB, clusters grown wit
 
 from __future__ import annotations
 
-import numpy as np
-
+from fgamcd_opt.caching import trimcaching_placement
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
 from fgamcd_opt.planner import PlannerOptions, plan_broadcast
 from fgamcd_opt.solver import SolveResult, SolveStatus
-
-
-def cooperating_sets(inst) -> list[np.ndarray]:
-    """Per user: its own node plus the nodes within the information-exchange radius of it."""
-    out = []
-    for u in range(inst.n_users):
-        n = int(inst.users.node[u])
-        out.append(np.flatnonzero(inst.info_exchange[n] | (np.arange(inst.n_nodes) == n)))
-    return out
-
-
-def trimcaching_placement(inst, coop: list[np.ndarray] | None = None,
-                          users_of_node_only: bool = False) -> np.ndarray:
-    """The greedy hit-ratio placement; returns a_n(k) as an (N, K) bool array.
-
-    ``users_of_node_only``: a user counts only for its own node (no cooperation), which is the
-    caching rule of the no-cooperation baseline.
-    """
-    rep = inst.repository
-    sizes = rep.sizes.astype(np.int64)
-    coop = coop or cooperating_sets(inst)
-    holds = np.zeros((inst.n_nodes, inst.n_blocks), dtype=bool)
-    free = inst.nodes.storage_bytes.astype(np.int64).copy()
-    hit = np.zeros(inst.n_users, dtype=bool)
-    reach = np.zeros((inst.n_nodes, inst.n_users), dtype=bool)  # n in coop set of u
-    for u in range(inst.n_users):
-        if users_of_node_only:
-            reach[inst.users.node[u], u] = True
-        else:
-            reach[coop[u], u] = True
-    models = [np.asarray(m.blocks) for m in rep.models]
-    while True:
-        best = None
-        for j in np.unique(inst.users.model[~hit]):
-            waiting = (~hit) & (inst.users.model == j)
-            gains = (reach[:, waiting]).sum(axis=1)  # per node
-            for n in np.flatnonzero(gains > 0):
-                need = models[j][~holds[n, models[j]]]
-                added = int(sizes[need].sum())
-                if added > free[n]:
-                    continue
-                score = np.inf if added == 0 else gains[n] / added
-                key = (score, int(gains[n]), -int(n), -int(j))
-                if best is None or key > best[0]:
-                    best = (key, int(n), int(j), need, added)
-        if best is None:
-            break
-        _, n, j, need, added = best
-        holds[n, need] = True
-        free[n] -= added
-        # every user of model j that can reach n is now hit
-        hit |= (inst.users.model == j) & reach[n]
-    return holds
 
 
 class TrimCachingSolver:

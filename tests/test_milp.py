@@ -14,12 +14,13 @@ import itertools
 
 import numpy as np
 import pytest
+from fgamcd_solvers.milp import formulation as milp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fgamcd_opt import milp
 from fgamcd_opt.backhaul import MatrixBackhaul
 from fgamcd_opt.bounds import rate_upper_bound
+from fgamcd_opt.caching import warm_caching
 from fgamcd_opt.channels import ArrayChannels, ErrorShape
 from fgamcd_opt.evaluator import evaluate
 from fgamcd_opt.generators import generate
@@ -211,7 +212,7 @@ def test_pruning_keeps_only_minimal_clusters():
 def test_complete_matches_milp_start():
     inst = tiny_instance(3, n_nodes=3, n_blocks=4, storage_frac=0.5)
     data = milp.optimistic_data(inst)
-    start = milp.complete(data, milp.warm_caching(inst, data))
+    start = milp.complete(data, warm_caching(inst, [o.block for o in data.blocks]))
     out = milp.solve_milp(data, inst.n_blocks, time_limit_s=30, mip_gap=0.0, threads=1,
                           warm_start=start)
     assert out.warm_start

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fgamcd_opt.caching import default_caching
 from fgamcd_opt.evaluator import evaluate
 from fgamcd_opt.generators import generate
 from fgamcd_opt.oracle import BeamformingOracle
 from fgamcd_opt.plan import Plan
 from fgamcd_opt.planner import (
     PlannerOptions,
-    default_caching,
     plan_broadcast,
     plan_group,
     plan_unicast,
@@ -128,7 +128,7 @@ def test_tdma_slots_add_up(small):
 
 
 def test_trimcaching_hits_everyone_with_plenty_of_storage_and_respects_storage():
-    from fgamcd_solvers.trimcaching import cooperating_sets, trimcaching_placement
+    from fgamcd_opt.caching import cooperating_sets, trimcaching_placement
 
     inst = generate("tiny", seed=4, storage_gb=10.0)
     holds = trimcaching_placement(inst)

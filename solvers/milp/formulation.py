@@ -76,7 +76,7 @@ Unreachable users: a requester with zero bound from every node has worst-case ra
 beam, so its PB cannot be delivered to it at finite delay by any plan. Such (user, PB) pairs are
 *excluded* (listed in :attr:`MilpData.excluded`); the bound then covers the reachable pairs, and
 a PB none of whose requesters is reachable gets no variables. Callers decide whether to report
-this as infeasible (``solvers/milp.py``, parameter ``unreachable``).
+this as infeasible (``solvers/milp/__init__.py``, parameter ``unreachable``).
 """
 
 from __future__ import annotations
@@ -87,11 +87,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bounds import link_amplitude_bound
-from .instance import Instance
-from .oracle import BeamformingOracle, BeamResult
-from .plan import DeliveryUnit, Migration, Plan
-from .rates import rate_from_amplitude
+from fgamcd_opt.bounds import link_amplitude_bound
+from fgamcd_opt.instance import Instance
+from fgamcd_opt.oracle import BeamformingOracle, BeamResult
+from fgamcd_opt.plan import DeliveryUnit, Migration, Plan
+from fgamcd_opt.rates import rate_from_amplitude
 
 RATE_MODELS = ("optimistic", "oracle")
 FULL_ENUMERATION_MAX_NODES = 8  # 2^8 - 1 = 255 candidate sets per PB at most
@@ -422,59 +422,6 @@ def complete(data: MilpData, holds: np.ndarray) -> Assignment:
         mig_s = float(sum(opts.migration_s[mg.src, mg.dst] for mg in migs))
         choices.append(BlockChoice(k, nodes, best, migs, mig_s, bcast, cost))
     return Assignment(holds, choices, not missing, tuple(missing))
-
-
-def warm_caching(inst: Instance, data: MilpData) -> np.ndarray:
-    """A MIP-start caching (N, K): the planner's :func:`~fgamcd_opt.planner.default_caching`,
-    then every PB of ``data`` that no node caches is placed at the node with the most free plus
-    redundant bytes, evicting PBs cached at two or more nodes (largest first) to make room.
-    PBs that still do not fit stay uncached (the start is then infeasible and not used)."""
-    from .planner import default_caching  # local: the planner imports the oracle stack
-
-    holds = default_caching(inst).copy()
-    sizes = inst.repository.sizes.astype(np.int64)
-    free = inst.nodes.storage_bytes.astype(np.int64) - (holds * sizes[None, :]).sum(axis=1)
-    for o in sorted(data.blocks, key=lambda o: -o.size_bytes):
-        k = o.block
-        if holds[:, k].any():
-            continue
-        copies = holds.sum(axis=0)
-        redundant = [np.flatnonzero(holds[n] & (copies > 1)) for n in range(inst.n_nodes)]
-        room = free + np.array([int(sizes[r].sum()) for r in redundant])
-        n = int(np.argmax(room))
-        if room[n] < sizes[k]:
-            continue
-        for j in sorted(redundant[n].tolist(), key=lambda j: -int(sizes[j])):
-            if free[n] >= sizes[k]:
-                break
-            if holds[:, j].sum() > 1:
-                holds[n, j] = False
-                free[n] += sizes[j]
-        holds[n, k] = True
-        free[n] -= sizes[k]
-    return holds
-
-
-def repair_storage(inst: Instance, holds: np.ndarray, keep_blocks=()) -> np.ndarray:
-    """Drop cached PBs until every node fits its capacity exactly (HiGHS accepts rows violated
-    by its feasibility tolerance). PBs cached elsewhere go first, then the smallest."""
-    holds = np.array(holds, dtype=bool)
-    sizes = inst.repository.sizes
-    cap = inst.nodes.storage_bytes
-    for n in range(inst.n_nodes):
-        over = int(sizes[holds[n]].sum()) - int(cap[n])
-        if over <= 0:
-            continue
-        cached = np.flatnonzero(holds[n])
-        elsewhere = holds[:, cached].sum(axis=0) > 1
-        order = sorted(cached.tolist(), key=lambda k: (not elsewhere[list(cached).index(k)],
-                                                        int(sizes[k])))
-        for k in order:
-            if over <= 0:
-                break
-            holds[n, k] = False
-            over -= int(sizes[k])
-    return holds
 
 
 # ---------------------------------------------------------------------------------------------

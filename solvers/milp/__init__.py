@@ -1,6 +1,6 @@
 """milp: caching, migration and cluster choice by MILP (pyomo + HiGHS), with a certified bound.
 
-Two MILPs of the same form (fgamcd_opt/milp.py, docs/milp.md):
+Two MILPs of the same form (solvers/milp/formulation.py, docs/milp.md):
 
 1. the *optimistic* MILP: cluster delays from a rate no beamformer can exceed; HiGHS's dual bound
    is a certified lower bound on the delay of every plan (returned as ``SolveResult.bound``);
@@ -25,12 +25,14 @@ import time
 
 import numpy as np
 
-from fgamcd_opt import milp
+from fgamcd_opt.caching import repair_storage, warm_caching
 from fgamcd_opt.jsonio import jsonable
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
 from fgamcd_opt.planner import BlockData, DeliveryResult, PlannerOptions, plan_group
 from fgamcd_opt.solver import SolveResult, SolveStatus
+
+from . import formulation as milp
 
 
 def _pairs_text(inst, pairs: list[tuple[int, int]], limit: int = 12) -> str:
@@ -92,7 +94,7 @@ class MilpSolver:
             return SolveResult(None, SolveStatus.INFEASIBLE, reason, metadata=jsonable(meta))
         warm = None
         if params["warm_start"]:
-            warm = milp.complete(bdata, milp.warm_caching(inst, bdata))
+            warm = milp.complete(bdata, warm_caching(inst, [o.block for o in bdata.blocks]))
         out_b = milp.solve_milp(bdata, inst.n_blocks, budget(), params["mip_gap"],
                                 params["threads"], warm_start=warm, seed=ctx.seed)
         bound = milp.certified_bound(out_b, bdata)
@@ -119,7 +121,7 @@ class MilpSolver:
                                f"no caching found by the bound MILP ({out_b.status}: "
                                f"{out_b.message or out_b.termination})", bound=bound,
                                metadata=jsonable(meta))
-        holds = milp.repair_storage(inst, holds)
+        holds = repair_storage(inst, holds)
 
         # ---- 2. the planner's delivery on that caching -------------------------------------
         max_oracle = params["max_cluster_oracle"] or inst.n_nodes
@@ -179,7 +181,7 @@ class MilpSolver:
         asg = out_p.assignment
         status = SolveStatus.FEASIBLE
         if asg is not None and asg.feasible:
-            repaired = milp.repair_storage(inst, asg.holds)
+            repaired = repair_storage(inst, asg.holds)
             if not np.array_equal(repaired, asg.holds):
                 asg = milp.complete(pdata, repaired)
         if asg is None or not asg.feasible:
