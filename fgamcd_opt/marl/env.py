@@ -1,0 +1,389 @@
+"""The Dec-POMDP of MAASN-DA (docs/model.md section 7, paper section III-B) as a PettingZoo
+``ParallelEnv``.
+
+Agents are the edge nodes ``node_0 .. node_{N-1}``. **One step = one requested PB**, in PB index
+order. PBs that no user requests are skipped: eq. 12 gives them reward 0 whatever the agents do,
+and caching them only wastes storage, so the agents never see them (an episode has
+``len(inst.requested_blocks)`` steps, 242 on paper-default seed 0 instead of K = 435).
+
+Observation of agent n (eq. 10), a flat float32 vector of N blocks of ``2 + P`` numbers:
+
+- own block ``[S(k) / S_max, I{k in K_{r_u}} for the users of n (padded to P), C~_n(k) / C_n]``
+- then, for every other node m in ascending order, ``varpi_{n,m} * [R^bac_{n,m}(k) / R_ref,
+  I{k in K_{r_u}} for the users of m (padded to P), C~_m(k) / C_m]`` (zeros when m is beyond
+  the information-exchange range).
+
+S_max is the largest PB of the repository, R_ref = 1e10 bit/s, C~ the remaining storage.
+**Padding**: users of a node fill the first slots of its P-slot block in user-index order; the
+remaining slots read 0. P (``max_users_per_node``) is fixed so one policy applies to every
+instance with the same N; ``observation["user_mask"]`` (N x P, 1 = a real user) says which slots
+are real. An instance with more users at some node than P is refused with a clear error.
+
+Action of agent n (eq. 11): ``MultiBinary(N)``, ``[a_n(k), b_{n,m}(k) for m != n ascending]``.
+``observation["action_mask"]`` (N,) is 1 where a bit may be 1: every bit is 0 when PB k does not
+fit in C~_n(k) (a_n forced to 0, so no migration from n either, paper section III-C). The env
+enforces the mask and the remaining rules by construction: b_{n,m} is dropped when a_n = 0
+(eq. 2) or when m caches k itself; of several migrations to the same m only the one over the
+fastest backhaul is kept (one copy suffices).
+
+Delivery and reward (eq. 12). The joint action fixes the holders (a) and the migrated copies (b);
+``delivery="planner"`` (default) hands them to the shared planner (``plan_transmissions`` with
+holders = cached nodes, received = migrated nodes, no further migration), which picks the
+participating subset and splits users a common beam cannot reach, exactly as for the baselines;
+offered migrations the planner does not use are dropped (they would only add delay).
+``delivery="group"`` is the paper's literal delivery: every participant broadcasts PB k to all
+its requesters in one unit. The delay comes from the evaluator's per-PB scorer
+(``fgamcd_opt.evaluator.score_block``) with the shared oracle's beams:
+
+    r(k) = -reward_scale * T(k) - r1 * Lambda(k)   if some node participates
+    r(k) = -r2                                      if no node can deliver k
+
+with Lambda(k) = 1 when some requester misses Q_u or has rate 0. ``reward_scale`` (default 10
+per second, i.e. delay counted in units of 0.1 s) makes the per-PB delays of paper-default
+(milliseconds to ~0.2 s) comparable with r1 = r2 = 10 (Table II): a QoS violation costs as much
+as one second of delay. All agents receive the same reward.
+
+Episodes draw their instance from a seeded generator scenario (``EnvConfig.scenario`` with
+``overrides``): with ``pool = P > 0`` the episode's instance is one of P fixed generator seeds
+(``pool_seed0 .. pool_seed0 + P - 1``, chosen by the reset seed), so the shared oracle's memo
+is reused across episodes; ``pool = 0`` generates a fresh instance per reset seed. A fixed
+instance (``EnvConfig.instance``) is used as is (fine-tuning, the solver's rollout).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from ..errors import ParameterError
+from ..instance import Instance
+from ..oracle import BeamformingOracle, default_oracle
+from ..plan import DeliveryUnit, Migration, Plan
+from ..planner import BlockData, PlannerOptions, plan_transmissions
+
+R_REF_BPS = 1e10
+
+
+def _score_block(inst, k, units, migrations, oracle, holds):
+    """The evaluator's per-PB scorer (``evaluator.score_block``); until it exists in this tree,
+    the evaluator scores a plan holding just this PB's units (same numbers, slower)."""
+    from .. import evaluator
+
+    if hasattr(evaluator, "score_block"):
+        return evaluator.score_block(inst, k, units, migrations, oracle=oracle, holds=holds)
+    ev = evaluator.evaluate(inst, Plan.from_holds(holds, migrations, units), oracle)
+    req = set(int(u) for u in inst.requesters(k))
+    qos = sorted({u for v in ev.violations if v.kind in ("qos", "zero_rate") and k in v.blocks
+                  for u in v.users})
+    und = sorted(u for u, kk in ev.undelivered if kk == k and u in req)
+    mig = ev.block_migration_s.get(k, 0.0)
+    bc = ev.block_broadcast_s.get(k, 0.0)
+    zero = any(v.kind == "zero_rate" and k in v.blocks for v in ev.violations)
+    total = float("inf") if (zero or und) else mig + bc
+    return SimpleNamespace(block=k, migration_s=mig, broadcast_s=bc if not zero else
+                           float("inf"), total_s=total, qos_violating_users=qos,
+                           undelivered_users=und, feasible=not (qos or und))
+
+
+@dataclass
+class EnvConfig:
+    scenario: str = "paper-default"
+    overrides: dict = field(default_factory=dict)
+    instance: Instance | None = None  # a fixed instance (overrides scenario)
+    pool: int = 8  # instances per generator pool (0: a fresh instance per reset seed)
+    pool_seed0: int = 1000  # first generator seed of the pool (held-out seeds stay below)
+    max_users_per_node: int = 14  # P, the padding
+    reward_scale: float = 10.0  # per second of delay
+    r1: float = 10.0  # QoS / power infeasibility penalty (Table II)
+    r2: float = 10.0  # nobody delivers a requested PB (Table II)
+    delivery: str = "planner"  # planner | group (the paper's one-group broadcast)
+    max_cluster: int = 3  # planner: most nodes in one transmission
+    method: str | None = None  # oracle method (None: the oracle's default, fast)
+
+    def card(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k != "instance"}
+        d["instance"] = self.instance.name if self.instance is not None else None
+        return d
+
+
+def agent_name(n: int) -> str:
+    return f"node_{n}"
+
+
+class FgamcdParallelEnv(ParallelEnv):
+    metadata = {"name": "fgamcd_maasn_v0", "render_modes": [], "is_parallelizable": True}
+
+    def __init__(self, config: EnvConfig | None = None, oracle: BeamformingOracle | None = None,
+                 n_nodes: int | None = None):
+        self.config = config or EnvConfig()
+        if self.config.delivery not in ("planner", "group"):
+            raise ParameterError(f"delivery: {self.config.delivery!r} is not one of planner, "
+                                 "group")
+        self.oracle = oracle or default_oracle()
+        self._instances: dict[int, Instance] = {}
+        self._pad = int(self.config.max_users_per_node)
+        if self.config.instance is not None:
+            self._n = self.config.instance.n_nodes
+            self._check_fits(self.config.instance)
+        elif n_nodes is not None:
+            self._n = int(n_nodes)
+        else:
+            self._n = self._scenario_instance(self.config.pool_seed0).n_nodes
+        self.possible_agents = [agent_name(n) for n in range(self._n)]
+        self.agents: list[str] = []
+        self.block_dim = 2 + self._pad
+        self.obs_dim = self._n * self.block_dim
+        self.inst: Instance | None = None
+        self._k_list = np.zeros(0, dtype=int)
+        self._t = 0
+
+    # ---- spaces ------------------------------------------------------------------------
+    @functools.cache  # noqa: B019 - one space object per agent, as PettingZoo asks
+    def observation_space(self, agent):
+        n = self._n
+        return spaces.Dict({
+            "observation": spaces.Box(0.0, np.inf, (self.obs_dim,), np.float32),
+            "action_mask": spaces.MultiBinary(n),
+            "user_mask": spaces.MultiBinary([n, self._pad]),
+        })
+
+    @functools.cache  # noqa: B019
+    def action_space(self, agent):
+        return spaces.MultiBinary(self._n)
+
+    @property
+    def state_space(self):
+        return spaces.Box(0.0, np.inf, (self._n * self.obs_dim,), np.float32)
+
+    # ---- instances ---------------------------------------------------------------------
+    def _scenario_instance(self, seed: int) -> Instance:
+        inst = self._instances.get(seed)
+        if inst is None:
+            from ..generators import generate
+
+            inst = generate(self.config.scenario, seed=int(seed), **self.config.overrides)
+            self._check_fits(inst)
+            if len(self._instances) >= max(self.config.pool, 1) + 4:
+                self._instances.pop(next(iter(self._instances)))
+            self._instances[seed] = inst
+        return inst
+
+    def _check_fits(self, inst: Instance) -> None:
+        counts = np.bincount(inst.users.node, minlength=inst.n_nodes)
+        if counts.max(initial=0) > self._pad:
+            n = int(np.argmax(counts))
+            raise ParameterError(
+                f"instance {inst.name}: node {inst.nodes.ids[n]} has {counts[n]} users, more "
+                f"than the observation padding max_users_per_node={self._pad}")
+        if hasattr(self, "_n") and inst.n_nodes != self._n:
+            raise ParameterError(f"instance {inst.name} has N={inst.n_nodes} nodes; this "
+                                 f"environment was built for N={self._n}")
+
+    def _pick_instance(self, rng: np.random.Generator, options: dict | None) -> Instance:
+        options = options or {}
+        if "instance" in options:
+            inst = options["instance"]
+            self._check_fits(inst)
+            return inst
+        if self.config.instance is not None:
+            return self.config.instance
+        if "instance_seed" in options:
+            return self._scenario_instance(int(options["instance_seed"]))
+        if self.config.pool > 0:
+            return self._scenario_instance(self.config.pool_seed0
+                                           + int(rng.integers(self.config.pool)))
+        return self._scenario_instance(int(rng.integers(2**31 - 1)))
+
+    # ---- episode -----------------------------------------------------------------------
+    def reset(self, seed=None, options=None):
+        rng = np.random.default_rng(seed)
+        inst = self._pick_instance(rng, options)
+        self.inst = inst
+        n = inst.n_nodes
+        self._k_list = np.asarray(inst.requested_blocks, dtype=int)
+        self._t = 0
+        self.remaining = inst.nodes.storage_bytes.astype(np.float64).copy()
+        self.holds = np.zeros((n, inst.n_blocks), dtype=bool)
+        self.migrations: list[Migration] = []
+        self.units: list[DeliveryUnit] = []
+        self.undelivered: dict[int, tuple[int, ...]] = {}
+        self.total_delay_s = 0.0
+        self.qos_violations = 0  # PBs with Lambda(k) = 1
+        self.delays: list[float] = []
+        self.agents = list(self.possible_agents)
+        self._s_max = float(inst.repository.sizes.max())
+        users_of = [np.flatnonzero(inst.users.node == m) for m in range(n)]
+        self._slot = np.full(inst.n_users, -1)
+        self.user_mask = np.zeros((n, self._pad), dtype=np.int8)
+        for m, us in enumerate(users_of):
+            self._slot[us] = np.arange(len(us))
+            self.user_mask[m, : len(us)] = 1
+        self._varpi = inst.info_exchange.astype(np.float32)
+        obs = self._observe()
+        return obs, {a: {} for a in self.agents}
+
+    @property
+    def current_block(self) -> int | None:
+        return int(self._k_list[self._t]) if self._t < len(self._k_list) else None
+
+    def _node_blocks(self, k: int | None) -> np.ndarray:
+        """(N, 2 + P) per-node [size or backhaul slot, request indicators, storage] of PB k."""
+        inst = self.inst
+        n = inst.n_nodes
+        blk = np.zeros((n, self.block_dim), dtype=np.float32)
+        if k is not None:
+            req = inst.requesters(k)
+            blk[inst.users.node[req], 1 + self._slot[req]] = 1.0
+        cap = np.maximum(inst.nodes.storage_bytes.astype(np.float64), 1.0)
+        blk[:, -1] = (self.remaining / cap).astype(np.float32)
+        return blk
+
+    def _observe(self) -> dict:
+        inst = self.inst
+        n = inst.n_nodes
+        k = self.current_block
+        blk = self._node_blocks(k)
+        size = float(inst.repository.sizes[k]) / self._s_max if k is not None else 0.0
+        bh = (inst.backhaul_rates(k) / R_REF_BPS).astype(np.float32) if k is not None \
+            else np.zeros((n, n), np.float32)
+        mask = self.action_mask()
+        self._obs_matrix = np.zeros((n, self.obs_dim), dtype=np.float32)
+        out = {}
+        for a in range(n):
+            row = self._obs_matrix[a].reshape(n, self.block_dim)
+            row[0] = blk[a]
+            row[0, 0] = size
+            others = [m for m in range(n) if m != a]
+            row[1:] = blk[others] * self._varpi[a, others][:, None]
+            row[1:, 0] = bh[a, others] * self._varpi[a, others]
+            out[agent_name(a)] = {"observation": self._obs_matrix[a].copy(),
+                                  "action_mask": mask[a].copy(),
+                                  "user_mask": self.user_mask.copy()}
+        return out
+
+    def action_mask(self) -> np.ndarray:
+        """(N, N) int8: row n is agent n's mask (all 0 when PB k does not fit in C~_n(k))."""
+        n = self._n
+        k = self.current_block
+        if k is None:
+            return np.zeros((n, n), dtype=np.int8)
+        fits = self.remaining >= float(self.inst.repository.sizes[k])
+        return np.repeat(fits[:, None], n, axis=1).astype(np.int8)
+
+    def state(self) -> np.ndarray:
+        """s(k) = [o_n(k) : n in N] (paper section III-B)."""
+        if self.inst is None:
+            return np.zeros(self.state_space.shape, np.float32)
+        return self._obs_matrix.reshape(-1).copy()
+
+    def joint_action(self, actions: dict) -> np.ndarray:
+        """(N, N) bool [a_n, b_{n,m}] matrix, diagonal = a_n, from per-agent action vectors."""
+        n = self._n
+        d = np.zeros((n, n), dtype=bool)
+        for a in range(n):
+            act = np.asarray(actions.get(agent_name(a), np.zeros(n)), dtype=float).reshape(-1)
+            if act.shape != (n,):
+                raise ValueError(f"action of {agent_name(a)} must have {n} entries")
+            others = [m for m in range(n) if m != a]
+            d[a, a] = act[0] > 0.5
+            d[a, others] = act[1:] > 0.5
+        return d
+
+    def step(self, actions):
+        inst = self.inst
+        k = self.current_block
+        if k is None:
+            raise RuntimeError("step() after the episode ended; call reset()")
+        d = self.joint_action(actions)
+        reward, info = self._apply(k, d)
+        self._t += 1
+        done = self._t >= len(self._k_list)
+        obs = self._observe()
+        agents = list(self.agents)
+        rewards = {a: float(reward) for a in agents}
+        terms = {a: done for a in agents}
+        truncs = {a: False for a in agents}
+        infos = {a: dict(info) for a in agents}
+        if done:
+            self.agents = []
+        del inst
+        return obs, rewards, terms, truncs, infos
+
+    # ---- the transition of one PB --------------------------------------------------------
+    def _apply(self, k: int, d: np.ndarray) -> tuple[float, dict]:
+        inst = self.inst
+        cfg = self.config
+        size = float(inst.repository.sizes[k])
+        fits = self.remaining >= size
+        a = np.diag(d) & fits
+        b = d & a[:, None]
+        np.fill_diagonal(b, False)
+        b &= ~a[None, :]  # a holder needs no copy
+        self.remaining[a] -= size
+        self.holds[a, k] = True
+        holders = np.flatnonzero(a)
+        rates = inst.backhaul_rates(k)
+        src_of: dict[int, int] = {}
+        for m in np.flatnonzero(b.any(axis=0)):
+            srcs = np.flatnonzero(b[:, m])
+            src_of[int(m)] = int(srcs[np.argmax(rates[srcs, m])])
+        users = inst.requesters(k)
+        info = {"block": int(k), "cached": int(a.sum()), "offered_migrations": len(src_of)}
+        if not len(holders):
+            self.undelivered[int(k)] = tuple(int(u) for u in users)
+            info.update(delay_s=0.0, qos_violation=False, undelivered=len(users))
+            return -cfg.r2, info
+        if cfg.delivery == "group":
+            nodes = tuple(sorted({*holders.tolist(), *src_of}))
+            res = self.oracle.solve(inst, k, nodes, users, method=cfg.method)
+            units = [DeliveryUnit(k, tuple(users), nodes, beams=res.beams,
+                                  beamforming=cfg.method)]
+            migs = [Migration(s, m, k) for m, s in sorted(src_of.items())]
+        else:
+            opts = PlannerOptions(max_cluster=cfg.max_cluster, migration=False, method=cfg.method)
+            parts = plan_transmissions(inst, k, users, holders, self.oracle, opts,
+                                       received=tuple(sorted(src_of)), sources=holders,
+                                       block_data=BlockData(inst, k))
+            used = {n for g in parts for n in g.nodes}
+            migs = [Migration(s, m, k) for m, s in sorted(src_of.items()) if m in used]
+            units = [DeliveryUnit(g.block, g.users, g.nodes,
+                                  mode="unicast" if len(parts) > 1 and len(g.users) == 1
+                                  else "broadcast", beams=g.beam.beams, beamforming=cfg.method)
+                     for g in parts]
+        score = _score_block(inst, k, units, migs, self.oracle, self.holds)
+        self.units.extend(units)
+        self.migrations.extend(migs)
+        lam = bool(score.qos_violating_users or score.undelivered_users
+                   or not np.isfinite(score.total_s))
+        finite = score.migration_s + (score.broadcast_s if np.isfinite(score.broadcast_s)
+                                      else 0.0)
+        self.total_delay_s += finite
+        self.delays.append(finite)
+        self.qos_violations += int(lam)
+        info.update(delay_s=finite, qos_violation=lam, undelivered=0,
+                    migrations=len(migs), nodes=len(used) if cfg.delivery == "planner"
+                    else len(units[0].nodes))
+        return -cfg.reward_scale * finite - cfg.r1 * float(lam), info
+
+    # ---- results -----------------------------------------------------------------------
+    def plan(self, solver: str = "maasn") -> Plan:
+        """The plan built so far: cached PBs, used migrations and delivery units."""
+        return Plan.from_holds(self.holds, self.migrations, self.units, solver=solver)
+
+    def undelivered_message(self) -> str:
+        users = sorted({u for us in self.undelivered.values() for u in us})
+        if not users:
+            return ""
+        return (f"{len(self.undelivered)} requested PB(s) cached nowhere; users not fully "
+                "served: " + ", ".join(self.inst.users.ids[u] for u in users))
+
+    def render(self):
+        return None
+
+    def close(self):
+        return None

@@ -1,0 +1,154 @@
+"""The MAASN-DA learner (paper sections III-C..E, Algorithm 1 lines 20-24; docs/model.md
+section 7): action-semantics actors, local critics, QMIX mixing, target networks with soft
+updates.
+
+Critic loss (eq. 21): (Q_tar - Q_tot(s, d))^2 with
+Q_tar = r + gamma (1 - done) Q^_tot(s', pi^(o')) from the target actor, critics and mixer.
+Actor loss (eq. 22): -Q_n(o_n, pi(o_n; phi_n)) for every agent, through the Gumbel-Softmax
+relaxation (eq. 13) with the storage/migration masks applied (a_n forced 0 where PB k does not
+fit, b_{n,m} multiplied by a_n). Ablations: ``action_semantics=False`` uses a flat actor,
+``value_decomposition=False`` trains each local critic on its own TD target (no mixer).
+
+Defaults are Appendix C's sizes and Table II's gamma; the learning rates, batch, soft-update
+rate, temperature and updates per episode are not given by the paper and are our choices
+(documented in docs/maasn.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .networks import ActionSemanticsActor, FlatActor, LocalCritics, QMixer, masked_actions
+
+
+@dataclass
+class LearnerConfig:
+    gamma: float = 0.95  # Table II
+    lr_actor: float = 1e-4
+    lr_critic: float = 1e-3
+    soft_tau: float = 0.01  # target networks: theta^ <- tau theta + (1 - tau) theta^
+    temperature: float = 1.0  # s_temp of eq. 13
+    logit_scale: float = 5.0
+    actor_hidden: tuple = (128, 64)  # Fig. 19 (a)
+    flat_actor_hidden: tuple = (256, 256)  # ablation "without action semantics"
+    critic_hidden: tuple = (256, 256)  # Fig. 19 (b)
+    mixer_embed: int = 32
+    mixer_hyper: int = 64
+    grad_clip: float = 10.0
+    action_semantics: bool = True
+    value_decomposition: bool = True
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def build_actor(cfg: LearnerConfig, n_agents: int, block_dim: int) -> torch.nn.Module:
+    if cfg.action_semantics:
+        return ActionSemanticsActor(n_agents, block_dim, tuple(cfg.actor_hidden),
+                                    cfg.logit_scale)
+    return FlatActor(n_agents, block_dim, tuple(cfg.flat_actor_hidden), cfg.logit_scale)
+
+
+def _soft_update(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
+    with torch.no_grad():
+        for t, s in zip(target.parameters(), source.parameters(), strict=True):
+            t.mul_(1 - tau).add_(s, alpha=tau)
+
+
+class MaasnLearner:
+    def __init__(self, cfg: LearnerConfig, n_agents: int, block_dim: int, seed: int = 0):
+        torch.manual_seed(seed)
+        self.cfg = cfg
+        self.n = n_agents
+        self.block_dim = block_dim
+        obs_dim = n_agents * block_dim
+        self.actor = build_actor(cfg, n_agents, block_dim)
+        self.critics = LocalCritics(n_agents, obs_dim, tuple(cfg.critic_hidden))
+        self.mixer = QMixer(n_agents, n_agents * obs_dim, cfg.mixer_embed, cfg.mixer_hyper)
+        self.actor_t = build_actor(cfg, n_agents, block_dim)
+        self.critics_t = LocalCritics(n_agents, obs_dim, tuple(cfg.critic_hidden))
+        self.mixer_t = QMixer(n_agents, n_agents * obs_dim, cfg.mixer_embed, cfg.mixer_hyper)
+        for t, s in ((self.actor_t, self.actor), (self.critics_t, self.critics),
+                     (self.mixer_t, self.mixer)):
+            t.load_state_dict(s.state_dict())
+            t.requires_grad_(False)
+        critic_params = list(self.critics.parameters())
+        if cfg.value_decomposition:
+            critic_params += list(self.mixer.parameters())
+        self.opt_actor = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr_actor)
+        self.opt_critic = torch.optim.Adam(critic_params, lr=cfg.lr_critic)
+        self.gen = torch.Generator().manual_seed(seed + 1)
+        self.updates = 0
+
+    # ---- acting ------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs, mask, explore: bool) -> torch.Tensor:
+        """Binary joint action (N, N) for one step (obs (N, D), mask (N, N))."""
+        obs = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+        mask = torch.as_tensor(mask, dtype=torch.float32).unsqueeze(0)
+        logits = self.actor(obs)
+        return masked_actions(logits, mask, self.cfg.temperature, self.gen, hard=True,
+                              explore=explore)[0]
+
+    # ---- learning ----------------------------------------------------------------------
+    def update(self, batch: dict) -> dict:
+        cfg = self.cfg
+        obs = torch.as_tensor(batch["obs"], dtype=torch.float32)
+        nobs = torch.as_tensor(batch["next_obs"], dtype=torch.float32)
+        mask = torch.as_tensor(batch["mask"], dtype=torch.float32)
+        nmask = torch.as_tensor(batch["next_mask"], dtype=torch.float32)
+        act = torch.as_tensor(batch["act"], dtype=torch.float32)
+        r = torch.as_tensor(batch["reward"], dtype=torch.float32)
+        done = torch.as_tensor(batch["done"], dtype=torch.float32)
+        b = obs.shape[0]
+        state, nstate = obs.reshape(b, -1), nobs.reshape(b, -1)
+
+        with torch.no_grad():
+            nact = masked_actions(self.actor_t(nobs), nmask, cfg.temperature, self.gen)
+            nq = self.critics_t(nobs, nact)
+            if cfg.value_decomposition:
+                target = r + cfg.gamma * (1 - done) * self.mixer_t(nq, nstate)
+            else:
+                target = r[:, None] + cfg.gamma * (1 - done[:, None]) * nq
+        q = self.critics(obs, act)
+        if cfg.value_decomposition:
+            critic_loss = torch.mean((target - self.mixer(q, state)) ** 2)
+        else:
+            critic_loss = torch.mean((target - q) ** 2)
+        self.opt_critic.zero_grad()
+        critic_loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.opt_critic.param_groups[0]["params"], cfg.grad_clip)
+        self.opt_critic.step()
+
+        pi = masked_actions(self.actor(obs), mask, cfg.temperature, self.gen)
+        actor_loss = -self.critics(obs, pi).mean()
+        self.opt_actor.zero_grad()
+        actor_loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
+        self.opt_actor.step()
+        self.critics.zero_grad(set_to_none=True)
+
+        _soft_update(self.actor_t, self.actor, cfg.soft_tau)
+        _soft_update(self.critics_t, self.critics, cfg.soft_tau)
+        if cfg.value_decomposition:
+            _soft_update(self.mixer_t, self.mixer, cfg.soft_tau)
+        self.updates += 1
+        return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item()}
+
+    # ---- persistence -------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"actor": self.actor.state_dict(), "critics": self.critics.state_dict(),
+                "mixer": self.mixer.state_dict(), "actor_t": self.actor_t.state_dict(),
+                "critics_t": self.critics_t.state_dict(), "mixer_t": self.mixer_t.state_dict(),
+                "opt_actor": self.opt_actor.state_dict(),
+                "opt_critic": self.opt_critic.state_dict(),
+                "gen": self.gen.get_state(), "updates": self.updates}
+
+    def load_state_dict(self, d: dict) -> None:
+        for name in ("actor", "critics", "mixer", "actor_t", "critics_t", "mixer_t",
+                     "opt_actor", "opt_critic"):
+            getattr(self, name).load_state_dict(d[name])
+        self.gen.set_state(d["gen"])
+        self.updates = int(d["updates"])

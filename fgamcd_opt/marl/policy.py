@@ -1,0 +1,121 @@
+"""Policy files: a torch state dict of the actors (``<name>.pt``) plus a JSON card
+(``<name>.json``) with everything needed to rebuild and judge it: scenario, N, the observation
+layout and padding P, network sizes, environment settings, training command, episodes, seed,
+package versions and the final learning-curve numbers (docs/maasn.md).
+
+Loading uses ``torch.load(weights_only=True)``; a policy that does not fit an instance (another
+N, more users at a node than its padding) is refused with an error naming both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from ..errors import ParameterError
+
+SHIPPED = "paper-default"
+CARD_VERSION = 1
+
+
+def shipped_policy_path(name: str = SHIPPED) -> Path:
+    return Path(str(resources.files("fgamcd_opt.data").joinpath("policies", f"{name}.pt")))
+
+
+def card_path(pt_path: str | os.PathLike) -> Path:
+    return Path(pt_path).with_suffix(".json")
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_policy(path: str | os.PathLike, actor_state: dict, card: dict) -> Path:
+    import torch
+
+    path = Path(path)
+    _atomic_write_bytes(path, lambda tmp: torch.save(actor_state, tmp))
+    card = {"card_version": CARD_VERSION, **card}
+    text = json.dumps(card, indent=1, sort_keys=False, default=str)
+
+    def write_card(tmp):
+        Path(tmp).write_text(text + "\n")
+
+    _atomic_write_bytes(card_path(path), write_card)
+    return path
+
+
+class Policy:
+    """A trained MAASN-DA actor, ready to act (deterministic: b = 1 where its logit > 0)."""
+
+    def __init__(self, actor, card: dict, path: Path | None = None):
+        self.actor = actor
+        self.card = card
+        self.path = path
+        self.n_nodes = int(card["n_nodes"])
+        self.padding = int(card["max_users_per_node"])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Policy:
+        import torch
+
+        from .learner import LearnerConfig, build_actor
+
+        path = Path(path)
+        cpath = card_path(path)
+        if not path.is_file():
+            raise ParameterError(f"{path}: policy file not found")
+        if not cpath.is_file():
+            raise ParameterError(f"{cpath}: the policy's JSON card is missing")
+        try:
+            card = json.loads(cpath.read_text())
+            lc = LearnerConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in card["learner"].items()})
+            n, pad = int(card["n_nodes"]), int(card["max_users_per_node"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ParameterError(f"{cpath}: not a MAASN-DA policy card ({exc})") from None
+        actor = build_actor(lc, n, 2 + pad)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            actor.load_state_dict(state)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input error
+            raise ParameterError(f"{path}: cannot load the policy weights ({exc})") from None
+        actor.eval()
+        return cls(actor, card, path)
+
+    def check_fits(self, inst) -> None:
+        import numpy as np
+
+        where = self.path or "policy"
+        if inst.n_nodes != self.n_nodes:
+            raise ParameterError(f"policy {where} was trained for N={self.n_nodes} nodes; "
+                                 f"instance {inst.name} has N={inst.n_nodes}")
+        counts = np.bincount(inst.users.node, minlength=inst.n_nodes)
+        if counts.max(initial=0) > self.padding:
+            n = int(np.argmax(counts))
+            raise ParameterError(
+                f"policy {where} pads {self.padding} users per node; instance {inst.name} has "
+                f"{counts[n]} users at node {inst.nodes.ids[n]}")
+
+    def act(self, obs, mask):
+        """Deterministic binary joint action (N, N) for one step."""
+        import torch
+
+        from .networks import masked_actions
+
+        with torch.no_grad():
+            o = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+            m = torch.as_tensor(mask, dtype=torch.float32).unsqueeze(0)
+            temp = float(self.card["learner"].get("temperature", 1.0))
+            return masked_actions(self.actor(o), m, temp, hard=True, explore=False)[0].numpy()

@@ -1,0 +1,61 @@
+"""The replay buffer B of Algorithm 1: a ring of (o, mask, d, r, o', mask', done, synthetic).
+
+Observations are stored per agent, (N, D) float16 (they are fractions in [0, 1] and 0/1
+indicators; float16 halves memory and checkpoint size); the global state is their concatenation
+(paper section III-B), so it is not stored twice. Sampling uses the caller's seeded generator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class ReplayBuffer:
+    def __init__(self, capacity: int, n_agents: int, obs_dim: int):
+        self.capacity = int(capacity)
+        n, d = n_agents, obs_dim
+        self.obs = np.zeros((capacity, n, d), np.float16)
+        self.next_obs = np.zeros((capacity, n, d), np.float16)
+        self.mask = np.zeros((capacity, n, n), np.bool_)
+        self.next_mask = np.zeros((capacity, n, n), np.bool_)
+        self.act = np.zeros((capacity, n, n), np.bool_)
+        self.reward = np.zeros(capacity, np.float32)
+        self.done = np.zeros(capacity, np.bool_)
+        self.synthetic = np.zeros(capacity, np.bool_)
+        self.pos = 0
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs, mask, act, reward, next_obs, next_mask, done, synthetic=False) -> None:
+        """Add a batch (leading axis) of transitions."""
+        obs = np.asarray(obs)
+        b = len(obs)
+        idx = (self.pos + np.arange(b)) % self.capacity
+        self.obs[idx] = obs
+        self.mask[idx] = mask
+        self.act[idx] = act
+        self.reward[idx] = reward
+        self.next_obs[idx] = next_obs
+        self.next_mask[idx] = next_mask
+        self.done[idx] = done
+        self.synthetic[idx] = synthetic
+        self.pos = int((self.pos + b) % self.capacity)
+        self.size = int(min(self.size + b, self.capacity))
+
+    def sample(self, batch: int, rng: np.random.Generator) -> dict:
+        idx = rng.integers(0, self.size, size=batch)
+        return {k: getattr(self, k)[idx] for k in (
+            "obs", "mask", "act", "reward", "next_obs", "next_mask", "done")}
+
+    _FIELDS = ("obs", "next_obs", "mask", "next_mask", "act", "reward", "done", "synthetic")
+
+    def state_dict(self) -> dict:
+        return {"pos": self.pos, "size": self.size,
+                **{k: getattr(self, k)[: self.size].copy() for k in self._FIELDS}}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.pos, self.size = int(d["pos"]), int(d["size"])
+        for k in self._FIELDS:
+            getattr(self, k)[: self.size] = d[k]
