@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .instance import Instance
-from .rates import rate_from_amplitude
+from .rates import link_gain_bound, rate_from_amplitude
 
 
 def link_amplitude_bound(inst: Instance, k: int, users=None) -> np.ndarray:
@@ -26,7 +26,7 @@ def link_amplitude_bound(inst: Instance, k: int, users=None) -> np.ndarray:
     users = np.arange(inst.n_users) if users is None else np.asarray(users, dtype=int)
     norms = np.linalg.norm(inst.channel(k, users), axis=2)
     radius = inst.error_radius[:, users]
-    return np.sqrt(inst.nodes.power_max_w)[:, None] * np.maximum(norms - radius, 0.0)
+    return np.sqrt(inst.nodes.power_max_w)[:, None] * link_gain_bound(norms, radius)
 
 
 def rate_upper_bound(inst: Instance, k: int, nodes, users) -> np.ndarray:

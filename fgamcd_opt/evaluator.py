@@ -13,8 +13,14 @@ is computed over the union of the slot's nodes and beams (eq. 6 with lambda = th
 Every constraint violation is reported with the nodes, users and PBs involved: storage (eq. 1),
 migration of a PB the source does not hold (eq. 2), a unit node that neither holds nor received
 the PB (eq. 3), power (eq. 9d), QoS (eq. 9b), zero worst-case rate, requested PBs nobody delivers,
-malformed units. A plan with any violation is ``infeasible``; the delay of what is delivered
-with a positive rate is still reported; nothing is ever NaN.
+malformed units. A plan with any violation is ``infeasible``. The total is +inf unless the plan
+is complete and breaks at most QoS (see :class:`Evaluation`); the delay of what is delivered
+with a positive rate is still reported as ``delivered_delay_s``; nothing is ever NaN.
+
+Phases (one function each): storage, migrations, units (validation, beams, power),
+transmissions (slots), pair rates (one batched closed-form call), unit results, coverage.
+:func:`score_block` runs the same phases for one PB (the MARL reward uses it).
+See docs/model.md sections 2-5.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .instance import Instance
+from .jsonio import jsonable
 from .oracle import BeamformingOracle, default_oracle
 from .plan import MODES, Plan
-from .rates import rate_from_amplitude, robust_amplitude_pairs
+from .rates import rate_from_amplitude, robust_amplitude_pairs, transfer_delay_s
 
 POWER_RTOL = 1e-9
 QOS_RTOL = 1e-9
@@ -68,8 +75,17 @@ class UnitResult:
 
 @dataclass
 class Evaluation:
+    """The evaluator's verdict on one plan.
+
+    ``total_delay_s`` (s) is the objective T of eq. 8 when the plan is *comparable*: complete
+    (every requested (user, PB) pair served at a positive worst-case rate) and with no violation
+    other than QoS; otherwise it is +inf, so an invalid or incomplete plan never ranks above a
+    valid one. ``delivered_delay_s`` always holds the finite part (migrations + transmissions
+    with a positive rate).
+    """
+
     status: str  # "feasible" | "infeasible"
-    total_delay_s: float  # finite part: units with positive rate + migrations
+    total_delay_s: float  # T (eq. 8), or +inf when incomplete or structurally invalid
     migration_delay_s: float
     broadcast_delay_s: float
     block_migration_s: dict[int, float]
@@ -82,6 +98,9 @@ class Evaluation:
     n_requested_pairs: int = 0
     n_migrations: int = 0
     eval_time_s: float = 0.0
+    delivered_delay_s: float = 0.0  # finite part, whatever the verdict
+    complete: bool = True  # every requested pair served at a positive rate
+    unserved_pairs: int = 0  # requested (user, PB) pairs not served at a positive rate
 
     @property
     def feasible(self) -> bool:
@@ -101,10 +120,13 @@ class Evaluation:
         kinds: dict[str, int] = {}
         for v in self.violations:
             kinds[v.kind] = kinds.get(v.kind, 0) + 1
-        tot = self.total_delay_s
+        tot = self.delivered_delay_s
         return {
             "status": self.status,
-            "total_delay_s": tot,
+            "total_delay_s": self.total_delay_s,  # +inf (JSON null) when not comparable
+            "delivered_delay_s": tot,
+            "complete": self.complete,
+            "unserved_pairs": self.unserved_pairs,
             "migration_delay_s": self.migration_delay_s,
             "broadcast_delay_s": self.broadcast_delay_s,
             "migration_share": self.migration_delay_s / tot if tot > 0 else 0.0,
@@ -122,8 +144,10 @@ class Evaluation:
         }
 
     def to_dict(self, inst: Instance) -> dict:
+        """Strict-JSON form: +inf (an incomplete total, a zero-rate unit's delay, an overflowing
+        power) becomes null."""
         bid = [b.id for b in inst.repository.blocks]
-        return {
+        return jsonable({
             **self.summary(inst),
             "violations": [v.to_dict(inst) for v in self.violations],
             "undelivered": [{"user": inst.users.ids[u], "block": bid[k]}
@@ -143,33 +167,145 @@ class Evaluation:
                  "oracle_status": r.oracle_status}
                 for r in self.units
             ],
-        }
+        })
+
+
+# Violations that make a plan invalid (not merely short of QoS): such a plan's total is +inf for
+# ranking, so it never looks better than a valid one.
+STRUCTURAL_KINDS = ("malformed", "storage", "migration_source", "migration_duplicate",
+                    "not_holding", "spurious_user", "power", "slot_conflict")
+INCOMPLETE_KINDS = ("zero_rate", "undelivered")
+VIOLATION_KINDS = (*STRUCTURAL_KINDS, "qos", *INCOMPLETE_KINDS)
 
 
 def evaluate(inst: Instance, plan: Plan, oracle: BeamformingOracle | None = None) -> Evaluation:
     """Score ``plan`` on ``inst``. Units without beams get them from ``oracle`` (default: the
     shared ``fast`` oracle, or the unit's ``beamforming`` method)."""
-    t0 = time.perf_counter()
-    oracle = oracle or default_oracle()
-    rep = inst.repository
-    n_nodes, _n_users, n_blocks = inst.n_nodes, inst.n_users, inst.n_blocks
-    violations: list[Violation] = []
-    sizes_bits = 8.0 * rep.sizes.astype(float)
+    return _score(inst, plan, oracle or default_oracle(), blocks=None)
 
+
+@dataclass
+class BlockScore:
+    """The delay of one PB given its transmissions (eq. 7), from the same code path as
+    :func:`evaluate`. ``total_s`` is +inf when a requester of the PB is not served at a
+    positive rate; ``feasible`` also requires QoS and no structural violation."""
+
+    block: int
+    migration_s: float
+    broadcast_s: float
+    total_s: float
+    rates_bps: dict[int, float]
+    qos_violating_users: tuple[int, ...]
+    undelivered_users: tuple[int, ...]
+    violations: list[Violation]
+
+    @property
+    def feasible(self) -> bool:
+        return not self.violations
+
+
+def score_block(inst: Instance, k: int, units, migrations=(), oracle: BeamformingOracle | None
+                = None, holds=None) -> BlockScore:
+    """Per-PB scorer: migration + broadcast delay of PB k with ``units`` (DeliveryUnit of PB k)
+    and ``migrations`` (Migration of PB k), and each requester's worst-case rate.
+
+    ``holds``: (N,) bool, the nodes caching k (a_n(k)); default: every migration source and
+    every unit node that does not receive k by migration (eqs. 2-3 then hold by construction).
+    Storage (eq. 1) is a whole-plan constraint and is not checked here. Used by the MARL reward
+    so that the evaluator stays the single source of truth for delays.
+    """
+    k = int(k)
+    units = list(units)
+    migrations = list(migrations)
+    if any(u.block != k for u in units) or any(m.block != k for m in migrations):
+        raise ValueError(f"score_block: every unit and migration must carry PB {k}")
+    if holds is None:
+        dst = {m.dst for m in migrations}
+        holders = {m.src for m in migrations} | {n for u in units for n in u.nodes
+                                                 if n not in dst}
+    else:
+        holders = set(np.flatnonzero(np.asarray(holds, dtype=bool)).tolist())
+    cache = [[k] if n in holders else [] for n in range(inst.n_nodes)]
+    plan = Plan(cache=cache, migrations=migrations, units=units)
+    ev = _score(inst, plan, oracle or default_oracle(), blocks=(k,))
+    rates: dict[int, float] = {}
+    for r in ev.units:
+        for u, rate in zip(r.users, r.rates_bps.tolist(), strict=True):
+            rates[u] = max(rates.get(u, 0.0), rate)
+    return BlockScore(
+        block=k, migration_s=ev.migration_delay_s, broadcast_s=ev.broadcast_delay_s,
+        total_s=ev.delivered_delay_s if ev.complete else float("inf"), rates_bps=rates,
+        qos_violating_users=tuple(ev.qos_violating_users()),
+        undelivered_users=tuple(ev.undelivered_users()), violations=ev.violations)
+
+
+def _score(inst: Instance, plan: Plan, oracle: BeamformingOracle, blocks) -> Evaluation:
+    """The phases of an evaluation; ``blocks`` restricts coverage to those PBs (per-PB scoring,
+    storage unchecked) or is None for the whole plan."""
+    t0 = time.perf_counter()
+    violations: list[Violation] = []
+    demand = inst.demand if blocks is None else _demand_of(inst, blocks)
     problem = _check_storage_shape(inst, plan)
     if problem:
         violations.append(Violation("malformed", problem))
-        return _empty(inst, plan, violations, t0)
+        return _malformed(inst, violations, demand, t0)
+    if blocks is None:
+        used = plan.storage_used(inst.repository)
+        _check_storage(inst, used, violations)
+    else:
+        used = np.zeros(inst.n_nodes, dtype=np.int64)
+    holds = plan.holds(inst.repository)
+    block_mig, received, n_mig = _score_migrations(inst, plan, holds, violations)
+    prepared = _prepare_units(inst, plan, holds | received, demand, oracle, violations)
+    tx = _transmissions(prepared, violations)
+    pair_rate = _pair_rates(inst, tx)
+    results, block_bc, served = _unit_results(inst, tx, prepared, pair_rate, demand, violations)
+    undelivered = _coverage(demand, served, violations)
+    mig = float(sum(block_mig.values()))
+    bc = float(sum(block_bc.values()))
+    unserved = int((demand & ~served).sum())
+    return _finish(inst, violations, mig, bc, block_mig, block_bc, results, used, undelivered,
+                   demand, n_mig, t0, unserved)
 
-    # ---- storage (eq. 1) ----------------------------------------------------------------
-    used = plan.storage_used(rep)
+
+def _demand_of(inst: Instance, blocks) -> np.ndarray:
+    demand = np.zeros_like(inst.demand)
+    cols = list(blocks)
+    demand[:, cols] = inst.demand[:, cols]
+    return demand
+
+
+def _finish(inst, violations, mig, bc, block_mig, block_bc, results, used, undelivered, demand,
+            n_mig, t0, unserved) -> Evaluation:
+    kinds = {v.kind for v in violations}
+    complete = unserved == 0 and "malformed" not in kinds
+    comparable = complete and not kinds & set(STRUCTURAL_KINDS)
+    delivered = mig + bc
+    return Evaluation(
+        status="feasible" if not violations else "infeasible",
+        total_delay_s=delivered if comparable else float("inf"),
+        migration_delay_s=mig, broadcast_delay_s=bc,
+        block_migration_s=block_mig, block_broadcast_s=block_bc, units=results,
+        storage_used_bytes=used, storage_capacity_bytes=inst.nodes.storage_bytes.copy(),
+        violations=violations, undelivered=undelivered, n_requested_pairs=int(demand.sum()),
+        n_migrations=n_mig, eval_time_s=time.perf_counter() - t0,
+        delivered_delay_s=delivered, complete=complete, unserved_pairs=unserved)
+
+
+def _check_storage(inst: Instance, used: np.ndarray, violations: list[Violation]) -> None:
+    """eq. 1: what each node stores fits its capacity."""
     cap = inst.nodes.storage_bytes
     for n in np.flatnonzero(used > cap):
         violations.append(Violation("storage", f"node {inst.nodes.ids[n]} stores {used[n]} B > "
                                                f"capacity {cap[n]} B", nodes=(int(n),)))
-    holds = plan.holds(rep)
 
-    # ---- migrations (eq. 2) -------------------------------------------------------------
+
+def _score_migrations(inst: Instance, plan: Plan, holds: np.ndarray,
+                      violations: list[Violation]):
+    """eq. 2 (only cached PBs migrate) and the sequential migration delay per PB (eq. 7).
+    Returns (delay per PB, (N, K) received, number of valid migrations)."""
+    n_nodes, n_blocks = inst.n_nodes, inst.n_blocks
+    sizes = inst.repository.sizes
     block_mig: dict[int, float] = {}
     seen = set()
     received = np.zeros((n_nodes, n_blocks), dtype=bool)
@@ -187,15 +323,26 @@ def evaluate(inst: Instance, plan: Plan, oracle: BeamformingOracle | None = None
             violations.append(Violation("migration_source", "source does not cache the PB "
                                         "(only cached PBs can be migrated, eq. 2)",
                                         nodes=(s,), blocks=(k,)))
-        rate = inst.backhaul_rates(k)[s, d]
-        block_mig[k] = block_mig.get(k, 0.0) + sizes_bits[k] / rate
+        delay = transfer_delay_s(sizes[k], inst.backhaul_rates(k)[s, d])
+        block_mig[k] = block_mig.get(k, 0.0) + delay
         received[d, k] = True
-    participation = holds | received
+    return block_mig, received, len(seen)
 
-    # ---- delivery units: validate, get beams -------------------------------------------
-    demand = inst.demand
-    served = np.zeros_like(demand)
-    prepared = []  # (unit index, unit, beams, beam source, oracle status)
+
+def _beam_norms(beams: np.ndarray) -> np.ndarray:
+    """Per-node ||w_n|| without overflow (beams of a hostile plan may be ~1e200)."""
+    peak = np.abs(beams).max(axis=1) if beams.size else np.zeros(len(beams))
+    scale = np.where(peak > 0, peak, 1.0)
+    with np.errstate(over="ignore"):
+        return np.linalg.norm(beams / scale[:, None], axis=1) * scale
+
+
+def _prepare_units(inst: Instance, plan: Plan, participation: np.ndarray, demand: np.ndarray,
+                   oracle: BeamformingOracle, violations: list[Violation]) -> list[tuple]:
+    """Validate each unit (eq. 3, users, model, power eq. 9d) and get its beams (from the plan,
+    or from the oracle). Returns (unit index, unit, beams, beam source, oracle status, power)."""
+    rep = inst.repository
+    prepared = []
     for i, unit in enumerate(plan.units):
         k = unit.block
         bad = _check_unit(inst, unit, i)
@@ -231,16 +378,22 @@ def evaluate(inst: Instance, plan: Plan, oracle: BeamformingOracle | None = None
         else:
             res = oracle.solve(inst, k, nodes, users, method=unit.beamforming)
             beams, source, status = res.beams, f"oracle:{res.method}", res.status.value
-        power = np.einsum("nm,nm->n", beams.conj(), beams).real
-        pmax = inst.nodes.power_max_w[list(nodes)] * (1 + POWER_RTOL)
-        over = () if (power <= pmax).all() else [
-            n for n, p, q in zip(nodes, power, pmax, strict=True) if p > q]
+        norm = _beam_norms(beams)
+        with np.errstate(over="ignore"):
+            power = np.square(norm)
+        limit = np.sqrt(inst.nodes.power_max_w[list(nodes)] * (1 + POWER_RTOL))
+        over = () if (norm <= limit).all() else [
+            n for n, a, b in zip(nodes, norm, limit, strict=True) if a > b]
         if over:
             violations.append(Violation("power", f"unit {i}: beam power above P_max",
                                         nodes=tuple(over), blocks=(k,)))
         prepared.append((i, unit, beams, source, status, power))
+    return prepared
 
-    # ---- transmissions: a unit alone, or the units sharing a slot ------------------------
+
+def _transmissions(prepared: list[tuple], violations: list[Violation]) -> list[tuple]:
+    """A transmission is a unit alone, or the units sharing a slot (same PB, disjoint nodes,
+    sent at once). Returns (members, PB, nodes, users, stacked beams) per transmission."""
     groups: list[list[int]] = []
     by_slot: dict[int, list[int]] = {}
     for p_i, (_, unit, *_rest) in enumerate(prepared):
@@ -258,10 +411,6 @@ def evaluate(inst: Instance, plan: Plan, oracle: BeamformingOracle | None = None
             groups.extend([m] for m in members)  # evaluated as sequential transmissions
         else:
             groups.append(members)
-
-    # Every user hears every node of its transmission (they all send the same PB symbol), so
-    # its exact worst case runs over all of them (eq. 6 with lambda = the union). All (transmission,
-    # user) pairs are stacked, padded to the largest transmission, and scored in one call.
     tx = []
     for members in groups:
         k = prepared[members[0]][1].block
@@ -270,6 +419,15 @@ def evaluate(inst: Instance, plan: Plan, oracle: BeamformingOracle | None = None
         beams = prepared[members[0]][2] if len(members) == 1 else np.vstack(
             [prepared[m][2] for m in members])
         tx.append((members, k, nodes, users, beams))
+    return tx
+
+
+def _pair_rates(inst: Instance, tx: list[tuple]) -> np.ndarray:
+    """Exact worst-case rate of every (transmission, user) pair (eq. 6, docs/model.md section 3).
+
+    Every user hears every node of its transmission (they all send the same PB symbol), so its
+    worst case runs over all of them. All pairs are stacked, padded to the largest transmission,
+    and scored in one call."""
     n_pairs = sum(len(t[3]) for t in tx)
     p_max = max((len(t[2]) for t in tx), default=1)
     h_all = np.zeros((n_pairs, p_max, inst.antennas), dtype=complex)
@@ -287,8 +445,14 @@ def evaluate(inst: Instance, plan: Plan, oracle: BeamformingOracle | None = None
             pair_user[row] = u
             row += 1
     amp = robust_amplitude_pairs(h_all, r_all, w_all)
-    pair_rate = rate_from_amplitude(amp, inst.users.noise_w[pair_user], inst.bandwidth_hz)
+    return rate_from_amplitude(amp, inst.users.noise_w[pair_user], inst.bandwidth_hz)
 
+
+def _unit_results(inst: Instance, tx, prepared, pair_rate, demand, violations):
+    """Per-unit rates, the broadcast delay per PB (8 S / worst rate per transmission, summed),
+    zero-rate and QoS violations, and which (user, PB) pairs are served at a positive rate."""
+    sizes = inst.repository.sizes
+    served = np.zeros_like(demand)
     results: list[UnitResult] = []
     block_bc: dict[int, float] = {}
     row = 0
@@ -298,7 +462,7 @@ def evaluate(inst: Instance, plan: Plan, oracle: BeamformingOracle | None = None
         row += len(users)
         worst = min(rate_of.values())
         if worst > 0:
-            block_bc[k] = block_bc.get(k, 0.0) + sizes_bits[k] / worst
+            block_bc[k] = block_bc.get(k, 0.0) + transfer_delay_s(sizes[k], worst)
         for m in members:
             i, unit, _, source, status, power = prepared[m]
             rates = [rate_of[u] for u in unit.users]
@@ -313,15 +477,21 @@ def evaluate(inst: Instance, plan: Plan, oracle: BeamformingOracle | None = None
             if low:
                 violations.append(Violation("qos", f"unit {i}: worst-case rate below Q_u",
                                             users=low, blocks=(k,), nodes=unit.nodes))
-            served[list(unit.users), k] = True
+            live = [u for u, r in zip(unit.users, rates, strict=True) if r > 0]
+            served[live, k] = True
             results.append(UnitResult(i, k, unit.mode, unit.nodes, unit.users, np.array(rates),
-                                      sizes_bits[k] / rmin if rmin > 0 else float("inf"),
-                                      power, source, status))
+                                      transfer_delay_s(sizes[k], rmin), power, source, status))
     results.sort(key=lambda r: r.index)
+    return results, block_bc, served
 
-    # ---- coverage -----------------------------------------------------------------------
+
+def _coverage(demand: np.ndarray, served: np.ndarray, violations: list[Violation]):
+    """Requested (user, PB) pairs no unit serves (zero-rate pairs are reported as zero_rate)."""
+    zero_rate_pairs = {(u, k) for v in violations if v.kind == "zero_rate" for u in v.users
+                       for k in v.blocks}
     missing = demand & ~served
-    undelivered = [(int(u), int(k)) for u, k in zip(*np.nonzero(missing), strict=True)]
+    undelivered = [(int(u), int(k)) for u, k in zip(*np.nonzero(missing), strict=True)
+                   if (int(u), int(k)) not in zero_rate_pairs]
     if undelivered:
         by_user: dict[int, list[int]] = {}
         for u, k in undelivered:
@@ -330,17 +500,7 @@ def evaluate(inst: Instance, plan: Plan, oracle: BeamformingOracle | None = None
             violations.append(Violation("undelivered", f"{len(ks)} requested PB(s) of this user "
                                         "are delivered by no unit", users=(u,),
                                         blocks=tuple(ks)))
-
-    mig = float(sum(block_mig.values()))
-    bc = float(sum(block_bc.values()))
-    return Evaluation(
-        status="feasible" if not violations else "infeasible",
-        total_delay_s=mig + bc, migration_delay_s=mig, broadcast_delay_s=bc,
-        block_migration_s=block_mig, block_broadcast_s=block_bc, units=results,
-        storage_used_bytes=used, storage_capacity_bytes=cap.copy(), violations=violations,
-        undelivered=undelivered, n_requested_pairs=int(demand.sum()), n_migrations=len(seen),
-        eval_time_s=time.perf_counter() - t0,
-    )
+    return undelivered
 
 
 def _check_storage_shape(inst: Instance, plan: Plan) -> str:
@@ -382,7 +542,13 @@ def _check_unit(inst: Instance, unit, i: int) -> Violation | None:
     return None
 
 
-def _empty(inst, plan, violations, t0) -> Evaluation:
+def _malformed(inst, violations, demand, t0) -> Evaluation:
+    """A plan too malformed to score: nothing is delivered, the total is +inf."""
     z = np.zeros(inst.n_nodes, dtype=np.int64)
-    return Evaluation("infeasible", 0.0, 0.0, 0.0, {}, {}, [], z, inst.nodes.storage_bytes.copy(),
-                      violations, [], int(inst.demand.sum()), time.perf_counter() - t0)
+    return Evaluation(
+        status="infeasible", total_delay_s=float("inf"), migration_delay_s=0.0,
+        broadcast_delay_s=0.0, block_migration_s={}, block_broadcast_s={}, units=[],
+        storage_used_bytes=z, storage_capacity_bytes=inst.nodes.storage_bytes.copy(),
+        violations=violations, undelivered=[], n_requested_pairs=int(demand.sum()),
+        n_migrations=0, eval_time_s=time.perf_counter() - t0, delivered_delay_s=0.0,
+        complete=False, unserved_pairs=int(demand.sum()))

@@ -115,10 +115,3 @@ class Plan:
         for n, models in enumerate(self.copies()):
             used[n] += int(sum(int(repository.model_bytes[j]) for j in models))
         return used
-
-    def participation(self, repository) -> np.ndarray:
-        """(N, K) bool lambda_n(k) (eq. 3): holds k or receives it by migration."""
-        lam = self.holds(repository)
-        for m in self.migrations:
-            lam[m.dst, m.block] = True
-        return lam

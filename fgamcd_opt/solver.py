@@ -18,8 +18,9 @@ the solver, measures wall time and scores the plan. Minimal example::
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -51,14 +52,26 @@ class SolveResult:
     metadata: dict = field(default_factory=dict)
 
 
+ProgressCallback = Callable[[float, str], None]
+
+
 @dataclass
 class SolveContext:
-    """Shared services handed to every solver."""
+    """Shared services handed to every solver.
+
+    oracle : the shared beamforming oracle (beams and exact rates; never compute them yourself).
+    seed : the run seed; :meth:`rng` derives independent generators from it.
+    time_limit_s : wall-clock budget of ``solve`` (None: none); poll :meth:`should_stop`.
+    progress_callback : receives (fraction done in [0, 1], message); the CLI draws a bar.
+    stop_event : set by the caller (e.g. Ctrl-C in a sweep) to ask the solver to stop early.
+    """
 
     oracle: BeamformingOracle = field(default_factory=default_oracle)
     seed: int = 0
     time_limit_s: float | None = None
     started: float = field(default_factory=time.perf_counter)
+    progress_callback: ProgressCallback | None = None
+    stop_event: threading.Event = field(default_factory=threading.Event)
 
     def rng(self, *stream: int) -> np.random.Generator:
         """A generator derived from the run seed (and an optional stream id)."""
@@ -69,6 +82,16 @@ class SolveContext:
             return float("inf")
         return self.time_limit_s - (time.perf_counter() - self.started)
 
+    def should_stop(self) -> bool:
+        """True once the time limit has passed or a stop was requested: return the best plan
+        so far with status ``time_limit``."""
+        return self.stop_event.is_set() or self.time_left() <= 0
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress (fraction of the work done, 0..1); cheap when nobody listens."""
+        if self.progress_callback is not None:
+            self.progress_callback(min(max(float(fraction), 0.0), 1.0), message)
+
 
 @runtime_checkable
 class Solver(Protocol):
@@ -78,3 +101,11 @@ class Solver(Protocol):
 
     def solve(self, instance: Instance, ctx: SolveContext, params: dict[str, Any]) -> SolveResult:
         ...
+
+
+def missing_members(cls) -> list[str]:
+    """Members of the :class:`Solver` protocol that ``cls`` lacks (``issubclass`` cannot check a
+    protocol with data members, so the registry and the conformance check use this)."""
+    members = [*Solver.__annotations__, "solve"]
+    return [m for m in members if not hasattr(cls, m)] + (
+        [] if callable(getattr(cls, "solve", None)) else ["a callable solve"])

@@ -20,17 +20,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import jsonschema
+
+from .errors import SolverNotFound
+from .evaluator import STRUCTURAL_KINDS
 from .generators import generate
 from .instance import Instance
 from .oracle import BeamformingOracle
 from .params import Param
 from .plan import Plan
 from .plan_io import plan_to_dict
-from .runner import run_solver
+from .registry import check_solver_class
+from .runner import RUN_SCHEMA, run_solver
 from .solver import SolveResult, SolveStatus
 
-STRUCTURAL = ("storage", "migration_source", "migration_duplicate", "not_holding", "power",
-              "malformed", "spurious_user", "slot_conflict")
+STRUCTURAL = STRUCTURAL_KINDS
 
 
 def fixture_instances() -> list[Instance]:
@@ -83,6 +87,11 @@ def check_solver(solver_cls, instances: list[Instance] | None = None, seeds=(0,)
         fail("every entry of 'params' must be a fgamcd_opt.params.Param")
     if not getattr(solver_cls, "description", ""):
         fail("solver class needs a 'description'")
+    try:
+        check_solver_class(solver_cls, name)
+    except SolverNotFound as exc:
+        fail(str(exc))
+        return report
     instances = instances if instances is not None else fixture_instances()
     for inst in instances:
         fp = inst.fingerprint
@@ -93,7 +102,12 @@ def check_solver(solver_cls, instances: list[Instance] | None = None, seeds=(0,)
             first, second = runs
             res: SolveResult = first.result
             where = f"{inst.name} seed {seed}"
-            report.runs.append({"instance": inst.name, "seed": seed, **first.record.to_dict()})
+            row = first.record.to_dict()
+            report.runs.append({"instance": inst.name, "seed": seed, **row})
+            try:
+                jsonschema.validate(row, RUN_SCHEMA)
+            except jsonschema.ValidationError as exc:
+                fail(f"{where}: run record breaks its schema: {exc.message}")
             if res.status == SolveStatus.ERROR and "returned" in res.message:
                 fail(f"{where}: {res.message}")
                 continue
@@ -124,13 +138,13 @@ def check_solver(solver_cls, instances: list[Instance] | None = None, seeds=(0,)
                 if structural:
                     fail(f"{where}: status {res.status.value} but the evaluator finds "
                          f"{structural[0].kind}: {structural[0].message}")
-                if ev.undelivered and not res.message:
+                if not ev.complete and not res.message:
                     fail(f"{where}: {len(ev.undelivered_users())} user(s) undelivered and the "
                          "result's message does not say so")
-            if res.bound is not None and ev.feasible and \
-                    res.bound > ev.total_delay_s * (1 + 1e-6) + 1e-12:
+            if res.bound is not None and ev.complete and \
+                    res.bound > ev.delivered_delay_s * (1 + 1e-6) + 1e-12:
                 fail(f"{where}: claimed bound {res.bound} exceeds the evaluated delay "
-                     f"{ev.total_delay_s} of its own feasible plan")
+                     f"{ev.delivered_delay_s} of its own complete plan")
             if inst.fingerprint != fp:
                 fail(f"{where}: the solver modified the instance")
     return report

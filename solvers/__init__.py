@@ -1,2 +1,3 @@
-"""Built-in solvers of fgamcd-opt. Each module lists its classes in ``__solvers__`` and is found
-by :mod:`fgamcd_opt.registry` exactly like a third-party plugin would be."""
+"""Built-in solvers of fgamcd-opt, one algorithm per module. Each is registered under the
+``fgamcd_opt.solvers`` entry-point group (pyproject.toml) exactly like a third-party plugin, and in
+:data:`fgamcd_opt.registry.BUILTIN_SOLVERS`; ``__solvers__`` lists a module's classes."""

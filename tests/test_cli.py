@@ -107,9 +107,12 @@ def test_solve_writes_plan_and_evaluation(solved):
     plan = load_plan(plan_path, inst)
     assert plan.solver == "coarse" and plan.model_copies is not None
     ev = json.loads(eval_path.read_text())
-    assert ev["run"]["solver"] == "coarse" and ev["run"]["instance"] == inst.name
+    assert ev["run"]["solver"] == "coarse" and ev["run"]["instance_name"] == inst.name
     assert ev["run"]["instance_fingerprint"] == inst.fingerprint
-    assert ev["evaluation"]["total_delay_s"] == ev["run"]["total_delay_s"] > 0
+    assert ev["evaluation"]["delivered_delay_s"] == ev["run"]["delivered_delay_s"] > 0
+    assert ev["evaluation"]["total_delay_s"] == ev["run"]["total_delay_s"]
+    assert (ev["run"]["total_delay_s"] is None) == (not ev["run"]["complete"])
+    assert json.loads(plan_path.with_name("p.run.json").read_text()) == ev["run"]
     assert ev["evaluation"]["status"] in ("feasible", "infeasible")
 
 
@@ -119,7 +122,9 @@ def test_eval_reproduces_the_solve_delay(capsys, solved, inst_file):
     assert code == 0
     got = json.loads(out)
     want = json.loads(eval_path.read_text())["evaluation"]
-    assert got["total_delay_s"] == pytest.approx(want["total_delay_s"], rel=1e-12)
+    assert got["delivered_delay_s"] == pytest.approx(want["delivered_delay_s"], rel=1e-12)
+    assert got["total_delay_s"] == want["total_delay_s"] or got["total_delay_s"] == \
+        pytest.approx(want["total_delay_s"], rel=1e-12)
     assert got["status"] == want["status"]
     assert got["violations_by_kind"] == want["violations_by_kind"]
     code, out, _ = run(capsys, "eval", inst_file, plan_path)
@@ -187,7 +192,11 @@ def test_solve_with_a_user_solver_file(capsys, inst_file, tmp_path):
     ev = json.loads((tmp_path / "lazy.eval.json").read_text())
     assert ev["evaluation"]["status"] == "infeasible"
     assert ev["evaluation"]["undelivered_users"] == inst.n_users
-    assert ev["evaluation"]["total_delay_s"] == 0.0
+    # nothing delivered: the total is infinite (null in JSON), the delivered part 0
+    assert ev["evaluation"]["total_delay_s"] is None
+    assert ev["evaluation"]["delivered_delay_s"] == 0.0
+    assert ev["run"]["total_delay_s"] is None and ev["run"]["complete"] is False
+    assert "total delay inf" in out and f"{inst.n_users} user(s) not fully served" in out
 
 
 def test_user_solver_that_raises_exits_1_without_traceback(capsys, inst_file, tmp_path):

@@ -15,9 +15,17 @@ from .shared import _common, _fmt_bytes
 def _print_evaluation(inst, ev, header: str) -> None:
     s = ev.summary(inst)
     print(header)
-    print(f"  status {s['status']}: total delay {s['total_delay_s']:.4f} s "
-          f"(migration {s['migration_delay_s']:.4f} s = {100 * s['migration_share']:.1f}%, "
-          f"broadcast {s['broadcast_delay_s']:.4f} s = {100 * s['broadcast_share']:.1f}%)")
+    parts = (f"migration {s['migration_delay_s']:.4f} s = {100 * s['migration_share']:.1f}%, "
+             f"broadcast {s['broadcast_delay_s']:.4f} s = {100 * s['broadcast_share']:.1f}%")
+    if s["total_delay_s"] != float("inf"):
+        print(f"  status {s['status']}: total delay {s['total_delay_s']:.4f} s ({parts})")
+    else:
+        why = (f"{s['undelivered_users'] + s['qos_violating_users']} user(s) not fully served, "
+               f"{s['unserved_pairs']} of {s['requested_pairs']} requested (user, PB) pairs "
+               "unserved or at zero rate" if not s["complete"] else
+               "the plan breaks a structural constraint")
+        print(f"  status {s['status']}: total delay inf ({why}); delivered part "
+              f"{s['delivered_delay_s']:.4f} s ({parts})")
     print(f"  {s['n_units']} delivery units, {s['n_migrations']} migrations; "
           f"{s['requested_pairs']} requested (user, PB) pairs")
     used, cap = s["storage_used_bytes"], s["storage_capacity_bytes"]
@@ -40,14 +48,53 @@ def _print_evaluation(inst, ev, header: str) -> None:
         print("  no violations")
 
 
+def _output_paths(args, inst_name: str, solver: str) -> tuple[Path, Path, Path]:
+    """plan, evaluation and run-record paths: next to ``-o`` when given, else under
+    ``runs/`` (never into the source tree)."""
+    if args.output:
+        plan = Path(args.output)
+        stem = plan.name[: -len(".plan.json")] if plan.name.endswith(".plan.json") else plan.stem
+    else:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in solver)
+        stem = f"{inst_name}.{safe}.s{args.seed}"
+        plan = Path(args.runs_dir) / f"{stem}.plan.json"
+    return plan, plan.with_name(f"{stem}.eval.json"), plan.with_name(f"{stem}.run.json")
+
+
+class _ProgressBar:
+    """tqdm bar fed by ``ctx.progress`` (shown only on a terminal, or with --progress)."""
+
+    def __init__(self, enabled: bool, desc: str):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=1000, desc=desc, unit="", leave=False,
+                            bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"
+                                       " {postfix}")
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self.bar is not None:
+            self.bar.n = int(1000 * fraction)
+            if message:
+                self.bar.set_postfix_str(message, refresh=False)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def cmd_solve(args) -> int:
+    import jsonschema
+
     from .. import registry
     from ..instance_io import load_instance
     from ..jsonio import write_json_atomic
     from ..oracle import BeamformingOracle
     from ..params import parse_assignments
     from ..plan_io import plan_to_dict
-    from ..runner import run_solver
+    from ..runner import RUN_SCHEMA, run_solver
 
     if args.list_solvers:
         return cmd_solvers(args)
@@ -59,33 +106,60 @@ def cmd_solve(args) -> int:
     cls = registry.get_solver(args.solver)
     params = parse_assignments(args.param or [])
     oracle = BeamformingOracle(args.beamforming)
-    run = run_solver(inst, cls, params, seed=args.seed, time_limit_s=args.time_limit,
-                     oracle=oracle, debug=args.debug)
+    bound = None
+    if args.bound:
+        bound = _external_bound(inst, oracle, args)
+    bar = _ProgressBar(args.progress or sys.stderr.isatty(), f"{cls.name}")
+    try:
+        run = run_solver(inst, cls, params, seed=args.seed, time_limit_s=args.time_limit,
+                         oracle=oracle, debug=args.debug, bound_s=bound, progress=bar)
+    finally:
+        bar.close()
     rec = run.record
     print(f"solver {rec.solver} on {inst.name}: solver status {rec.solver_status}, "
           f"solve time {rec.solve_time_s:.2f} s, oracle calls {rec.oracle_calls} "
-          f"({rec.oracle_cache_hits} cached)")
+          f"({rec.oracle_cache_hits} cached, {rec.oracle_time_s:.2f} s)")
     if rec.message:
         print(f"  message: {rec.message}")
     if rec.bound_s is not None:
-        gap = f", gap {100 * rec.gap:.2f}%" if rec.gap is not None else ""
-        print(f"  lower bound on delay {rec.bound_s:.4f} s{gap}")
+        gap = f", gap {100 * rec.gap:.2f}%" if rec.gap is not None else \
+            " (no gap: the plan is not comparable)"
+        print(f"  lower bound on delay {rec.bound_s:.4f} s ({rec.bound_source}){gap}")
     if run.evaluation is not None:
         _print_evaluation(inst, run.evaluation, "evaluation")
-    out = Path(args.output or f"{inst.name}.{rec.solver}.plan.json")
+    plan_path, ev_path, run_path = _output_paths(args, inst.name, rec.solver)
+    record = rec.to_dict()
+    jsonschema.validate(record, RUN_SCHEMA)  # a record that breaks its schema is a bug
     if run.plan is not None:
         plan_d = plan_to_dict(run.plan, inst, with_beams=not args.omit_beams,
                               solver_params=rec.params)
-        write_json_atomic(out, plan_d, indent=None if not args.omit_beams else 1)
-        ev_path = out.with_name(out.name.replace(".plan.json", "") + ".eval.json") \
-            if out.name.endswith(".plan.json") else out.with_suffix(".eval.json")
-        write_json_atomic(ev_path, {"run": rec.to_dict(),
+        write_json_atomic(plan_path, plan_d, indent=None if not args.omit_beams else 1)
+        write_json_atomic(ev_path, {"run": record,
                                     "evaluation": run.evaluation.to_dict(inst)
                                     if run.evaluation is not None else None})
-        print(f"wrote {out} and {ev_path}")
-    if rec.status == "error":
+    write_json_atomic(run_path, record)
+    written = [str(p) for p in ((plan_path, ev_path) if run.plan is not None else ())]
+    print(f"wrote {', '.join([*written, str(run_path)])}")
+    if rec.solver_status == "error":
         return 1
     return 0
+
+
+def _external_bound(inst, oracle, args) -> float | None:
+    """The certified lower bound of the MILP relaxation (computed once per instance and
+    memoised by the milp plugin)."""
+    from .. import registry
+
+    milp = registry.get_solver("milp")
+    import importlib
+
+    module = importlib.import_module(milp.__module__)
+    fn = getattr(module, "certified_lower_bound", None)
+    if fn is None:
+        print("  --bound: this milp solver offers no certified_lower_bound()", file=sys.stderr)
+        return None
+    bound, _info = fn(inst, oracle=oracle, time_limit_s=args.bound_time_limit)
+    return bound
 
 
 def cmd_eval(args) -> int:
@@ -109,16 +183,20 @@ def cmd_eval(args) -> int:
 
 def cmd_schema(args) -> int:
     from ..plan_io import PLAN_SCHEMA
+    from ..runner import RUN_SCHEMA
     from ..schema import INSTANCE_SCHEMA
 
-    print(json.dumps(INSTANCE_SCHEMA if args.what == "instance" else PLAN_SCHEMA, indent=1))
+    schemas = {"instance": INSTANCE_SCHEMA, "plan": PLAN_SCHEMA, "run": RUN_SCHEMA}
+    print(json.dumps(schemas[args.what], indent=1))
     return 0
 
 
 def cmd_solvers(args) -> int:
     from .. import registry
 
-    for name, origin in sorted(registry.available().items()):
+    builtin = set(registry.BUILTIN_SOLVERS)
+    for name, ref in sorted(registry.available().items()):
+        origin = "builtin" if name in builtin else ref
         try:
             cls = registry.get_solver(name)
         except FgamcdError as exc:
@@ -138,8 +216,18 @@ def _solve_args(p):
     p.add_argument("--time-limit", type=float, default=None, help="seconds")
     p.add_argument("--beamforming", default="fast", choices=["fast", "sdr", "mrt", "nonrobust"],
                    help="default oracle method")
-    p.add_argument("-o", "--output", help="plan file (default: INSTANCE.SOLVER.plan.json)")
+    p.add_argument("-o", "--output", help="plan file; the evaluation (.eval.json) and run record "
+                   "(.run.json) are written next to it (default: "
+                   "RUNS_DIR/INSTANCE.SOLVER.sSEED.plan.json)")
+    p.add_argument("--runs-dir", default="runs", help="folder for outputs without -o "
+                   "(default: runs)")
     p.add_argument("--omit-beams", action="store_true", help="do not store beams in the plan")
+    p.add_argument("--bound", action="store_true", help="also compute the certified lower "
+                   "bound (MILP relaxation) and report the gap of this solver's plan")
+    p.add_argument("--bound-time-limit", type=float, default=60.0,
+                   help="seconds for the bound's MILP (default 60)")
+    p.add_argument("--progress", action="store_true",
+                   help="show the progress bar even when stderr is not a terminal")
     p.add_argument("--list-solvers", action="store_true")
     _common(p)
 

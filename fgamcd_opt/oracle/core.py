@@ -21,14 +21,15 @@ bounded LRU, so training loops and sweeps never solve the same subproblem twice.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
 
+from ..errors import FgamcdError
 from ..instance import Instance
-from ..rates import rate_from_amplitude
+from ..lru import LRU
+from ..rates import rate_from_amplitude, transfer_delay_s
 from .methods import MethodOutput, MethodStatus, amplitude_upper_bound, mrt, robust_mrt
 from .problem import BeamProblem, project_power
 
@@ -73,8 +74,7 @@ class BeamResult:
 
     def delay_s(self, size_bytes: int) -> float:
         """Broadcast delay 8 S / min rate (inf when some user has rate 0)."""
-        r = self.min_rate_bps
-        return 8.0 * size_bytes / r if r > 0 else float("inf")
+        return transfer_delay_s(size_bytes, self.min_rate_bps)
 
     def summary(self) -> dict:
         return {
@@ -99,19 +99,45 @@ def normalised_problem(inst: Instance, k: int, nodes, users) -> BeamProblem:
     return BeamProblem(g, rho, inst.snr_required[users])
 
 
+# Options each method accepts (passed through to it; ``sdr_budget`` is read by the oracle).
+METHOD_OPTIONS: dict[str, frozenset[str]] = {
+    "fast": frozenset({"n_random_starts", "seed", "max_iterations", "race_iterations", "tol",
+                       "time_limit"}),
+    "nonrobust": frozenset({"n_random_starts", "seed", "max_iterations", "race_iterations",
+                            "tol", "time_limit"}),
+    "sdr": frozenset({"mu", "mu_growth", "max_dc_iterations", "rank_tol", "solver",
+                      "time_limit", "sdr_budget"}),
+    "mrt": frozenset(),
+}
+
+
+class OracleOptionError(FgamcdError, ValueError):
+    """An oracle option the chosen method does not accept."""
+
+
+def check_options(method: str, options: dict) -> None:
+    """Raise :class:`OracleOptionError` naming every option ``method`` does not accept (an
+    option silently dropped would still change the memo key and mislead the user)."""
+    if method not in METHODS:
+        raise OracleOptionError(f"unknown beamforming method {method!r}; known: "
+                                f"{', '.join(METHODS)}")
+    unknown = sorted(set(options) - METHOD_OPTIONS[method])
+    if unknown:
+        known = ", ".join(sorted(METHOD_OPTIONS[method])) or "none"
+        raise OracleOptionError(f"beamforming method {method!r} does not accept option(s) "
+                                f"{', '.join(unknown)} (it accepts: {known})")
+
+
 def _run_method(method: str, problem: BeamProblem, weights, floors, init, options: dict,
                 budget: float) -> MethodOutput:
+    opts = {k: v for k, v in options.items() if k != "sdr_budget"}
     if method in ("fast", "nonrobust"):
         from .fast import solve_fast
 
-        opts = {k: v for k, v in options.items() if k in (
-            "n_random_starts", "seed", "max_iterations", "race_iterations", "tol", "time_limit")}
         return solve_fast(problem, weights, floors, init=init, **opts)
     if method == "sdr":
         from .sdr import solve_sdr
 
-        opts = {k: v for k, v in options.items() if k in (
-            "mu", "max_dc_iterations", "rank_tol", "solver", "time_limit")}
         return solve_sdr(problem, weights, floors, budget=budget, **opts)
     raise ValueError(method)
 
@@ -124,12 +150,11 @@ class BeamformingOracle:
     """
 
     def __init__(self, method: str = "fast", cache_size: int = 200_000, **options):
-        if method not in METHODS:
-            raise ValueError(f"unknown beamforming method {method!r}; known: {METHODS}")
+        check_options(method, options)
         self.method = method
         self.options = options
         self.cache_size = cache_size
-        self._cache: OrderedDict = OrderedDict()
+        self._cache = LRU(cache_size)
         self.hits = 0
         self.misses = 0
         self.solve_time_s = 0.0
@@ -141,15 +166,15 @@ class BeamformingOracle:
               **options) -> BeamResult:
         """Beams and exact worst-case rates for PB k from ``nodes`` to ``users``."""
         method = method or self.method
-        if method not in METHODS:
-            raise ValueError(f"unknown beamforming method {method!r}; known: {METHODS}")
-        opts = {**self.options, **options}
+        check_options(method, options)
+        # the constructor's options belong to its default method; another method asked for by
+        # a unit runs with its own defaults plus whatever this call passes
+        opts = {**(self.options if method == self.method else {}), **options}
         nodes = tuple(int(n) for n in nodes)
         users = tuple(int(u) for u in users)
         key = (inst.fingerprint, int(k), nodes, users, method, tuple(sorted(opts.items())))
         hit = self._cache.get(key)
         if hit is not None:
-            self._cache.move_to_end(key)
             self.hits += 1
             return hit
         self.misses += 1
@@ -157,9 +182,7 @@ class BeamformingOracle:
         result = self._solve(inst, int(k), nodes, users, method, opts)
         result.time_s = time.perf_counter() - t0
         self.solve_time_s += result.time_s
-        self._cache[key] = result
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        self._cache.put(key, result)
         return result
 
     # ------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from ..rates import link_gain_bound
 from .problem import BeamProblem
 
 
@@ -72,4 +73,4 @@ def robust_mrt(problem: BeamProblem, user: int = 0) -> MethodOutput:
 def amplitude_upper_bound(problem: BeamProblem) -> np.ndarray:
     """Per-user bound no beam can beat: sum_n max(0, ||g_{n,u}|| - rho_{n,u}) (the single-user
     optimum; a group does no better than each of its members alone)."""
-    return np.maximum(np.linalg.norm(problem.g, axis=2) - problem.rho, 0.0).sum(axis=0)
+    return link_gain_bound(np.linalg.norm(problem.g, axis=2), problem.rho).sum(axis=0)

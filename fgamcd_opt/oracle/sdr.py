@@ -79,7 +79,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +86,7 @@ import numpy as np
 import scipy.sparse as sp
 import scs
 
+from ..lru import LRU
 from .methods import MethodOutput, MethodStatus, amplitude_upper_bound, robust_mrt
 from .problem import BeamProblem, project_power
 
@@ -105,28 +105,8 @@ _GAMMA_TINY = 1e-7
 _SCS_SETTINGS: dict[str, Any] = dict(eps_abs=1e-7, eps_rel=1e-7, max_iters=50_000, verbose=False)
 
 
-class _LRU(OrderedDict):
-    """A small least-recently-used dict (compiled problems are a few MB at most)."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def get_lru(self, key: tuple) -> Any | None:
-        if key in self:
-            self.move_to_end(key)
-            return self[key]
-        return None
-
-    def put(self, key: tuple, value: Any) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
-
-
-_SCS_CACHE = _LRU(_CACHE_SIZE)
-_CVXPY_CACHE = _LRU(_CACHE_SIZE)
+_SCS_CACHE = LRU(_CACHE_SIZE)
+_CVXPY_CACHE = LRU(_CACHE_SIZE)
 _COMPILES = {"SCS": 0, "CLARABEL": 0}
 
 
@@ -345,7 +325,7 @@ class _ScsBackend:
     def __init__(self, data: _Data) -> None:
         key = (data.p, data.d, data.v, data.floors is not None)
         t0 = time.perf_counter()
-        struct = _SCS_CACHE.get_lru(key)
+        struct = _SCS_CACHE.get(key)
         self.compile_time = 0.0
         if struct is None:
             struct = _ScsStructure.build(*key)
@@ -459,7 +439,7 @@ class _ClarabelBackend:
         self._cp = cp
         key = (data.p, data.d, data.v, data.floors is not None)
         t0 = time.perf_counter()
-        entry = _CVXPY_CACHE.get_lru(key)
+        entry = _CVXPY_CACHE.get(key)
         self.compile_time = 0.0
         fresh = entry is None
         if fresh:
