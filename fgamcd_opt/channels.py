@@ -23,32 +23,19 @@ tolerance of 1e-9: a changed random stream moves them by O(1) relative, an ulp d
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable
 
 import numpy as np
 
+from .lru import LRU
+
 FINGERPRINT_ALGORITHM = "proj4-v1"
 FINGERPRINT_RTOL = 1e-9
 PROBE_BLOCKS = 8
-
-
-class _LRU:
-    def __init__(self, maxsize: int):
-        self.maxsize = maxsize
-        self.data: OrderedDict = OrderedDict()
-
-    def get(self, key):
-        value = self.data.get(key)
-        if value is not None:
-            self.data.move_to_end(key)
-        return value
-
-    def put(self, key, value):
-        self.data[key] = value
-        self.data.move_to_end(key)
-        while len(self.data) > self.maxsize:
-            self.data.popitem(last=False)
+FINGERPRINT_MAX_USERS = 64  # users per PB in a recorded fingerprint (all of them when U <= 64)
+FINGERPRINT_CHUNK_USERS = 2048  # users per chunk while projecting: bounded memory
+_GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
+_R = np.arange(1, 5, dtype=float)[:, None]
 
 
 class RicianChannels:
@@ -82,12 +69,18 @@ class RicianChannels:
         gain = 10.0 ** (self.path_loss_db_at_1m / 10.0) * dist ** (-self.path_loss_exponent)
         self.amplitude = np.sqrt(gain)  # (N, U) large-scale amplitude
         theta = np.arctan2(diff[..., 1], diff[..., 0])
-        m = np.arange(self.antennas)
-        self.steering = np.exp(-1j * np.pi * np.sin(theta)[..., None] * m)  # (N, U, M)
+        # sin(theta) only, (N, U): the (N, U, M) steering tensor would cost 16 N U M bytes
+        # (1.9 GB at U = 10^6, M = 20); each user's (N, M) slice is built when drawn
+        self.sin_theta = np.sin(theta)
+        self._m = np.arange(self.antennas)
         self.shape = (nodes.shape[0], users.shape[0], self.antennas)
         # recently used (PB, user) slices, bounded in bytes (64 MB: all of paper-default)
         per_pair = 16 * self.shape[0] * self.antennas
-        self._cache = _LRU(max(16, cache_bytes // max(per_pair, 1)))
+        self._cache = LRU(max(16, cache_bytes // max(per_pair, 1)))
+
+    def steering(self, u: int) -> np.ndarray:
+        """(N, M) half-wavelength ULA response of every node toward user u."""
+        return np.exp(-1j * np.pi * self.sin_theta[:, int(u), None] * self._m)
 
     def user_channel(self, k: int, u: int) -> np.ndarray:
         """(N, M) channels from every node to user u while PB k is broadcast (read-only).
@@ -107,7 +100,7 @@ class RicianChannels:
             amp = self.amplitude[:, key[1]]
             h *= (amp * np.sqrt(0.5 / (kf + 1.0)))[:, None]
             los = amp * np.sqrt(kf / (kf + 1.0)) * np.exp(1j * psi)
-            h += los[:, None] * self.steering[:, key[1], :]
+            h += los[:, None] * self.steering(key[1])
             h.setflags(write=False)
             self._cache.put(key, h)
         return h
@@ -154,41 +147,71 @@ class ArrayChannels:
         return {"kind": self.kind}
 
 
-def _weights(size: int) -> np.ndarray:
-    """Four fixed weight vectors from a low-discrepancy sequence (no RNG involved)."""
-    i = np.arange(size, dtype=float)
-    golden = (np.sqrt(5.0) - 1.0) / 2.0
-    return np.stack([np.cos(2 * np.pi * ((i * golden * (r + 1)) % 1.0)) for r in range(4)])
+def fingerprint_users(n_users: int, max_users: int | None) -> np.ndarray:
+    """The users a fingerprint covers: all of them, or ``max_users`` evenly spaced ones.
+
+    A changed random stream moves every (PB, user) draw, so a fixed sample detects it as well
+    as all U users do, at a cost independent of U (fingerprinting all K x U pairs took ~26 s at
+    U = 3,000 and would take hours at 10^6)."""
+    if max_users is None or n_users <= max_users:
+        return np.arange(n_users)
+    return np.unique(np.arange(max_users, dtype=np.int64) * n_users // max_users)
 
 
-def fingerprint(source, blocks: Iterable[int]) -> dict:
-    """Projections of the channels of the given PBs (streamed: one PB in memory at a time).
+def fingerprint(source, blocks: Iterable[int], max_users: int | None = None,
+                chunk_users: int = FINGERPRINT_CHUNK_USERS) -> dict:
+    """Projections of the channels of the given PBs, in bounded memory.
 
-    Values are normalised per PB by the RMS of that PB's array, so path loss does not matter.
+    The value is that of the flat vector [Re h.ravel(), Im h.ravel()] of each PB's (N, V, M)
+    array, normalised by its RMS, projected on four fixed weight vectors (V = the users of
+    :func:`fingerprint_users`). It is accumulated over chunks of ``chunk_users`` users (the
+    projection is linear, the RMS and the max are accumulated alongside), so memory is
+    O(N chunk_users M) whatever U is; values agree with the unchunked form to rounding.
     """
     blocks = list(blocks)
+    n, n_users, m = source.shape
+    users = fingerprint_users(n_users, max_users)
+    v = len(users)
+    half = n * v * m  # offset of the imaginary parts in the flat vector
     acc = np.zeros(4)
     scale = 0.0
-    w = None
+    # the weights depend only on flat positions, so they are the same for every PB
+    node_base = np.arange(n)[:, None, None] * (v * m)
     for k in blocks:
-        h = source.channel(k)
-        if h.size == 0:  # no users: nothing to fingerprint
+        if v == 0 or n == 0 or m == 0:  # no users: nothing to fingerprint
             continue
-        flat = np.concatenate([h.real.ravel(), h.imag.ravel()])
-        rms = np.sqrt(np.mean(flat**2)) or 1.0
-        flat = flat / rms
-        if w is None or w.shape[1] != flat.size:
-            w = _weights(flat.size)
-        acc += w @ flat
-        scale += float(np.abs(w).sum(axis=1).max() * np.abs(flat).max())
-    return {"algorithm": FINGERPRINT_ALGORITHM, "n_blocks": len(blocks),
-            "values": [float(v) for v in acc], "scale": scale}
+        proj = np.zeros(4)
+        sumsq = 0.0
+        absmax = 0.0
+        wabs = np.zeros(4)
+        for c0 in range(0, v, chunk_users):
+            cu = users[c0:c0 + chunk_users]
+            h = source.channel(k, cu)  # (N, c, M)
+            pos = (node_base + (c0 + np.arange(len(cu)))[None, :, None] * m
+                   + np.arange(m)[None, None, :]).ravel()
+            for part, offset in ((h.real.ravel(), 0), (h.imag.ravel(), half)):
+                w = np.cos(2 * np.pi * (((pos + offset)[None, :].astype(float)
+                                         * _GOLDEN * _R) % 1.0))
+                proj += w @ part
+                wabs += np.abs(w).sum(axis=1)
+                sumsq += float(part @ part)
+                absmax = max(absmax, float(np.abs(part).max()))
+        rms = np.sqrt(sumsq / (2 * half)) or 1.0
+        acc += proj / rms
+        scale += float(wabs.max() * absmax / rms)
+    out = {"algorithm": FINGERPRINT_ALGORITHM, "n_blocks": len(blocks),
+           "values": [float(x) for x in acc], "scale": scale}
+    if max_users is not None and n_users > max_users:  # else: all users, as without a cap
+        out["max_users"] = int(max_users)
+    return out
 
 
 def fingerprint_matches(recorded: dict, computed: dict) -> bool:
     if recorded.get("algorithm") != computed["algorithm"]:
         return False
     if int(recorded.get("n_blocks", -1)) != computed["n_blocks"]:
+        return False
+    if recorded.get("max_users") != computed.get("max_users"):
         return False
     a = np.asarray(recorded.get("values", []), dtype=float)
     b = np.asarray(computed["values"], dtype=float)
@@ -198,11 +221,13 @@ def fingerprint_matches(recorded: dict, computed: dict) -> bool:
     return bool(np.all(np.abs(a - b) <= tol))
 
 
-def channel_fingerprints(source, n_blocks: int) -> dict:
-    """The ``probe`` (first few PBs, checked at every load) and ``full`` (all PBs) fingerprints."""
+def channel_fingerprints(source, n_blocks: int,
+                         max_users: int | None = FINGERPRINT_MAX_USERS) -> dict:
+    """The ``probe`` (first few PBs, checked at every load) and ``full`` (all PBs) fingerprints,
+    each over at most ``max_users`` users per PB (:func:`fingerprint_users`)."""
     return {
-        "probe": fingerprint(source, range(min(PROBE_BLOCKS, n_blocks))),
-        "full": fingerprint(source, range(n_blocks)),
+        "probe": fingerprint(source, range(min(PROBE_BLOCKS, n_blocks)), max_users),
+        "full": fingerprint(source, range(n_blocks), max_users),
     }
 
 
@@ -215,10 +240,12 @@ class ErrorShape:
     def __init__(self, c, n_nodes: int, n_users: int):
         c_arr = np.asarray(c, dtype=float)
         self.scalar = c_arr.ndim == 0
+        self.c_scalar = float(c_arr) if self.scalar else None
         self.c = np.broadcast_to(c_arr, (n_nodes, n_users)).copy()
         with np.errstate(divide="ignore"):
             self.radius = np.where(np.isinf(self.c), 0.0, 1.0 / np.sqrt(self.c))  # (N, U)
 
     def spec(self) -> dict:
-        c = float(self.c.flat[0]) if self.scalar else self.c.tolist()
+        # the scalar is kept apart: with U = 0 the (N, U) array has no element to read it from
+        c = self.c_scalar if self.scalar else self.c.tolist()
         return {"kind": "isotropic", "c": c}

@@ -35,3 +35,8 @@ class SolverNotFound(FgamcdError):
 
 class ParameterError(FgamcdError):
     """A solver or generator parameter has the wrong name, type or value."""
+
+
+class ResourceLimitError(FgamcdError):
+    """An instance would need more memory than the configured limit (``--max-memory`` or the
+    environment variable FGAMCD_MAX_MEMORY); the message gives the estimate and the limit."""

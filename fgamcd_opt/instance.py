@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
+from .errors import ResourceLimitError
 from .repository import Repository
+from .schema import SCHEMA_VERSION
 
 
 @dataclass(frozen=True)
@@ -94,12 +98,23 @@ class Instance:
     @cached_property
     def requested_blocks(self) -> np.ndarray:
         """Sorted indices of the PBs that at least one user requests."""
-        return np.flatnonzero(self.demand.any(axis=0))
+        return np.array([k for k in range(self.n_blocks) if len(self._requesters[k])],
+                        dtype=np.int64)
 
     @cached_property
     def _requesters(self) -> list[np.ndarray]:
-        d = self.demand
-        return [np.flatnonzero(d[:, k]) for k in range(self.n_blocks)]
+        # from the users of each model, not from the (U, K) demand matrix: memory and time
+        # O(requested pairs) instead of O(U K) (435 MB of booleans at U = 10^6)
+        order = np.argsort(self.users.model, kind="stable")
+        bounds = np.searchsorted(self.users.model[order], np.arange(self.n_models + 1))
+        per_block: list[list[np.ndarray]] = [[] for _ in range(self.n_blocks)]
+        for j in np.unique(self.users.model):
+            us = order[bounds[j]:bounds[j + 1]]
+            for k in self.repository.models[j].blocks:
+                per_block[k].append(us)
+        empty = np.zeros(0, dtype=np.int64)
+        return [np.sort(np.concatenate(p)) if len(p) > 1 else (p[0] if p else empty)
+                for p in per_block]
 
     def requesters(self, k: int) -> np.ndarray:
         """Users u with k in K_{r_u} (sorted user indices)."""
@@ -145,11 +160,12 @@ class Instance:
     # ---- identity ----------------------------------------------------------------------
     @cached_property
     def fingerprint(self) -> str:
-        """sha256 of the canonical problem data (provenance and description excluded); the key
-        under which oracle results are memoised."""
-        from .instance_io import instance_to_dict  # local: io depends on this module
-
-        d = instance_to_dict(self)
+        """sha256 of the canonical problem data (provenance, description and channel
+        fingerprints excluded); the key under which oracle results are memoised."""
+        # without the channel fingerprints: they are derived from the channel seed and
+        # parameters (which are hashed) and their last bits depend on the BLAS kernel, so
+        # hashing them gave the same instance different identities on different machines
+        d = self.to_dict(with_fingerprints=False)
         for key in ("provenance", "description", "name", "sidecar"):
             d.pop(key, None)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str).encode()
@@ -159,6 +175,55 @@ class Instance:
         if getattr(self.backhaul, "kind", "") == "sidecar":
             extra += hashlib.sha256(np.ascontiguousarray(self.backhaul.array).tobytes()).digest()
         return hashlib.sha256(blob + extra).hexdigest()[:16]
+
+    def to_dict(self, with_fingerprints: bool = True) -> dict:
+        """The JSON form (schema v1; docs/model.md section 1). Sidecar arrays are not included:
+        :func:`fgamcd_opt.instance_io.save_instance` writes them. Lives here, not in
+        instance_io, so that this module does not import the loader (no import cycle)."""
+        rep = self.repository
+        ch = self.channels.spec()
+        if with_fingerprints and self.channel_fingerprints:
+            ch["fingerprints"] = self.channel_fingerprints
+        node_ids, model_ids = self.nodes.ids, [m.id for m in rep.models]
+        d = {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "fgamcd-instance",
+            "name": self.name,
+            "description": self.description,
+            "provenance": self.provenance,
+            "area_m": [float(a) for a in self.area_m],
+            "bandwidth_hz": self.bandwidth_hz,
+            "info_exchange_radius_m": self.info_exchange_radius_m,
+            "nodes": [
+                {"id": node_ids[i], "position_m": self.nodes.positions_m[i].tolist(),
+                 "antennas": self.nodes.antennas,
+                 "power_max_w": float(self.nodes.power_max_w[i]),
+                 "storage_bytes": int(self.nodes.storage_bytes[i])}
+                for i in range(self.n_nodes)
+            ],
+            "users": [
+                {"id": uid, "position_m": pos, "node": node_ids[n],
+                 "requested_model": model_ids[j], "qos_bps": q, "noise_w": w}
+                for uid, pos, n, j, q, w in zip(
+                    self.users.ids, self.users.positions_m.tolist(), self.users.node.tolist(),
+                    self.users.model.tolist(), self.users.qos_bps.tolist(),
+                    self.users.noise_w.tolist(), strict=True)
+            ],
+            "repository": {
+                "blocks": [{"id": b.id, "name": b.name, "size_bytes": b.size_bytes,
+                            "base_model": b.base_model} for b in rep.blocks],
+                "models": [{"id": m.id, "name": m.name, "base_model": m.base_model,
+                            "task": m.task, "blocks": [rep.blocks[k].id for k in m.blocks]}
+                           for m in rep.models],
+            },
+            "backhaul": self.backhaul.spec(),
+            "channels": ch,
+            "error_shape": self.error.spec(),
+        }
+        if ch["kind"] == "sidecar" or d["backhaul"]["kind"] == "sidecar":
+            d["sidecar"] = Path(self.source_file).with_suffix(".npz").name \
+                if self.source_file else "channels.npz"
+        return d
 
     def summary(self) -> dict:
         """Counts, reuse and request statistics (what ``fgamcd-info`` prints)."""
@@ -190,3 +255,92 @@ class Instance:
             "qos_bps_min": float(self.users.qos_bps.min()) if self.n_users else 0.0,
             "qos_bps_max": float(self.users.qos_bps.max()) if self.n_users else 0.0,
         }
+
+
+# ---- memory: estimate before allocating, refuse beyond a limit ------------------------------
+MEMORY_ENV = "FGAMCD_MAX_MEMORY"
+_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9,
+          "GB": 10**9, "T": 10**12, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30,
+          "TIB": 2**40}
+# Calibrated with tracemalloc on generated paper-default instances (U = 3,000 and 30,000;
+# see benchmarks/bench_scaling.py): Python objects of one user in memory (ids, the JSON dict
+# built when saving or parsed when loading) ~1.6 KB, plus per-(node, user) arrays (channel
+# model, error radii: 4 float64) and the requester lists (one int64 per requested PB).
+_BASE_BYTES = 120 * 10**6  # libraries, the bounded channel and backhaul caches
+_PER_USER_BYTES = 1600
+_JSON_PARSE_FACTOR = 14  # peak bytes of json.loads + validation per byte of instance file
+
+
+def parse_bytes(text: str | int | float) -> int:
+    """'4G', '500MB', '1.5GiB', '123' -> bytes (decimal K/M/G/T; KiB/MiB/GiB/TiB binary)."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        value, unit = float(text), ""
+    else:
+        t = str(text).strip().upper().replace(" ", "")
+        num = t.rstrip("KMGTIB")
+        unit = t[len(num):]
+        try:
+            value = float(num)
+        except ValueError:
+            value = float("nan")
+    if unit not in _UNITS or not (value > 0 and value < float("inf")):
+        raise ValueError(f"memory limit {text!r}: expected a positive size such as 4G, 500M "
+                         "or 1.5GiB")
+    return int(value * _UNITS[unit])
+
+
+def memory_limit_bytes(override: str | int | None = None) -> int:
+    """The memory limit: ``override`` (the --max-memory flag), else ${FGAMCD_MAX_MEMORY}, else
+    80% of this machine's physical memory (8 GB when that is unknown)."""
+    from .errors import ParameterError
+
+    for source, value in (("--max-memory", override), (MEMORY_ENV, os.environ.get(MEMORY_ENV))):
+        if value not in (None, ""):
+            try:
+                return parse_bytes(value)
+            except ValueError as exc:
+                raise ParameterError(f"{source}: {exc}") from None
+    try:
+        return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8 * 10**9
+
+
+def estimate_memory_bytes(n_nodes: int, n_users: int, n_blocks: int, antennas: int,
+                          requested_pairs: int | None = None, sidecar_channels: bool = False,
+                          sidecar_backhaul: bool = False) -> int:
+    """Peak bytes to build, load or save an instance of this size (an estimate, within a small
+    factor; solvers need more). ``requested_pairs``: sum over users of their model's PB count
+    (default 30 per user). Sidecar arrays count twice (read, then converted)."""
+    n, u, k, m = (max(int(x), 0) for x in (n_nodes, n_users, n_blocks, antennas))
+    pairs = 30 * u if requested_pairs is None else int(requested_pairs)
+    total = _BASE_BYTES + u * _PER_USER_BYTES + 32 * n * u + 8 * pairs + 8 * n * n * min(k, 4096)
+    if sidecar_channels:
+        total += 2 * 16 * k * n * u * m
+    if sidecar_backhaul:
+        total += 2 * 8 * k * n * n
+    return int(total)
+
+
+def json_parse_estimate_bytes(file_bytes: int) -> int:
+    """Peak bytes to parse and validate an instance JSON file of this size."""
+    return _BASE_BYTES + _JSON_PARSE_FACTOR * int(file_bytes)
+
+
+def _fmt(b: float) -> str:
+    for unit, div in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if b >= div:
+            return f"{b / div:.1f} {unit}"
+    return f"{b:.0f} B"
+
+
+def check_memory(estimate: int, what: str, limit: str | int | None = None) -> None:
+    """Raise :class:`ResourceLimitError` (one line, with the estimate) when ``estimate`` exceeds
+    the limit of :func:`memory_limit_bytes`."""
+    cap = memory_limit_bytes(limit)
+    if estimate > cap:
+        raise ResourceLimitError(
+            f"{what} needs about {_fmt(estimate)} of memory, above the limit of {_fmt(cap)}; "
+            f"raise it with --max-memory SIZE or {MEMORY_ENV}=SIZE (e.g. 32G) if this machine "
+            "has the memory, or use fewer users")
+

@@ -7,6 +7,7 @@ Every problem is reported as ``InstanceError(file, json_path, message)``, e.g.
 from __future__ import annotations
 
 import os
+import stat
 import zipfile
 from pathlib import Path
 
@@ -22,10 +23,23 @@ from .channels import (
     fingerprint_matches,
 )
 from .errors import InstanceError
-from .instance import Instance, Nodes, Users
+from .instance import (
+    Instance,
+    Nodes,
+    Users,
+    check_memory,
+    estimate_memory_bytes,
+    json_parse_estimate_bytes,
+)
 from .jsonio import read_json, validate_schema, write_json_atomic
 from .repository import Block, Model, Repository
-from .schema import INSTANCE_SCHEMA, SCHEMA_VERSION
+from .schema import (
+    INSTANCE_SCHEMA,
+    MAX_CHANNEL_AMPLITUDE,
+    MAX_SPECTRAL_EFFICIENCY,
+    RANGES,
+    range_reason,
+)
 
 
 def _unique_ids(items: list[dict], section: str, file: str) -> dict[str, int]:
@@ -39,7 +53,56 @@ def _unique_ids(items: list[dict], section: str, file: str) -> dict[str, int]:
     return index
 
 
-def _load_sidecar(data: dict, file: str, base_dir: Path) -> dict[str, np.ndarray]:
+_NPZ_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # zip local header / empty zip
+
+
+def _sidecar_path(rel: str, file: str, base_dir: Path, allow_external: bool) -> Path:
+    """Resolve the sidecar relative to the instance file's folder. Absolute paths, '..' and
+    symlinks leading out of that folder are refused unless ``allow_external``: an instance file
+    from elsewhere must not make the loader read arbitrary files of this machine."""
+    p = Path(rel)
+    if not allow_external:
+        if p.is_absolute() or p.drive:
+            raise InstanceError(file, "sidecar", f"{rel!r} is an absolute path; a sidecar must "
+                                "lie next to the instance file (pass allow_external_sidecar / "
+                                "--allow-external-sidecar to allow it)")
+        if ".." in p.parts:
+            raise InstanceError(file, "sidecar", f"{rel!r} leaves the instance file's folder "
+                                "('..'); pass allow_external_sidecar / --allow-external-sidecar "
+                                "to allow it")
+    path = base_dir / p
+    if not allow_external and path.exists():
+        try:
+            inside = path.resolve().is_relative_to(base_dir.resolve())
+        except OSError:
+            inside = False
+        if not inside:
+            raise InstanceError(file, "sidecar", f"{rel!r} is a link to a file outside the "
+                                "instance file's folder; pass allow_external_sidecar / "
+                                "--allow-external-sidecar to allow it")
+    return path
+
+
+def _npz_member_shapes(path: Path) -> dict[str, tuple[tuple, np.dtype]]:
+    """Shape and dtype of every array in an .npz, read from the headers without loading data
+    (so a huge or compressed-bomb array is refused before it is inflated)."""
+    out = {}
+    with zipfile.ZipFile(path) as zf:
+        for name in zf.namelist():
+            if not name.endswith(".npy"):
+                continue
+            with zf.open(name) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            out[name[:-4]] = (tuple(shape), dtype)
+    return out
+
+
+def _load_sidecar(data: dict, file: str, base_dir: Path, allow_external: bool = False,
+                  expected: dict | None = None) -> dict[str, np.ndarray]:
     rel = data.get("sidecar")
     needs = data["channels"]["kind"] == "sidecar" or data["backhaul"]["kind"] == "sidecar"
     if rel is None:
@@ -48,20 +111,53 @@ def _load_sidecar(data: dict, file: str, base_dir: Path) -> dict[str, np.ndarray
             raise InstanceError(file, f"{which}.kind",
                                 "'sidecar' needs the top-level field 'sidecar' (an .npz path)")
         return {}
-    path = base_dir / rel
-    if not path.is_file():
-        raise InstanceError(file, "sidecar", f"sidecar file {str(path)!r} not found")
+    path = _sidecar_path(rel, file, base_dir, allow_external)
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise InstanceError(str(path), "", "sidecar must be an .npz archive of named "
-                                               "arrays (got a single .npy array)")
-        with loaded as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InstanceError(file, "sidecar", f"sidecar file {str(path)!r} not found") from None
+    except OSError as exc:
+        raise InstanceError(file, "sidecar", f"cannot access sidecar {str(path)!r}: "
+                                             f"{exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InstanceError(file, "sidecar", f"sidecar {str(path)!r} is not a regular file "
+                                             f"({_file_kind(st.st_mode)})")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise InstanceError(str(path), "", f"cannot read sidecar: {exc.strerror}") from None
+    if not head.startswith(_NPZ_MAGIC):
+        what = ("a single .npy array" if head.startswith(b"\x93NUMPY")
+                else "pickled data" if head[:1] == b"\x80"
+                else "empty" if not head else "not a zip archive")
+        raise InstanceError(str(path), "", f"not an .npz archive of named arrays ({what}); "
+                                           "write it with numpy.savez")
+    try:
+        shapes = _npz_member_shapes(path)
+        for key, (_, dtype) in shapes.items():
+            if dtype.hasobject:
+                raise InstanceError(str(path), key, "cannot read: the array holds pickled "
+                                                    "Python objects (refused, never unpickled)")
+        for key, want in (expected or {}).items():
+            if key in shapes and shapes[key][0] != want:
+                raise InstanceError(str(path), key, f"shape {shapes[key][0]} does not match the "
+                                                    f"instance, expected {want}")
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files if key in (expected or npz.files)}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
         # allow_pickle=False makes object arrays fail here instead of executing pickled code
         raise InstanceError(str(path), "", f"cannot read .npz sidecar: {exc}") from None
     return arrays
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def _check_array(arrays: dict, key: str, shape: tuple, complex_ok: bool, sidecar: str,
@@ -78,17 +174,38 @@ def _check_array(arrays: dict, key: str, shape: tuple, complex_ok: bool, sidecar
                                           f"expected {shape}")
     if not np.all(np.isfinite(a)):
         raise InstanceError(sidecar, key, "contains NaN or infinite values")
+    if key == "channels" and a.size and float(np.abs(a).max()) > MAX_CHANNEL_AMPLITUDE:
+        raise InstanceError(sidecar, key, f"channel amplitude {float(np.abs(a).max()):.3g} "
+                                          f"exceeds {MAX_CHANNEL_AMPLITUDE:g} (a passive channel "
+                                          "has gain <= 1; larger values make |h|^2 P / noise "
+                                          "overflow)")
     return a
 
 
+def _validate(data, file: str) -> None:
+    try:
+        validate_schema(data, INSTANCE_SCHEMA, file, InstanceError)
+    except InstanceError as exc:
+        why = range_reason(exc.path) if any(
+            w in exc.message for w in ("minimum", "maximum")) else None
+        if why is None:
+            raise
+        raise InstanceError(exc.file, exc.path, f"{exc.message} (allowed {why})") from None
+
+
 def instance_from_dict(data: dict, file: str = "<instance>", base_dir: str | Path = ".",
-                       verify_channels: str = "probe") -> Instance:
-    """Validate ``data`` (schema + cross-references + shapes) and build an :class:`Instance`.
+                       verify_channels: str = "probe", allow_external_sidecar: bool = False,
+                       max_memory: str | int | None = None) -> Instance:
+    """Validate ``data`` (schema with physical ranges + cross-references + shapes) and build an
+    :class:`Instance`.
 
     ``verify_channels``: 'probe' checks the recorded fingerprint of the first PBs' generated
-    channels, 'full' all of them, 'off' none.
+    channels, 'full' all of them, 'off' none. ``allow_external_sidecar``: accept a sidecar path
+    that is absolute or leaves the instance file's folder. ``max_memory``: memory limit (bytes
+    or '4G'; default ${FGAMCD_MAX_MEMORY} or 80% of RAM), checked against an estimate before
+    any array is built.
     """
-    validate_schema(data, INSTANCE_SCHEMA, file, InstanceError)
+    _validate(data, file)
     nodes_d, users_d, rep_d = data["nodes"], data["users"], data["repository"]
     node_ix = _unique_ids(nodes_d, "nodes", file)
     _unique_ids(users_d, "users", file)
@@ -132,6 +249,19 @@ def instance_from_dict(data: dict, file: str = "<instance>", base_dir: str | Pat
         user_model.append(model_ix[ud["requested_model"]])
 
     n, u, k, m = len(nodes_d), len(users_d), len(blocks), m0
+    model_len = [len(md["blocks"]) for md in rep_d["models"]]
+    check_memory(estimate_memory_bytes(
+        n, u, k, m, requested_pairs=sum(model_len[j] for j in user_model),
+        sidecar_channels=data["channels"]["kind"] == "sidecar",
+        sidecar_backhaul=data["backhaul"]["kind"] == "sidecar"),
+        f"{file}: an instance with N={n}, U={u}, K={k}, M={m}", max_memory)
+    bw = float(data["bandwidth_hz"])
+    for i, ud in enumerate(users_d):
+        if ud["qos_bps"] / bw > MAX_SPECTRAL_EFFICIENCY:
+            raise InstanceError(file, f"users[{i}].qos_bps", (
+                f"{ud['qos_bps']:g} bit/s over bandwidth_hz {bw:g} is "
+                f"{ud['qos_bps'] / bw:.3g} bit/s/Hz, above {MAX_SPECTRAL_EFFICIENCY:g}: it needs "
+                "a worst-case SNR above 2^100 (301 dB), which no link reaches"))
     nodes = Nodes(
         ids=tuple(nd["id"] for nd in nodes_d),
         positions_m=np.array([nd["position_m"] for nd in nodes_d], dtype=float),
@@ -157,7 +287,12 @@ def instance_from_dict(data: dict, file: str = "<instance>", base_dir: str | Pat
                                 f"per-link array has shape {shape}, expected (N, U) = ({n}, {u})")
     error = ErrorShape(c, n, u)
 
-    arrays = _load_sidecar(data, file, Path(base_dir))
+    expected = {}
+    if data["channels"]["kind"] == "sidecar":
+        expected["channels"] = (k, n, u, m)
+    if data["backhaul"]["kind"] == "sidecar":
+        expected["backhaul_bps"] = (k, n, n)
+    arrays = _load_sidecar(data, file, Path(base_dir), allow_external_sidecar, expected)
     sidecar_name = str(Path(base_dir) / data["sidecar"]) if "sidecar" in data else file
 
     bh = data["backhaul"]
@@ -173,10 +308,11 @@ def instance_from_dict(data: dict, file: str = "<instance>", base_dir: str | Pat
                                                             "matrix")
         ra = np.array(r, dtype=float)
         off = ~np.eye(n, dtype=bool)
-        if np.any(ra[off] <= 0):
-            i, j = np.argwhere((ra <= 0) & off)[0]
+        if np.any(ra[off] < 1.0):
+            i, j = np.argwhere((ra < 1.0) & off)[0]
             raise InstanceError(file, f"backhaul.rates_bps[{i}][{j}]",
-                                "backhaul rate between distinct nodes must be > 0")
+                                "backhaul rate between distinct nodes must be > 0 (at least "
+                                f"1 bit/s, got {ra[i, j]:g})")
         backhaul = MatrixBackhaul(ra)
     else:
         ra = _check_array(arrays, "backhaul_bps", (k, n, n), False, sidecar_name, file)
@@ -184,6 +320,11 @@ def instance_from_dict(data: dict, file: str = "<instance>", base_dir: str | Pat
         if np.any(ra[:, off] <= 0):
             raise InstanceError(sidecar_name, "backhaul_bps",
                                 "backhaul rate between distinct nodes must be > 0")
+        lo_b, hi_b = RANGES["low_bps"][:2]
+        if ra[:, off].size and not (lo_b <= ra[:, off].min() and ra[:, off].max() <= hi_b):
+            raise InstanceError(sidecar_name, "backhaul_bps",
+                                f"backhaul rates between distinct nodes must lie in "
+                                f"[{lo_b:g}, {hi_b:g}] bit/s ({RANGES['low_bps'][3]})")
         backhaul = ArrayBackhaul(ra)
 
     ch = data["channels"]
@@ -218,7 +359,8 @@ def _verify_channels(channels, fps: dict, n_blocks: int, mode: str, file: str) -
         rec = fps.get(key)
         if rec is None:
             continue
-        got = fingerprint(channels, range(min(int(rec.get("n_blocks", 0)), n_blocks)))
+        got = fingerprint(channels, range(min(int(rec.get("n_blocks", 0)), n_blocks)),
+                          max_users=rec.get("max_users"))
         if not fingerprint_matches(rec, got):
             raise InstanceError(
                 file, f"channels.fingerprints.{key}",
@@ -229,56 +371,39 @@ def _verify_channels(channels, fps: dict, n_blocks: int, mode: str, file: str) -
                 "now, or ship the channels in an .npz sidecar")
 
 
-def load_instance(path: str | os.PathLike, verify_channels: str = "probe") -> Instance:
-    """Read, validate and build an instance file (JSON + optional sidecar)."""
+def load_instance(path: str | os.PathLike, verify_channels: str = "probe",
+                  allow_external_sidecar: bool = False,
+                  max_memory: str | int | None = None) -> Instance:
+    """Read, validate and build an instance file (JSON + optional sidecar).
+
+    The file is checked with ``os.stat`` before it is opened: a FIFO, device or socket is
+    refused at once (reading one would block), and a file whose parse would need more memory
+    than the limit is refused with the estimate. See :func:`instance_from_dict` for the rest.
+    """
     file = str(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InstanceError(file, "", "file not found") from None
+    except OSError as exc:
+        raise InstanceError(file, "", f"cannot access file ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InstanceError(file, "", "is a directory, expected a JSON file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InstanceError(file, "", f"is {_file_kind(st.st_mode)}, expected a regular JSON "
+                                      "file")
+    check_memory(json_parse_estimate_bytes(st.st_size),
+                 f"{file}: parsing this {st.st_size / 1e6:.0f} MB instance file", max_memory)
     data = read_json(path, InstanceError)
     return instance_from_dict(data, file=file, base_dir=Path(path).parent,
-                              verify_channels=verify_channels)
+                              verify_channels=verify_channels,
+                              allow_external_sidecar=allow_external_sidecar,
+                              max_memory=max_memory)
 
 
 def instance_to_dict(inst: Instance, with_fingerprints: bool = True) -> dict:
-    """The JSON form (schema v1). Sidecar arrays are not included; see :func:`save_instance`."""
-    rep = inst.repository
-    ch = inst.channels.spec()
-    if with_fingerprints and inst.channel_fingerprints:
-        ch["fingerprints"] = inst.channel_fingerprints
-    d = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "fgamcd-instance",
-        "name": inst.name,
-        "description": inst.description,
-        "provenance": inst.provenance,
-        "area_m": [float(a) for a in inst.area_m],
-        "bandwidth_hz": inst.bandwidth_hz,
-        "info_exchange_radius_m": inst.info_exchange_radius_m,
-        "nodes": [
-            {"id": inst.nodes.ids[i], "position_m": inst.nodes.positions_m[i].tolist(),
-             "antennas": inst.nodes.antennas, "power_max_w": float(inst.nodes.power_max_w[i]),
-             "storage_bytes": int(inst.nodes.storage_bytes[i])}
-            for i in range(inst.n_nodes)
-        ],
-        "users": [
-            {"id": inst.users.ids[i], "position_m": inst.users.positions_m[i].tolist(),
-             "node": inst.nodes.ids[inst.users.node[i]],
-             "requested_model": rep.models[inst.users.model[i]].id,
-             "qos_bps": float(inst.users.qos_bps[i]), "noise_w": float(inst.users.noise_w[i])}
-            for i in range(inst.n_users)
-        ],
-        "repository": {
-            "blocks": [{"id": b.id, "name": b.name, "size_bytes": b.size_bytes,
-                        "base_model": b.base_model} for b in rep.blocks],
-            "models": [{"id": m.id, "name": m.name, "base_model": m.base_model, "task": m.task,
-                        "blocks": [rep.blocks[k].id for k in m.blocks]} for m in rep.models],
-        },
-        "backhaul": inst.backhaul.spec(),
-        "channels": ch,
-        "error_shape": inst.error.spec(),
-    }
-    if ch["kind"] == "sidecar" or d["backhaul"]["kind"] == "sidecar":
-        d["sidecar"] = Path(inst.source_file).with_suffix(".npz").name if inst.source_file \
-            else "channels.npz"
-    return d
+    """The JSON form (schema v1): :meth:`Instance.to_dict`."""
+    return inst.to_dict(with_fingerprints)
 
 
 def save_instance(inst: Instance, path: str | os.PathLike) -> None:

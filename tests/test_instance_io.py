@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fgamcd_opt.channels import fingerprint_matches
 from fgamcd_opt.errors import FgamcdError, InstanceError
 from fgamcd_opt.generators import generate
 from fgamcd_opt.instance import Instance
@@ -266,7 +267,8 @@ def test_pickled_sidecar_is_refused_not_unpickled(tiny_dict, tmp_path, json_file
     assert not canary.exists()
     e = _bad_sidecar(tiny_dict, tmp_path, json_file, None)
     assert not canary.exists()
-    assert e.file.endswith("side.npz") and "cannot read" in e.message
+    assert e.file.endswith("side.npz")
+    assert ("pickled" in e.message) if how == "object_array" else ("pickled data" in e.message)
 
 
 def test_sidecar_that_is_not_a_zip(tiny_dict, tmp_path, json_file):
@@ -599,7 +601,16 @@ def test_shipped_instances_load_and_match_the_generator(tiny, paper_default):
     # the shipped files are what `fgamcd gen NAME` writes (kept in sync with the generator)
     if (SHIPPED / "tiny.json").exists():
         shipped = load_instance(SHIPPED / "tiny.json", verify_channels="full")
-        assert instance_to_dict(shipped) == instance_to_dict(generate("tiny"))
+        fresh = generate("tiny")
+        a, b = instance_to_dict(shipped), instance_to_dict(fresh)
+        fa, fb = a["channels"].pop("fingerprints"), b["channels"].pop("fingerprints")
+        assert a == b
+        # fingerprints are sums of ~10^4 products: their last bits depend on the BLAS kernel
+        # (issue 9: 3.6528615185581326 vs ...477 under OPENBLAS_CORETYPE=Haswell), so they are
+        # compared with the tolerance the loader itself uses, never bit for bit
+        assert set(fa) == set(fb)
+        for key in fa:
+            assert fingerprint_matches(fa[key], fb[key]), key
     if (SHIPPED / "paper-default.json").exists():
         shipped = load_instance(SHIPPED / "paper-default.json")
         assert shipped.fingerprint == paper_default.fingerprint
