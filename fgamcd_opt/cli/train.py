@@ -35,13 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "(0: a fresh instance every episode)")
     p.add_argument("--pool-seed0", type=int, default=1000,
                    help="first generator seed of the pool (held-out seeds stay below it)")
+    p.add_argument("--storage-gb-choices", default="",
+                   help="comma-separated C_n values (GB) spread over the pool, e.g. 1.25,0.25")
+    p.add_argument("--eval-every", type=int, default=20,
+                   help="greedy evaluation episodes every this many episodes (0: never)")
     p.add_argument("--max-users-per-node", type=int, default=14, help="observation padding P")
     p.add_argument("--delivery", choices=("planner", "group"), default="planner")
     p.add_argument("--max-cluster", type=int, default=3)
     p.add_argument("--reward-scale", type=float, default=10.0)
     p.add_argument("--r1", type=float, default=10.0)
     p.add_argument("--r2", type=float, default=10.0)
-    p.add_argument("--updates-per-episode", type=int, default=25)
+    p.add_argument("--updates-per-episode", type=int, default=20)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--buffer", type=int, default=20000)
     p.add_argument("--gamma", type=float, default=0.95)
@@ -66,16 +70,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configs(args):
-    from ..generators import generate
+    from ..generators import generate, scenario_params_declared
     from ..instance_io import load_instance
     from ..marl.env import EnvConfig
     from ..marl.learner import LearnerConfig
     from ..marl.training import TrainConfig
-    from ..params import parse_assignments
+    from ..params import parse_assignments, resolve
 
     if args.episodes < 1:
         raise ParameterError("--episodes: must be at least 1")
-    overrides = dict(parse_assignments(args.set))
+    given = parse_assignments(args.set)
+    typed = resolve(scenario_params_declared(), given, owner="fgamcd-train --set")
+    overrides = {k: typed[k] for k in given}
+    try:
+        choices = tuple(float(x) for x in args.storage_gb_choices.split(",") if x.strip())
+    except ValueError:
+        raise ParameterError(f"--storage-gb-choices: cannot read {args.storage_gb_choices!r} "
+                             "as comma-separated numbers") from None
     inst = load_instance(args.instance) if args.instance else None
     if inst is None:
         # parse overrides through the generator so a bad name/value fails here, in one line
@@ -83,6 +94,7 @@ def _configs(args):
         del probe
     env_cfg = EnvConfig(scenario=args.scenario, overrides=overrides, instance=inst,
                         pool=args.pool, pool_seed0=args.pool_seed0,
+                        storage_gb_choices=choices,
                         max_users_per_node=args.max_users_per_node,
                         reward_scale=args.reward_scale, r1=args.r1, r2=args.r2,
                         delivery=args.delivery, max_cluster=args.max_cluster)
@@ -96,7 +108,8 @@ def _configs(args):
                             augmentation=not args.no_augmentation, tau0=args.tau0, xi=args.xi,
                             attenuation=args.attenuation,
                             attenuation_every=args.attenuation_every, reservoir=args.reservoir,
-                            checkpoint_every=args.checkpoint_every, threads=args.threads)
+                            checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
+                            threads=args.threads)
     return env_cfg, learner_cfg, train_cfg
 
 

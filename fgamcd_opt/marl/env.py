@@ -8,12 +8,13 @@ and caching them only wastes storage, so the agents never see them (an episode h
 
 Observation of agent n (eq. 10), a flat float32 vector of N blocks of ``2 + P`` numbers:
 
-- own block ``[S(k) / S_max, I{k in K_{r_u}} for the users of n (padded to P), C~_n(k) / C_n]``
+- own block ``[S(k) / S_max, I{k in K_{r_u}} for the users of n (padded to P), C~_n(k) / C_ref]``
 - then, for every other node m in ascending order, ``varpi_{n,m} * [R^bac_{n,m}(k) / R_ref,
-  I{k in K_{r_u}} for the users of m (padded to P), C~_m(k) / C_m]`` (zeros when m is beyond
+  I{k in K_{r_u}} for the users of m (padded to P), C~_m(k) / C_ref]`` (zeros when m is beyond
   the information-exchange range).
 
-S_max is the largest PB of the repository, R_ref = 1e10 bit/s, C~ the remaining storage.
+S_max is the largest PB of the repository, R_ref = 1e10 bit/s, C~ the remaining storage in
+units of ``storage_ref_bytes`` (1 GB), so C_n itself is visible to the policy.
 **Padding**: users of a node fill the first slots of its P-slot block in user-index order; the
 remaining slots read 0. P (``max_users_per_node``) is fixed so one policy applies to every
 instance with the same N; ``observation["user_mask"]`` (N x P, 1 = a real user) says which slots
@@ -46,7 +47,8 @@ as one second of delay. All agents receive the same reward.
 Episodes draw their instance from a seeded generator scenario (``EnvConfig.scenario`` with
 ``overrides``): with ``pool = P > 0`` the episode's instance is one of P fixed generator seeds
 (``pool_seed0 .. pool_seed0 + P - 1``, chosen by the reset seed), so the shared oracle's memo
-is reused across episodes; ``pool = 0`` generates a fresh instance per reset seed. A fixed
+is reused across episodes (``storage_gb_choices`` spreads C_n over the pool, so one policy sees
+both loose and binding storage); ``pool = 0`` generates a fresh instance per reset seed. A fixed
 instance (``EnvConfig.instance``) is used as is (fine-tuning, the solver's rollout).
 """
 
@@ -97,6 +99,8 @@ class EnvConfig:
     instance: Instance | None = None  # a fixed instance (overrides scenario)
     pool: int = 8  # instances per generator pool (0: a fresh instance per reset seed)
     pool_seed0: int = 1000  # first generator seed of the pool (held-out seeds stay below)
+    storage_gb_choices: tuple = ()  # if given: pool instance i gets C_n = choices[i % len]
+    storage_ref_bytes: float = 1e9  # C~ is observed in units of this (1 GB)
     max_users_per_node: int = 14  # P, the padding
     reward_scale: float = 10.0  # per second of delay
     r1: float = 10.0  # QoS / power infeasibility penalty (Table II)
@@ -166,7 +170,12 @@ class FgamcdParallelEnv(ParallelEnv):
         if inst is None:
             from ..generators import generate
 
-            inst = generate(self.config.scenario, seed=int(seed), **self.config.overrides)
+            over = dict(self.config.overrides)
+            choices = tuple(self.config.storage_gb_choices)
+            if choices:
+                over["storage_gb"] = float(choices[(seed - self.config.pool_seed0)
+                                                  % len(choices)])
+            inst = generate(self.config.scenario, seed=int(seed), **over)
             self._check_fits(inst)
             if len(self._instances) >= max(self.config.pool, 1) + 4:
                 self._instances.pop(next(iter(self._instances)))
@@ -239,8 +248,7 @@ class FgamcdParallelEnv(ParallelEnv):
         if k is not None:
             req = inst.requesters(k)
             blk[inst.users.node[req], 1 + self._slot[req]] = 1.0
-        cap = np.maximum(inst.nodes.storage_bytes.astype(np.float64), 1.0)
-        blk[:, -1] = (self.remaining / cap).astype(np.float32)
+        blk[:, -1] = (self.remaining / self.config.storage_ref_bytes).astype(np.float32)
         return blk
 
     def _observe(self) -> dict:

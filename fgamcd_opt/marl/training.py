@@ -38,8 +38,8 @@ from .replay import ReplayBuffer
 
 CURVE_FIELDS = ("episode", "instance", "steps", "reward", "delay_s", "qos_violations",
                 "undelivered_pbs", "cached", "migrations", "synthetic_kept", "esn_error",
-                "critic_loss", "actor_loss", "env_s", "oracle_s", "act_s", "esn_s", "update_s",
-                "wall_s")
+                "critic_loss", "actor_loss", "eval_delay_s", "eval_penalised_pbs", "env_s",
+                "oracle_s", "act_s", "esn_s", "update_s", "wall_s")
 
 
 @dataclass
@@ -48,7 +48,7 @@ class TrainConfig:
     seed: int = 0
     batch: int = 256
     buffer: int = 20000
-    updates_per_episode: int = 25
+    updates_per_episode: int = 20
     augmentation: bool = True
     tau0: float = 0.8  # Table II
     xi: float = 1.12  # Table II
@@ -59,6 +59,8 @@ class TrainConfig:
     esn_input_scale: float = 0.1
     esn_ridge: float = 1e-2
     checkpoint_every: int = 10
+    eval_every: int = 20  # greedy episodes on the first pool instances (0: never)
+    eval_instances: int = 2
     threads: int = 1
 
     def to_dict(self) -> dict:
@@ -192,10 +194,14 @@ class Trainer:
                 losses = self.learner.update(self.buffer.sample(cfg.batch, self.rng))
         t3 = time.perf_counter()
         env = self.env
-        row = {"episode": e + 1, "instance": env.inst.name, "steps": t_steps,
-               "reward": float(ep["reward"].sum()), "delay_s": env.total_delay_s,
-               "qos_violations": env.qos_violations, "undelivered_pbs": len(env.undelivered),
-               "cached": int(env.holds.sum()), "migrations": len(env.migrations),
+        row_env = {"instance": env.inst.name, "steps": t_steps,
+                   "reward": float(ep["reward"].sum()), "delay_s": env.total_delay_s,
+                   "qos_violations": env.qos_violations, "undelivered_pbs": len(env.undelivered),
+                   "cached": int(env.holds.sum()), "migrations": len(env.migrations)}
+        ev = {"eval_delay_s": None, "eval_penalised_pbs": None}
+        if cfg.eval_every and (e + 1) % cfg.eval_every == 0:
+            ev = self.greedy_eval()
+        row = {"episode": e + 1, **row_env, **ev,
                "synthetic_kept": int(esn_stats["synthetic_kept"]),
                "esn_error": float(esn_stats["esn_error_mean"]),
                **losses, "env_s": ep["env_s"], "oracle_s": oracle.solve_time_s - ot0,
@@ -204,6 +210,22 @@ class Trainer:
         self.rows.append(row)
         self.episode += 1
         return row
+
+    def greedy_eval(self) -> dict:
+        """Deterministic episodes on the first ``eval_instances`` instances (the learning curve
+        without exploration noise): mean delay and PBs penalised (QoS or undelivered)."""
+        env = self.env
+        if self.env_cfg.instance is not None:
+            seeds = [None]
+        else:
+            seeds = [self.env_cfg.pool_seed0 + i for i in range(max(self.cfg.eval_instances, 1))]
+        delays, bad = [], []
+        for s in seeds:
+            run_episode(env, lambda o, m: self.learner.act(o, m, explore=False).numpy(),
+                        seed=0, options=None if s is None else {"instance_seed": s})
+            delays.append(env.total_delay_s)
+            bad.append(env.qos_violations + len(env.undelivered))
+        return {"eval_delay_s": float(np.mean(delays)), "eval_penalised_pbs": float(np.mean(bad))}
 
     # ---- the loop ----------------------------------------------------------------------
     def train(self, progress: bool = True, should_stop=None, on_episode=None) -> TrainResult:
@@ -364,6 +386,11 @@ def plot_curve(csv_path: str | os.PathLike, png_path: str | os.PathLike, title: 
         ax.set_xlabel("episode")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
+    ev = [(int(r["episode"]), float(r["eval_delay_s"])) for r in rows if r.get("eval_delay_s")]
+    if ev:
+        axes[1].plot(*zip(*ev, strict=True), "o-", color="C3", ms=3, lw=1.2,
+                     label="greedy policy (eval)")
+        axes[1].legend(fontsize=8)
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
