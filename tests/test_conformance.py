@@ -1,0 +1,23 @@
+"""The conformance check runs over every registered solver (built-ins, entry points) and the
+example plugin, so a new solver is checked without editing a list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fgamcd_opt import registry
+from fgamcd_opt.testing import assert_conforms
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", sorted(registry.available()))
+def test_registered_solver_conforms(name):
+    assert_conforms(registry.get_solver(name))
+
+
+def test_example_plugin_conforms():
+    assert_conforms(registry.load_from_file(f"{ROOT / 'examples' / 'nearest_solver.py'}"
+                                            ":NearestSolver"))
