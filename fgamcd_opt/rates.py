@@ -90,7 +90,7 @@ def rate_from_amplitude(amplitude, noise_w, bandwidth_hz) -> np.ndarray:
 
 
 def transfer_delay_s(size_bytes, rate_bps):
-    """Time to send ``size_bytes`` at ``rate_bps``: 8 S / R seconds (eqs. 4 and 7); +inf where
+    """Time to send ``size_bytes`` at ``rate_bps``: 8 S / R seconds (eq. 7); +inf where
     R <= 0. The one place a delay is computed from a size and a rate (evaluator, planner, MILP,
     oracle, MARL reward). Scalars in, float out; arrays in, array out."""
     bits = 8.0 * np.asarray(size_bytes, dtype=float)

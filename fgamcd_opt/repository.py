@@ -1,6 +1,6 @@
 """The model repository: AI models as ordered lists of parameter blocks (PBs).
 
-Symbols (MODEL.md section 1): K PBs indexed k, size S(k) in bytes; J models indexed j, model j is
+Symbols (docs/model.md section 1): K PBs indexed k, size S(k) in bytes; J models indexed j, model j is
 the ordered list K_j of its PBs. Fine-tuned models share frozen PBs, and a shared PB is stored and
 broadcast once; the reuse statistics below quantify how much that saves.
 """

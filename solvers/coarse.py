@@ -1,4 +1,4 @@
-"""coarse: coarse-grained caching (MODEL.md 8.5; the conventional content-caching baseline).
+"""coarse: coarse-grained caching (docs/model.md section 11.5; the conventional content-caching baseline).
 
 Each node caches whole models, most requested first: by the requests of its own users, then by
 all requests, then smaller models first; a model copy pays its full size, so a PB shared by two

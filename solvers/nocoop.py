@@ -1,4 +1,4 @@
-"""nocoop: without edge cooperation (Wu, Zeng, Huang, TWC 2024; MODEL.md 8.3).
+"""nocoop: without edge cooperation (Wu, Zeng, Huang, TWC 2024; docs/model.md section 11.3).
 
 Caching: each node places whole models for its *own* users only, with the sharing-aware greedy of
 TrimCaching restricted to one node (a shared PB is stored once). Delivery: for every requested PB,

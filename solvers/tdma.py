@@ -1,4 +1,4 @@
-"""tdma: TDMA-based unicasting (MODEL.md 8.4).
+"""tdma: TDMA-based unicasting (docs/model.md section 11.4).
 
 Caching: the planner's default caching (or TrimCaching's, ``caching=trimcaching``). Delivery:
 every (requested PB, requesting user) gets its own time slot, so the slots of a PB add up; each

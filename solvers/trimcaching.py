@@ -2,7 +2,7 @@
 
 Hit model. User u is *hit* when every PB of its model r_u is cached at some node of its
 cooperating set: its own node and the nodes within the information-exchange radius of it
-(varpi, MODEL.md 5). TrimCaching places whole models, sharing-aware: placing model j at node n
+(varpi, docs/model.md section 1). TrimCaching places whole models, sharing-aware: placing model j at node n
 only costs the bytes of the PBs of j that n does not cache yet.
 
 Greedy rule (gain per added byte). Start empty. At each step, among all (node n, model j) with

@@ -1,4 +1,4 @@
-"""The shared robust CoMP beamforming oracle (MODEL.md sections 3 and 6).
+"""The shared robust CoMP beamforming oracle (docs/model.md sections 3 and 6).
 
 Every solver and the evaluator get beamformers here. For PB k, participating nodes P and served
 users V the oracle returns beams that maximise the minimum exact worst-case rate (minimum

@@ -593,7 +593,8 @@ def solve_sdr(
         Per-user SNR floors (QoS, eq. 29); values <= 0 impose nothing.
     budget : float, optional
         Aggregate error budget: sum_n ||e_{n,u}||^2 / rho_{n,u}^2 <= budget (eq. 28). Default p;
-        pass the paper's N (total nodes) for the faithful version. budget >= p keeps the solution
+        pass the paper's N (total nodes) for the faithful version (the oracle does, with its
+        default ``sdr_budget="paper"``). budget >= p keeps the solution
         safe under the exact per-node error model; budget = 0 is the non-robust SDR.
     mu : float
         DC penalty weight for the normalised objective gamma / gamma0 (see module docstring).
