@@ -1,0 +1,130 @@
+"""``fgamcd-bench``: run a sweep spec, or the benchmark suite.
+
+    fgamcd-bench SPEC.toml [-o DIR] [--size quick] [--workers N]
+                 [--dask-workers N | --scheduler tcp://HOST:PORT] [--no-report]
+    fgamcd-bench --suite standard --solver my_solver.py:MySolver [-o DIR]
+
+Results go to DIR/store.jsonl (one row per finished cell, appended atomically), DIR/results.csv
+and, unless ``--no-report``, the report (DIR/index.md, DIR/index.html, DIR/figures/). Rerunning
+the same command resumes: finished cells are kept, unfinished and failed ones are run.
+Bad input prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from ..errors import FgamcdError
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="fgamcd-bench", description="run a sweep spec (TOML) or "
+                                 "the benchmark suite; results resume after a crash")
+    ap.add_argument("spec", nargs="?", help="sweep spec (TOML), e.g. reports/specs/fig08.toml")
+    ap.add_argument("-o", "--output", help="results directory (default: bench-out/NAME[-SIZE])")
+    ap.add_argument("--size", help="a [sizes.NAME] of the spec, e.g. quick or full")
+    ap.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    ap.add_argument("--dask-workers", type=int, help="run on a local Dask cluster of N worker "
+                    "processes (127.0.0.1 only)")
+    ap.add_argument("--scheduler", help="run on the Dask scheduler tcp://HOST:PORT")
+    ap.add_argument("--threads-per-worker", type=int, default=1,
+                    help="BLAS/OpenMP threads per worker (default 1)")
+    ap.add_argument("--inline", action="store_true", help="run in this process (debugging)")
+    ap.add_argument("--no-report", action="store_true", help="do not render the report")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--suite", help="run the benchmark suite (e.g. 'standard' or a suite TOML)")
+    ap.add_argument("--solver", action="append", help="with --suite: a solver to rank (name or "
+                    "path/to/file.py:Class); repeatable")
+    ap.add_argument("--skip-check", action="store_true",
+                    help="with --suite: do not run the conformance check first")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    return ap
+
+
+def _executor(args):
+    from ..experiments.executors import make_executor
+
+    if args.workers < 1 or args.threads_per_worker < 1 or (
+            args.dask_workers is not None and args.dask_workers < 1):
+        raise FgamcdError("fgamcd-bench: --workers, --dask-workers and --threads-per-worker "
+                          "must be >= 1")
+    if args.scheduler and args.dask_workers:
+        raise FgamcdError("fgamcd-bench: give --scheduler or --dask-workers, not both")
+    return make_executor(args.workers, args.scheduler, args.dask_workers,
+                         args.threads_per_worker, args.inline)
+
+
+def run(args) -> int:
+    command = "fgamcd-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
+        if args.argv is None else "fgamcd-bench " + " ".join(shlex.quote(a) for a in args.argv)
+    if args.suite:
+        from ..experiments.suite import run_suite
+
+        if not args.solver:
+            raise FgamcdError("fgamcd-bench: --suite needs at least one --solver to rank")
+        out = Path(args.output or f"bench-out/suite-{Path(args.suite).stem}")
+        ex = _executor(args)
+        try:
+            board = run_suite(args.suite, args.solver, out, ex, check=not args.skip_check,
+                              progress=not args.no_progress, command=command)
+        finally:
+            ex.close()
+        print(board.read_text())
+        print(f"leaderboard: {out / 'leaderboard.md'} and {out / 'leaderboard.html'}")
+        return 0
+    if not args.spec:
+        raise FgamcdError("fgamcd-bench: give a spec file (or --suite NAME --solver ...)")
+    from ..experiments.spec import load_spec
+
+    spec = load_spec(args.spec, args.size)
+    out = Path(args.output or f"bench-out/{spec.name}{'-' + spec.size if spec.size else ''}")
+    if spec.kind != "sweep":
+        from ..experiments.figures import run_figure
+
+        t0 = time.time()
+        index = run_figure(spec, out, command=command)
+        print(f"{spec.name}: done in {time.time() - t0:.1f} s; report {index}")
+        return 0
+    from ..experiments.sweep import run_sweep
+
+    ex = _executor(args)
+    try:
+        counts = run_sweep(spec, out, ex, progress=not args.no_progress, command=command)
+    except KeyboardInterrupt:
+        print(f"interrupted; finished cells are in {out / 'store.jsonl'}; rerun the same "
+              "command to resume", file=sys.stderr)
+        return 130
+    finally:
+        ex.close()
+    print(f"{spec.name}: {counts['cells']} cells ({counts['resumed_done']} already done, "
+          f"{counts['ran']} run: {counts['done']} done, {counts['failed']} failed) in "
+          f"{counts['elapsed_s']:.1f} s; store {out / 'store.jsonl'}, CSV {out / 'results.csv'}")
+    if not args.no_report:
+        from ..experiments.report import build_report
+
+        index = build_report(out)
+        print(f"report: {index} and {index.with_suffix('.html')}")
+    return 1 if counts["failed"] else 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    args.argv = argv
+    try:
+        return run(args)
+    except FgamcdError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

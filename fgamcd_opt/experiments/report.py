@@ -1,0 +1,598 @@
+"""Reports from a results store: figures (PNG + PDF + the CSV each is drawn from), tables, an
+index page in Markdown and a self-contained HTML page (images embedded).
+
+Delay semantics (docs/model.md): ``total_delay_s`` null means the plan leaves some requested
+(user, PB) pair unserved, i.e. infinite delay. Such a run is never averaged as 0 and never
+dropped: a mean over seeds that contains one is infinite, drawn as a marker on the top edge of
+the plot, printed as "inf (k/n incomplete)", and ranked last.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from .store import export_csv, read_store
+
+INF = math.inf
+METRIC_LABEL = {
+    "total_delay_s": "total download delay (s)",
+    "solve_time_s": "solve time (s)",
+    "gap_pct": "delay above the certified bound (%)",
+    "qos_violating_users": "users below QoS (mean)",
+    "undelivered_users": "undelivered users (mean)",
+}
+
+
+# ---- small document model, rendered to Markdown and HTML ------------------------------------
+class Doc:
+    def __init__(self):
+        self.parts: list[tuple] = []
+
+    def h(self, level: int, text: str):
+        self.parts.append(("h", level, text))
+
+    def p(self, text: str):
+        self.parts.append(("p", text))
+
+    def pre(self, text: str):
+        self.parts.append(("pre", text))
+
+    def table(self, headers: list[str], rows: list[list], caption: str = ""):
+        self.parts.append(("table", headers, rows, caption))
+
+    def img(self, png: Path, caption: str, rel: str):
+        self.parts.append(("img", png, caption, rel))
+
+    def markdown(self) -> str:
+        out = []
+        for part in self.parts:
+            if part[0] == "h":
+                out.append("#" * part[1] + " " + part[2])
+            elif part[0] == "p":
+                out.append(part[1])
+            elif part[0] == "pre":
+                out.append("```\n" + part[1] + "\n```")
+            elif part[0] == "table":
+                _, headers, rows, caption = part
+                if caption:
+                    out.append(f"*{caption}*\n")
+                lines = ["| " + " | ".join(headers) + " |",
+                         "|" + "|".join("---" for _ in headers) + "|"]
+                lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+                out.append("\n".join(lines))
+            elif part[0] == "img":
+                _, png, caption, rel = part
+                pdf = rel[:-4] + ".pdf"
+                csv = rel[:-4] + ".csv"
+                out.append(f"![{caption}]({rel})\n\n*{caption}* ([PDF]({pdf}), [CSV]({csv}))")
+        return "\n\n".join(out) + "\n"
+
+    def html(self, title: str) -> str:
+        esc = html.escape
+        body = []
+        for part in self.parts:
+            if part[0] == "h":
+                body.append(f"<h{part[1]}>{esc(part[2])}</h{part[1]}>")
+            elif part[0] == "p":
+                body.append(f"<p>{_inline_md(part[1])}</p>")
+            elif part[0] == "pre":
+                body.append(f"<pre>{esc(part[1])}</pre>")
+            elif part[0] == "table":
+                _, headers, rows, caption = part
+                cap = f"<caption>{esc(caption)}</caption>" if caption else ""
+                head = "".join(f"<th>{esc(str(x))}</th>" for x in headers)
+                trs = "".join("<tr>" + "".join(f"<td>{_inline_md(str(c))}</td>" for c in r)
+                              + "</tr>" for r in rows)
+                body.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{trs}</tbody>"
+                            "</table>")
+            elif part[0] == "img":
+                _, png, caption, _rel = part
+                data = base64.b64encode(Path(png).read_bytes()).decode()
+                body.append(f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,'
+                            f'{data}"><figcaption>{esc(caption)}</figcaption></figure>')
+        style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
+                 "color:#222}table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+                 "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
+                 "th{background:#eee}td:first-child,th:first-child{text-align:left}"
+                 "caption{font-style:italic;text-align:left;padding:4px 0}"
+                 "figure{margin:1.5em 0}img{max-width:100%;border:1px solid #ddd}"
+                 "figcaption{font-style:italic;color:#444}pre{background:#f4f4f4;padding:8px;"
+                 "overflow-x:auto;white-space:pre-wrap}code{background:#f4f4f4}")
+        return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<title>{esc(title)}</title><style>{style}</style></head><body>\n"
+                + "\n".join(body) + "\n</body></html>\n")
+
+
+def _inline_md(text: str) -> str:
+    """Escape, then the two inline marks the pages use: `code` and **bold**."""
+    import re
+
+    t = html.escape(text)
+    t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
+    t = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
+    return t.replace("\n", "<br>")
+
+
+# ---- numbers -------------------------------------------------------------------------------
+def delay_of(row: dict) -> float:
+    """Total delay with null = infinite (incomplete plan)."""
+    v = row.get("total_delay_s")
+    return INF if v is None else float(v)
+
+
+def fmt(v, spec: str = ".4g", inf_text: str = "inf") -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and math.isinf(v):
+        return inf_text
+    if isinstance(v, float) and math.isnan(v):
+        return "n/a"
+    return format(v, spec)
+
+
+def _axis_key(v):
+    return json.dumps(v) if isinstance(v, list | tuple) else v
+
+
+def _axis_text(v) -> str:
+    if isinstance(v, list | tuple):
+        return "-".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v)
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _sort_key(v):
+    if isinstance(v, list | tuple):
+        return tuple(float(x) for x in v)
+    return (v,) if isinstance(v, int | float) else (0, str(v))
+
+
+def _x_value(row: dict, axis: str | None):
+    if axis is None:
+        return None
+    if axis.startswith("solver."):
+        return (row.get("solver_point") or {}).get(axis[7:])
+    return (row.get("point") or {}).get(axis)
+
+
+def series_name(row: dict, axes: list[str], x: str | None, panel: str | None) -> str:
+    extra = [a for a in axes if a not in (x, panel)]
+    label = row["solver_label"]
+    if extra:
+        label += " (" + ", ".join(f"{a}={_axis_text(_x_value(row, a))}" for a in extra) + ")"
+    return label
+
+
+def instance_key(row: dict) -> str:
+    return json.dumps([row.get("point"), row.get("replicate")], sort_keys=True)
+
+
+def attach_gap(rows: list[dict]) -> None:
+    """gap_pct = 100 (T - B) / B with B the best certified bound any solver reported on that
+    instance (grid point and replicate); inf if the plan is incomplete."""
+    best: dict[str, float] = {}
+    for r in rows:
+        b = r.get("bound_s")
+        if b is not None and b > 0:
+            k = instance_key(r)
+            best[k] = max(best.get(k, 0.0), float(b))
+    for r in rows:
+        b = best.get(instance_key(r))
+        if b is None:
+            r["gap_pct"] = None
+        else:
+            t = delay_of(r)
+            r["gap_pct"] = INF if math.isinf(t) else 100.0 * (t - b) / b
+
+
+def aggregate(values: list[float]) -> dict:
+    finite = [v for v in values if v is not None and not math.isinf(v)]
+    n_inf = sum(1 for v in values if v is not None and math.isinf(v))
+    n = sum(1 for v in values if v is not None)
+    if n == 0:
+        return {"n": 0, "mean": None, "lo": None, "hi": None, "incomplete": 0}
+    mean = INF if n_inf else sum(finite) / len(finite)
+    return {"n": n, "mean": mean, "lo": min(finite) if finite else None,
+            "hi": max(finite) if finite else None, "incomplete": n_inf,
+            "finite_mean": sum(finite) / len(finite) if finite else None}
+
+
+def curves(rows, metric: str, x: str | None, panel: str | None, axes: list[str]):
+    """{panel value: {series: {x value: aggregate}}}."""
+    acc: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for r in rows:
+        if metric == "total_delay_s":
+            v = delay_of(r)
+        else:
+            v = r.get(metric)
+            v = None if v is None else float(v)
+        pv = _axis_key(_x_value(r, panel)) if panel else None
+        xv = _axis_key(_x_value(r, x)) if x else None
+        acc[pv][series_name(r, axes, x, panel)][xv].append(v)
+    return {pv: {s: {xv: aggregate(vals) for xv, vals in d.items()} for s, d in ser.items()}
+            for pv, ser in acc.items()}
+
+
+def reductions(rows: list[dict], labels: list[str]) -> dict:
+    """Mean relative delay reduction of A against B over paired complete runs (same instance,
+    same solver-axis point): 100 (T_B - T_A) / T_B; with counts of pairs where only one of the
+    two is complete (those are not in the mean, and are reported next to it)."""
+    by = defaultdict(dict)
+    for r in rows:
+        key = json.dumps([r.get("point"), r.get("replicate"), r.get("solver_point")],
+                         sort_keys=True)
+        by[key][r["solver_label"]] = delay_of(r)
+    out = {}
+    for a in labels:
+        for b in labels:
+            if a == b:
+                continue
+            vals, a_only, b_only, both_inf = [], 0, 0, 0
+            for d in by.values():
+                if a not in d or b not in d:
+                    continue
+                ta, tb = d[a], d[b]
+                if math.isinf(ta) and math.isinf(tb):
+                    both_inf += 1
+                elif math.isinf(tb):
+                    a_only += 1
+                elif math.isinf(ta):
+                    b_only += 1
+                elif tb > 0:
+                    vals.append(100.0 * (tb - ta) / tb)
+            out[(a, b)] = {"mean": sum(vals) / len(vals) if vals else None, "pairs": len(vals),
+                           "a_only_complete": a_only, "b_only_complete": b_only,
+                           "both_incomplete": both_inf}
+    return out
+
+
+# ---- figures -------------------------------------------------------------------------------
+def _plot(data, metric: str, x: str | None, panel: str | None, path: Path, title: str,
+          x_label: str, logy: bool = False) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted(data, key=lambda v: _sort_key(json.loads(v)) if isinstance(v, str)
+                    and v.startswith("[") else _sort_key(v) if v is not None else (0,))
+    if not any(a["n"] for ser in data.values() for d in ser.values() for a in d.values()):
+        return False
+    fig, axs = plt.subplots(1, len(panels), figsize=(6.4 * len(panels) ** 0.75 + 0.5, 4.4),
+                            squeeze=False, sharey=True)
+    series_all = sorted({s for ser in data.values() for s in ser})
+    cmap = plt.get_cmap("tab10")
+    colour = {s: cmap(i % 10) for i, s in enumerate(series_all)}
+    markers = "osD^vP*Xh<>"
+    any_inf = False
+    csv_rows = []
+    for ax, pv in zip(axs[0], panels, strict=True):
+        ser = data[pv]
+        refs = {s: d[None] for s, d in ser.items() if x is not None and set(d) == {None}}
+        ser = {s: d for s, d in ser.items() if s not in refs}
+        for j, (s, a) in enumerate(sorted(refs.items())):
+            # a solver without the swept (solver) parameter: one value, drawn across the axis
+            csv_rows.append({"panel": pv, "series": s, "x": "all", "n": a["n"],
+                             "mean": a["mean"], "lo": a["lo"], "hi": a["hi"],
+                             "incomplete": a["incomplete"]})
+            if a["mean"] is not None and not math.isinf(a["mean"]):
+                ax.axhline(a["mean"], color=colour[s], ls=(0, (4, 2)), lw=1.4,
+                           label=f"{s} (does not vary)")
+                if a["hi"] != a["lo"]:
+                    ax.axhspan(a["lo"], a["hi"], color=colour[s], alpha=0.08, lw=0)
+            elif a["mean"] is not None:
+                ax.annotate(f"{s}: incomplete in {a['incomplete']}/{a['n']} (infinite delay)",
+                            (0.01, 0.98 - 0.05 * j), xycoords="axes fraction", fontsize=7,
+                            va="top", color=colour[s])
+        xs_all = sorted({xv for d in ser.values() for xv in d},
+                        key=lambda v: _sort_key(json.loads(v)) if isinstance(v, str)
+                        and v.startswith("[") else _sort_key(v) if v is not None else (0,))
+        categorical = x is None or any(isinstance(v, str) for v in xs_all)
+        pos = {xv: (i if categorical else (xv if xv is not None else 0))
+               for i, xv in enumerate(xs_all)}
+        top = []
+        for i, s in enumerate(sorted(ser)):
+            d = ser[s]
+            xs = [xv for xv in xs_all if xv in d and d[xv]["n"]]
+            for xv in xs:
+                a = d[xv]
+                csv_rows.append({"panel": pv, "series": s, "x": xv, "n": a["n"],
+                                 "mean": a["mean"], "lo": a["lo"], "hi": a["hi"],
+                                 "incomplete": a["incomplete"]})
+            fin = [xv for xv in xs if d[xv]["mean"] is not None and not math.isinf(d[xv]["mean"])]
+            px = [pos[xv] for xv in fin]
+            # spread series sideways a little so coincident points and markers stay visible
+            span = 1.0 if categorical else (max(pos.values()) - min(pos.values()) or 1.0)
+            off = (i - (len(ser) - 1) / 2) * 0.012 * span
+            ax.plot([p + off for p in px], [d[xv]["mean"] for xv in fin],
+                    marker=markers[i % len(markers)], color=colour[s], label=s, lw=1.6, ms=5)
+            if len(fin) > 1:
+                ax.fill_between([p + off for p in px], [d[xv]["lo"] for xv in fin],
+                                [d[xv]["hi"] for xv in fin],
+                                color=colour[s], alpha=0.15, lw=0)
+            elif len(fin) == 1 and d[fin[0]]["hi"] != d[fin[0]]["lo"]:
+                ax.errorbar([px[0] + off], [d[fin[0]]["mean"]],
+                            yerr=[[d[fin[0]]["mean"] - d[fin[0]]["lo"]],
+                                  [d[fin[0]]["hi"] - d[fin[0]]["mean"]]],
+                            color=colour[s], capsize=3)
+            for xv in xs:
+                if d[xv]["mean"] is not None and math.isinf(d[xv]["mean"]):
+                    top.append((pos[xv] + off, colour[s], d[xv]))
+            for xv in fin:
+                top.append((None, None, d[xv]))
+        if logy:
+            ax.set_yscale("log")
+        ylo, yhi = ax.get_ylim()
+        for px_, col, a in top:
+            if px_ is None:
+                continue
+            any_inf = True
+            ax.plot([px_], [yhi], marker="^", color=col, ms=9, clip_on=False, ls="none",
+                    markeredgecolor="k")
+            ax.annotate(f"{a['incomplete']}/{a['n']}", (px_, yhi), textcoords="offset points",
+                        xytext=(0, 7), ha="center", fontsize=7, color=col,
+                        annotation_clip=False)
+        ax.set_ylim(ylo, yhi)
+        if categorical:
+            ax.set_xticks(range(len(xs_all)))
+            ax.set_xticklabels([_axis_text(json.loads(v)) if isinstance(v, str) and
+                                v.startswith("[") else _axis_text(v) if v is not None else ""
+                                for v in xs_all], rotation=0)
+        ax.set_xlabel(x_label)
+        if panel:
+            pval = json.loads(pv) if isinstance(pv, str) and pv.startswith("[") else pv
+            ax.set_title(f"{panel} = {_axis_text(pval)}", fontsize=10)
+        ax.grid(alpha=0.3)
+    axs[0][0].set_ylabel(METRIC_LABEL.get(metric, metric))
+    handles, labels = axs[0][0].get_legend_handles_labels()
+    if any_inf:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], marker="^", color="grey", ls="none", markeredgecolor="k"))
+        labels.append("incomplete plan (infinite delay): k/n seeds")
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8,
+               frameon=False, bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle(title + ("  (line: mean over seeds, band: min-max)" if metric !=
+                          "solve_time_s" else "  (mean over seeds, band: min-max)"), fontsize=10)
+    rows_legend = math.ceil(len(labels) / min(4, len(labels)))
+    fig.tight_layout(rect=(0, 0.04 + 0.045 * rows_legend, 1, 0.95))
+    fig.savefig(path.with_suffix(".png"), dpi=110)
+    fig.savefig(path.with_suffix(".pdf"))
+    plt.close(fig)
+    _write_csv(csv_rows, path.with_suffix(".csv"), x or "x", panel)
+    return True
+
+
+def _write_csv(rows: list[dict], path: Path, x: str, panel: str | None) -> None:
+    import csv
+
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        head = ([panel] if panel else []) + ["series", x, "seeds", "mean", "min", "max",
+                                             "incomplete_seeds"]
+        w.writerow(head)
+        for r in rows:
+            mean = r["mean"]
+            w.writerow(([r["panel"]] if panel else []) + [
+                r["series"], r["x"], r["n"], "inf" if mean is not None and math.isinf(mean)
+                else mean, r["lo"], r["hi"], r["incomplete"]])
+
+
+# ---- the report ----------------------------------------------------------------------------
+def build_report(store_dir, out_dir=None, title: str | None = None) -> Path:
+    """Render figures, tables, index.md and index.html from ``store_dir``; returns index.md."""
+    store_dir = Path(store_dir)
+    header, rows_all = read_store(store_dir)
+    spec_file = (store_dir if store_dir.is_dir() else store_dir.parent) / "spec.json"
+    spec = json.loads(spec_file.read_text()) if spec_file.is_file() else \
+        dict(header.get("spec_summary") or {})
+    out = Path(out_dir) if out_dir else (store_dir if store_dir.is_dir() else store_dir.parent)
+    figdir = out / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    rep = spec.get("report") or {}
+    axes = list(spec.get("axes") or {}) + [f"solver.{a}" for a in spec.get("solver_axes") or {}]
+    x = rep.get("x") or (axes[0] if axes else None)
+    panel = rep.get("panel")
+    x_label = rep.get("x_label", x or "")
+    done = [r for r in rows_all if r.get("state") == "done"]
+    failed = [r for r in rows_all if r.get("state") != "done"]
+    labels = [s["label"] for s in spec.get("solvers", [])] or sorted(
+        {r["solver_label"] for r in rows_all})
+    attach_gap(done)
+    name = spec.get("name", header.get("spec", "sweep"))
+    title = title or spec.get("title") or name
+
+    doc = Doc()
+    doc.h(1, title)
+    if spec.get("description"):
+        doc.p(spec["description"])
+    _provenance(doc, store_dir, spec, header, rows_all, done, failed)
+
+    figs = [("delay", "total_delay_s", False, "Total download delay"),
+            ("runtime", "solve_time_s", True, "Solve time per run"),
+            ("qos", "qos_violating_users", False, "Users below their QoS rate"),
+            ("undelivered", "undelivered_users", False, "Users left undelivered")]
+    if any(r.get("gap_pct") is not None for r in done):
+        figs.insert(1, ("gap", "gap_pct", False, "Gap to the certified lower bound"))
+    doc.h(2, "Figures")
+    for fname, metric, logy, ftitle in figs:
+        data = curves(done, metric, x, panel, axes)
+        if metric in ("qos_violating_users", "undelivered_users") and not any(
+                (r.get(metric) or 0) for r in done):
+            doc.p(f"{ftitle}: 0 in every run (no figure).")
+            continue
+        path = figdir / f"{name}-{fname}"
+        if _plot(data, metric, x, panel, path, f"{title}: {ftitle}", x_label, logy):
+            doc.img(path.with_suffix(".png"), f"{ftitle} against {x_label or 'solver'}",
+                    f"figures/{path.name}.png")
+
+    _summary_table(doc, done, failed, labels)
+    _reduction_tables(doc, done, labels, spec)
+    _instance_table(doc, done, x, x_label)
+    notes = rep.get("notes")
+    if notes:
+        doc.h(2, "Notes")
+        for para in str(notes).strip().split("\n\n"):
+            doc.p(para.strip())
+    if failed:
+        doc.h(2, "Failed cells")
+        doc.table(["solver", "point", "replicate", "message"],
+                  [[r.get("solver_label"), json.dumps(r.get("point")), r.get("replicate"),
+                    (r.get("message") or "")[:200]] for r in failed[:30]],
+                  f"{len(failed)} failed cell(s); a resumed sweep redoes them")
+    export_csv(rows_all, out / "results.csv")
+    md = out / "index.md"
+    md.write_text(doc.markdown())
+    (out / "index.html").write_text(doc.html(title))
+    return md
+
+
+def _provenance(doc, store_dir, spec, header, rows_all, done, failed) -> None:
+    log_path = (store_dir if store_dir.is_dir() else store_dir.parent) / "sweep-log.jsonl"
+    logs = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()] \
+        if log_path.is_file() else []
+    bits = [f"spec `{spec.get('path') or spec.get('name')}`",
+            f"size `{spec.get('size')}`" if spec.get("size") else None,
+            f"scenario `{spec.get('scenario')}`",
+            f"fixed parameters `{json.dumps(spec.get('params') or {})}`",
+            f"axes `{json.dumps(spec.get('axes') or {})}`",
+            f"solver axes `{json.dumps(spec.get('solver_axes'))}`" if spec.get("solver_axes")
+            else None,
+            f"seeds (replicates) {spec.get('replicates')}, seed policy "
+            f"`{spec.get('seed_policy')}`, base seed {spec.get('base_seed')}",
+            f"time limit {spec.get('time_limit_s')} s, oracle `{spec.get('oracle')}`",
+            f"spec hash `{header.get('spec_hash')}`"]
+    doc.p("; ".join(b for b in bits if b) + ".")
+    doc.p(f"Cells: {len(rows_all)} in the store, {len(done)} done, {len(failed)} failed. "
+          "Delays are total download delays (docs/model.md eq. 8); an incomplete plan (some "
+          "requested PB never delivered) has infinite delay: it is shown as `inf`, drawn as a "
+          "triangle on the top edge, and ranked last.")
+    if logs:
+        doc.table(["started (UTC)", "command", "executor", "cells run", "failed", "wall time"],
+                  [[lg.get("started"), f"`{lg.get('command')}`", lg.get("executor"),
+                    lg.get("ran"), lg.get("failed"), f"{lg.get('elapsed_s')} s"]
+                   for lg in logs], "Runs that filled this store (machine: 2 shared cores)")
+    doc.p(f"Report rendered {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
+          f"`fgamcd-report {store_dir}`.")
+
+
+def _summary_table(doc, done, failed, labels) -> None:
+    doc.h(2, "Per solver (all grid points and seeds)")
+    rows = []
+    for lab in labels:
+        rs = [r for r in done if r["solver_label"] == lab]
+        if not rs:
+            rows.append([lab, "no finished run", "", "", "", "", "", "", "", ""])
+            continue
+        ts = [delay_of(r) for r in rs]
+        agg = aggregate(ts)
+        inc = agg["incomplete"]
+        mean_txt = (f"inf ({inc}/{len(rs)} incomplete)" if inc else fmt(agg["mean"], ".4f"))
+        deliv = [r.get("delivered_delay_s") for r in rs if r.get("delivered_delay_s") is not None]
+        mig = [r["migration_delay_s"] / r["delivered_delay_s"] for r in rs
+               if r.get("delivered_delay_s") and r.get("migration_delay_s") is not None]
+        gaps = [r["gap_pct"] for r in rs if r.get("gap_pct") is not None]
+        gap_fin = [g for g in gaps if not math.isinf(g)]
+        gap_txt = "" if not gaps else (
+            f"{fmt(sum(gap_fin) / len(gap_fin), '.2f')}%" if gap_fin else "inf") + (
+            f" ({len(gaps) - len(gap_fin)} inf)" if len(gap_fin) < len(gaps) else "")
+        rows.append([
+            lab, mean_txt, fmt(sum(deliv) / len(deliv), ".4f") if deliv else "n/a",
+            f"{100 * sum(mig) / len(mig):.1f}%" if mig else "n/a",
+            fmt(sum(r.get("qos_violating_users") or 0 for r in rs) / len(rs), ".2f"),
+            fmt(sum(r.get("undelivered_users") or 0 for r in rs) / len(rs), ".2f"),
+            gap_txt, fmt(sum(r.get("solve_time_s") or 0 for r in rs) / len(rs), ".2f"),
+            f"{len(rs)}", f"{sum(1 for r in failed if r.get('solver_label') == lab)}"])
+
+    def rank_key(row):
+        t = row[1]
+        if t.startswith("inf"):  # fewer incomplete runs first, then the finite part
+            inc = int(t.split("(")[1].split("/")[0])
+            try:
+                return (1, inc, float(row[2]))
+            except ValueError:
+                return (1, inc, INF)
+        try:
+            return (0, 0, float(t))
+        except ValueError:
+            return (2, 0, 0.0)
+
+    rows.sort(key=rank_key)
+    for i, r in enumerate(rows, 1):
+        r.insert(0, i)
+    doc.table(["rank", "solver", "mean delay s", "mean delivered delay s", "migration share",
+               "users below QoS", "undelivered users", "gap to bound", "solve s", "runs",
+               "failed"], rows,
+              "Ranked by mean total delay; a solver with any incomplete run ranks below every "
+              "complete one (fewer incomplete runs first). Delivered delay: the finite part.")
+
+
+def _reduction_tables(doc, done, labels, spec) -> None:
+    red = reductions(done, labels)
+    if len(labels) < 2:
+        return
+    doc.h(2, "Relative delay reduction")
+    rows = []
+    for a in labels:
+        row = [a]
+        for b in labels:
+            if a == b:
+                row.append("")
+                continue
+            d = red[(a, b)]
+            cell = fmt(d["mean"], ".2f") + "%" if d["mean"] is not None else "n/a"
+            extra = []
+            if d["a_only_complete"]:
+                extra.append(f"+{d['a_only_complete']} where only {a} completes")
+            if d["b_only_complete"]:
+                extra.append(f"{d['b_only_complete']} where only {b} completes")
+            row.append(cell + (" (" + "; ".join(extra) + ")" if extra else ""))
+        rows.append(row)
+    doc.table(["row vs column"] + labels, rows,
+              "Mean over paired runs (same instance and seed) of 100 (T_col - T_row) / T_col: "
+              "positive = the row solver is faster. Pairs where a plan is incomplete (infinite "
+              "delay) are counted next to the mean, not in it.")
+    paper = spec.get("paper") or {}
+    ref = paper.get("ours")
+    pv = paper.get("reductions") or {}
+    if ref and pv and ref in labels:
+        rows = []
+        for b, val in pv.items():
+            d = red.get((ref, b)) if b in labels else None
+            ours = (fmt(d["mean"], ".2f") + "%") if d and d["mean"] is not None else "n/a"
+            rows.append([b, f"{val:.2f}%", ours, d["pairs"] if d else 0])
+        doc.table(["against", f"paper ({paper.get('proposed', 'MAASN-DA')})",
+                   f"ours ({ref})", "paired runs"], rows,
+                  f"The paper's reductions of {paper.get('proposed', 'MAASN-DA')} next to ours "
+                  f"for {ref}")
+
+
+def _instance_table(doc, done, x, x_label) -> None:
+    if not done or "inst_storage_binding_share" not in done[0]:
+        return
+    by = defaultdict(dict)
+    for r in done:
+        by[_axis_key(_x_value(r, x)) if x else None][instance_key(r)] = r
+    rows = []
+    for xv in sorted(by, key=lambda v: _sort_key(json.loads(v)) if isinstance(v, str)
+                     and v.startswith("[") else _sort_key(v) if v is not None else (0,)):
+        insts = list(by[xv].values())
+        n = len(insts)
+        rows.append([
+            _axis_text(json.loads(xv)) if isinstance(xv, str) and xv.startswith("[")
+            else _axis_text(xv) if xv is not None else "-",
+            n, f"{sum(r['inst_N'] for r in insts) / n:g}",
+            f"{sum(r['inst_U'] for r in insts) / n:g}",
+            f"{sum(r['inst_storage_bytes'] for r in insts) / n / 1e9:.3g}",
+            f"{sum(r['inst_local_demand_max_bytes'] for r in insts) / n / 1e9:.3g}",
+            f"{sum(r['inst_requested_unique_bytes'] for r in insts) / n / 1e9:.3g}",
+            f"{100 * sum(r['inst_storage_binding_share'] for r in insts) / n:.0f}%"])
+    doc.table([x_label or "point", "instances", "N", "U", "C_n GB",
+               "max own-cell demand GB", "requested unique GB", "nodes where storage binds"],
+              rows, "Does storage bind? A node binds when the unique bytes its own users request "
+              "exceed C_n (means over the instances of each point).")
