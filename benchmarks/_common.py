@@ -28,10 +28,16 @@ class ResultsFile:
         self.path = RESULTS / name
         self.data = {"meta": meta or {}, "rows": []}
         if self.path.exists():
+            # a corrupt or foreign file is refused, never silently restarted (it may hold hours
+            # of finished rows)
             try:
                 self.data = json.loads(self.path.read_text())
-            except json.JSONDecodeError:
-                pass
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise SystemExit(f"{self.path}: not a readable results file ({exc}); move it "
+                                 "away to start afresh") from None
+            if not isinstance(self.data, dict) or not isinstance(self.data.get("rows"), list):
+                raise SystemExit(f"{self.path}: not a results file of these benchmarks (no "
+                                 "'rows' list); move it away to start afresh")
         self.data["meta"] = {**self.data.get("meta", {}), **(meta or {}), "machine": machine()}
 
     def has(self, **key) -> bool:

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
 
-import jsonschema
 import numpy as np
 
 from .errors import InputError
@@ -66,7 +65,7 @@ def find_non_finite(obj, parts=()) -> tuple | None:
     return None
 
 
-def _describe(err: jsonschema.ValidationError) -> str:
+def _describe(err) -> str:
     if err.validator == "additionalProperties":
         return err.message.replace("Additional properties are not allowed", "unknown field(s)")
     if err.validator == "required":
@@ -85,6 +84,8 @@ def validate_schema(data, schema: dict, file: str, error_type: type[InputError])
     if bad is not None:
         raise error_type(file, json_path(bad), "number is not finite (NaN, Infinity or a "
                                                "literal too large for a float)")
+    import jsonschema  # here, not at import: listing solvers must stay fast
+
     validator = jsonschema.Draft202012Validator(schema)
     errors = list(validator.iter_errors(data))
     if not errors:

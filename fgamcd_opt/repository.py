@@ -1,8 +1,8 @@
 """The model repository: AI models as ordered lists of parameter blocks (PBs).
 
-Symbols (docs/model.md section 1): K PBs indexed k, size S(k) in bytes; J models indexed j, model j is
-the ordered list K_j of its PBs. Fine-tuned models share frozen PBs, and a shared PB is stored and
-broadcast once; the reuse statistics below quantify how much that saves.
+Symbols (docs/model.md section 1): K PBs indexed k, size S(k) in bytes; J models indexed j,
+model j is the ordered list K_j of its PBs. Fine-tuned models share frozen PBs, and a shared PB
+is stored and broadcast once; the reuse statistics below quantify how much that saves.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-import networkx as nx
 import numpy as np
 
 
@@ -117,9 +116,11 @@ class Repository:
             "block_bytes_max": int(self.sizes.max()) if self.n_blocks else 0,
         }
 
-    def graph(self) -> nx.Graph:
+    def graph(self):
         """Bipartite model-PB graph: nodes ('model', j) and ('block', k); an edge when k is in
         K_j, with the edge attribute ``position`` (index of the PB in the model's order)."""
+        import networkx as nx  # lazily: only the statistics need the graph
+
         g = nx.Graph()
         for k, b in enumerate(self.blocks):
             g.add_node(("block", k), bipartite=1, id=b.id, size_bytes=b.size_bytes,
@@ -130,8 +131,10 @@ class Repository:
                 g.add_edge(("model", j), ("block", k), position=pos)
         return g
 
-    def sharing_graph(self) -> nx.Graph:
+    def sharing_graph(self):
         """Model-model graph weighted by shared bytes (the one-mode projection)."""
+        import networkx as nx  # lazily: only the statistics need the graph
+
         g = nx.Graph()
         g.add_nodes_from(range(self.n_models))
         mem = self.membership.astype(np.float64)
