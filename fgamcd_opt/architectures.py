@@ -4,8 +4,10 @@
 ``shared/data/architectures.json`` (built by ``shared/data/architectures_build.py`` from
 torchvision model definitions and the published Llama-2 configs): resnet18, mobilenet_v2 and
 inception_v3 with 5-class heads (CIFAR-100 superclass tasks), sizes = 4 B x trainable parameters
-(fp32, block level), which reproduces the paper's PB range 3.71 KB - 24.31 MB exactly; Llama-2
-7B/13B at 2 B per parameter (fp16).
+(fp32, block level); Llama-2 7B/13B at 2 B per parameter (fp16). The CNN blocks span 3,584 B
+(mobilenet_v2 ``features.1``) to 24,307,200 B (inception_v3 ``Mixed_7c``); the paper's stated
+range 3.71 KB - 24.31 MB matches inception_v3 alone (its smallest block, ``Conv2d_1a_3x3``, has
+3,712 B).
 """
 
 from __future__ import annotations

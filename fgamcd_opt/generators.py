@@ -4,7 +4,7 @@ Every parameter is overridable; every random choice flows from one seed (``SeedS
 spawned into layout, requests, QoS, channel and backhaul streams), so the same scenario parameters
 and seed always give the same instance.
 
-Repository (MODEL.md section 1, "two-stage fine-tuning"). Each base model is fine-tuned to
+Repository (docs/model.md section 7, "two-stage fine-tuning"). Each base model is fine-tuned to
 ``tasks_per_base`` tasks. Tasks form groups of ``tasks_per_group``: stage 1 fine-tunes the base
 on a group's data, stage 2 freezes the bottom blocks of that stage-1 model and fine-tunes the rest
 per task. So within a group, the bottom ``f_b`` blocks are *shared PBs* (stored and broadcast once)
@@ -21,9 +21,10 @@ K = 5 * 35 + 20 * 13 = 435 (the paper states K = 450 without saying how its bloc
 block-level PBs of these three torchvision models and uniform groups, 450 is not reachable with
 these reuse ratios, 435 is the nearest).
 
-Calibration (MODEL.md section 10): ``paper-literal`` is Table II exactly (nodes and users uniformly
-random); ``paper-default`` lowers the QoS range to 1-2 Gbps and puts the nodes on a grid, see
-``PAPER_DEFAULT_CALIBRATION``.
+Calibration (docs/model.md section 8): ``paper-literal`` is Table II exactly (nodes and users
+uniformly random); ``paper-default`` lowers the QoS range to 1-2 Gbps and puts the nodes on a
+grid, see ``PAPER_DEFAULT_CALIBRATION``; ``llm-7b-calibrated`` and ``llm-13b-calibrated`` do the
+same for the LLM scenarios.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ from .architectures import provenance as arch_provenance
 from .backhaul import UniformBackhaul
 from .channels import ErrorShape, RicianChannels
 from .errors import ParameterError
-from .instance import Instance, Nodes, Users
+from .instance import Instance, Nodes, Users, check_memory, estimate_memory_bytes
 from .instance_io import with_recorded_fingerprints
 from .params import Param
 from .repository import Block, Model, Repository
+from .schema import MAX_SPECTRAL_EFFICIENCY, RANGES
 from .units import GBPS, dbm_to_watt
 
 CIFAR100_SUPERCLASSES = (
@@ -119,26 +121,44 @@ def scenario_params_declared() -> list[Param]:
 # worst-case rate is then 0 under any plan). Measured effect: see README, "Calibration".
 PAPER_DEFAULT_CALIBRATION = {"qos_gbps": (1.0, 2.0), "node_layout": "grid"}
 
+# measured with fgamcd_opt.bounds.qos_reachability (every node at full power, an optimistic
+# bound), seeds 0-9; README "Scenarios and shipped instances"
+_LLM_UNREACHABLE = ("{}% of the requested PBs (seed 0; mean {}% over seeds 0-9, up to 45%) can "
+                    "never meet QoS, so every plan violates it; use the -calibrated variant for "
+                    "comparable delays.")
+_LLM7B = ScenarioParams(base_models=("llama2-7b",), tasks_per_base=20, tasks_per_group=20,
+                        frozen_blocks=29, storage_gb=375.0, bandwidth_mhz=40_000.0,
+                        backhaul_gbps=(3200.0, 4800.0))
+_LLM13B = replace(_LLM7B, base_models=("llama2-13b",), frozen_blocks=36)
+
 SCENARIOS: dict[str, tuple[ScenarioParams, str]] = {
     "paper-literal": (ScenarioParams(), "Table II of the paper, literally (QoS 5-7 Gbps)."),
     "paper-default": (
         replace(ScenarioParams(), **PAPER_DEFAULT_CALIBRATION),
         "Table II with the QoS range lowered to 1-2 Gbps and nodes on a regular grid, so that "
-        "most requested PBs can meet QoS (MODEL.md section 10); everything else as in the paper.",
+        "most requested PBs can meet QoS (docs/model.md section 8); everything else as in the "
+        "paper.",
     ),
     "llm-7b": (
-        ScenarioParams(base_models=("llama2-7b",), tasks_per_base=20, tasks_per_group=20,
-                       frozen_blocks=29, storage_gb=375.0, bandwidth_mhz=40_000.0,
-                       backhaul_gbps=(3200.0, 4800.0)),
+        _LLM7B,
         "Section V-E: 20 fine-tuned Llama2-7B models, embedding + 28 decoder layers frozen, "
-        "C_n = 375 GB, B = 40 GHz, backhaul 3.2-4.8 Tbps.",
+        "C_n = 375 GB, B = 40 GHz, backhaul 3.2-4.8 Tbps. Keeps Table II's QoS (5-7 Gbps) and "
+        "random nodes: " + _LLM_UNREACHABLE.format("8.4", "15.5"),
     ),
     "llm-13b": (
-        ScenarioParams(base_models=("llama2-13b",), tasks_per_base=20, tasks_per_group=20,
-                       frozen_blocks=36, storage_gb=375.0, bandwidth_mhz=40_000.0,
-                       backhaul_gbps=(3200.0, 4800.0)),
+        _LLM13B,
         "Section V-E: 20 fine-tuned Llama2-13B models, embedding + 35 decoder layers frozen, "
-        "C_n = 375 GB, B = 40 GHz, backhaul 3.2-4.8 Tbps.",
+        "C_n = 375 GB, B = 40 GHz, backhaul 3.2-4.8 Tbps. Table II QoS and random nodes: "
+        + _LLM_UNREACHABLE.format("8.7", "15.2"),
+    ),
+    "llm-7b-calibrated": (
+        replace(_LLM7B, **PAPER_DEFAULT_CALIBRATION),
+        "llm-7b with the paper-default calibration (QoS 1-2 Gbps, nodes on a grid): every "
+        "requested PB can meet QoS.",
+    ),
+    "llm-13b-calibrated": (
+        replace(_LLM13B, **PAPER_DEFAULT_CALIBRATION),
+        "llm-13b with the paper-default calibration (QoS 1-2 Gbps, nodes on a grid).",
     ),
     "tiny": (
         ScenarioParams(n_nodes=3, n_users=6, base_models=("resnet18", "mobilenet_v2"),
@@ -209,8 +229,12 @@ def _node_positions(p: ScenarioParams, rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(0.0, p.area_m, size=(p.n_nodes, 2))
 
 
-def generate(scenario: str = "paper-default", seed: int | None = None, **overrides) -> Instance:
-    """Generate a scenario instance. ``overrides`` are :class:`ScenarioParams` fields."""
+def generate(scenario: str = "paper-default", seed: int | None = None,
+             max_memory: str | int | None = None, **overrides) -> Instance:
+    """Generate a scenario instance. ``overrides`` are :class:`ScenarioParams` fields.
+
+    ``max_memory`` (bytes or '4G'; default ${FGAMCD_MAX_MEMORY} or 80% of RAM): the instance's
+    estimated memory is checked against it before any per-user array is allocated."""
     if scenario not in SCENARIOS:
         raise ParameterError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     base, description = SCENARIOS[scenario]
@@ -225,6 +249,10 @@ def generate(scenario: str = "paper-default", seed: int | None = None, **overrid
     _check(p)
 
     repo = build_repository(p)
+    lengths = np.array([len(m.blocks) for m in repo.models])
+    check_memory(estimate_memory_bytes(p.n_nodes, p.n_users, repo.n_blocks, p.antennas,
+                                       requested_pairs=int(p.n_users * lengths.mean())),
+                 f"scenario {scenario} with n_users={p.n_users}, n_nodes={p.n_nodes}", max_memory)
     ss = np.random.SeedSequence(p.seed)
     s_layout, s_req, s_qos, s_ch, s_bh = ss.spawn(5)
     rng_layout = np.random.default_rng(s_layout)
@@ -310,6 +338,29 @@ def _check(p: ScenarioParams) -> None:
         if not (0 <= lo <= hi) or (name == "backhaul_gbps" and lo <= 0):
             bad(name, f"need 0 {'<' if name == 'backhaul_gbps' else '<='} lo <= hi, got "
                       f"{lo},{hi}")
+    # the instance file's physical ranges (schema.RANGES), in the units of the knobs: a
+    # generated instance is always one the loader accepts
+    physical = {"bandwidth_mhz": ("bandwidth_hz", p.bandwidth_mhz * 1e6),
+                "power_dbm": ("power_max_w", dbm_to_watt(p.power_dbm)),
+                "noise_dbm": ("noise_w", dbm_to_watt(p.noise_dbm)),
+                "area_m": ("area_m", p.area_m), "error_c": ("c", p.error_c),
+                "storage_gb": ("storage_bytes", p.storage_gb * 1e9),
+                "antennas": ("antennas", p.antennas), "k_factor": ("k_factor", p.k_factor),
+                "path_loss_db": ("path_loss_db_at_1m", p.path_loss_db),
+                "path_loss_exponent": ("path_loss_exponent", p.path_loss_exponent),
+                "info_radius_m": ("info_exchange_radius_m", p.info_radius_m),
+                "qos_gbps": ("qos_bps", p.qos_gbps[1] * GBPS),
+                "backhaul_gbps": ("low_bps", p.backhaul_gbps[0] * GBPS)}
+    for name, (field, value) in physical.items():
+        lo, hi, exclusive, why = RANGES[field]
+        ok = (value > lo if exclusive else value >= lo) and value <= hi
+        if not ok or not math.isfinite(value):
+            bad(name, f"gives {field} = {value:g}, outside [{lo:g}, {hi:g}] ({why})")
+    if p.backhaul_gbps[1] * GBPS > RANGES["high_bps"][1]:
+        bad("backhaul_gbps", f"high end above {RANGES['high_bps'][1]:g} bit/s")
+    if p.qos_gbps[1] * GBPS / (p.bandwidth_mhz * 1e6) > MAX_SPECTRAL_EFFICIENCY:
+        bad("qos_gbps", f"Q / B above {MAX_SPECTRAL_EFFICIENCY:g} bit/s/Hz needs a worst-case "
+                        "SNR above 2^100 (301 dB), which no link reaches")
     if not 0 <= p.reuse_ratio <= 1:
         bad("reuse_ratio", "must be in [0, 1]")
     if p.zipf < 0:

@@ -393,7 +393,7 @@ def load_instance(path: str | os.PathLike, verify_channels: str = "probe",
         raise InstanceError(file, "", f"is {_file_kind(st.st_mode)}, expected a regular JSON "
                                       "file")
     check_memory(json_parse_estimate_bytes(st.st_size),
-                 f"{file}: parsing this {st.st_size / 1e6:.0f} MB instance file", max_memory)
+                 f"{file}: parsing this {st.st_size / 1e6:.1f} MB instance file", max_memory)
     data = read_json(path, InstanceError)
     return instance_from_dict(data, file=file, base_dir=Path(path).parent,
                               verify_channels=verify_channels,

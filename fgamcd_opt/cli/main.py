@@ -5,7 +5,7 @@
     fgamcd info instances/paper-default.json [--verify-channels] [--json]
     fgamcd solve instances/paper-default.json --solver coarse [-o plan.json] [--param k=v]
     fgamcd eval instances/paper-default.json plan.json [--json] [-o evaluation.json]
-    fgamcd schema [instance|plan]
+    fgamcd schema [instance|plan|run]
     fgamcd solvers            (same as fgamcd-solve --list-solvers)
 
 Bad input (files, fields, parameters) prints one line naming the file and JSON path and exits 2;
@@ -40,7 +40,7 @@ def cmd_gen(args) -> int:
     if args.list or not args.scenario:
         print("scenarios:")
         for name, (_, desc) in SCENARIOS.items():
-            print(f"  {name:14s} {desc}")
+            print(f"  {name:19s} {desc}")
         print("\nparameters (--set name=value):")
         for p in scenario_params_declared():
             print("  " + p.describe())
@@ -49,7 +49,7 @@ def cmd_gen(args) -> int:
     declared = scenario_params_declared()
     typed = resolve(declared, given, owner="fgamcd-gen")
     overrides = {k: typed[k] for k in given}
-    inst = generate(args.scenario, seed=args.seed, **overrides)
+    inst = generate(args.scenario, seed=args.seed, max_memory=args.max_memory, **overrides)
     if args.name:
         inst.name = args.name
     out = Path(args.output or f"{inst.name}.json")
@@ -65,7 +65,8 @@ def cmd_info(args) -> int:
     from ..instance_io import load_instance
 
     inst = load_instance(args.instance, verify_channels="full" if args.verify_channels
-                         else "probe")
+                         else "probe", allow_external_sidecar=args.allow_external_sidecar,
+                         max_memory=args.max_memory)
     s = inst.summary()
     s["qos_reachability"] = qos_reachability(inst)
     s["fingerprint"] = inst.fingerprint
@@ -121,7 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a plan")
     _eval_args(e)
     sc = sub.add_parser("schema", help="print the JSON Schema of a file format")
-    sc.add_argument("what", nargs="?", choices=["instance", "plan"], default="instance")
+    sc.add_argument("what", nargs="?", choices=["instance", "plan", "run"],
+                    default="instance")
     sc.add_argument("--debug", action="store_true")
     sv = sub.add_parser("solvers", help="list solvers and their parameters")
     sv.add_argument("--debug", action="store_true")
@@ -135,6 +137,7 @@ def _gen_args(p):
     p.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a parameter")
     p.add_argument("--name", help="instance name")
     p.add_argument("--list", action="store_true", help="list scenarios and parameters")
+    _memory_arg(p)
     _common(p)
 
 
@@ -143,7 +146,16 @@ def _info_args(p):
     p.add_argument("--json", action="store_true")
     p.add_argument("--verify-channels", action="store_true",
                    help="regenerate every PB's channels and check the full fingerprint")
+    p.add_argument("--allow-external-sidecar", action="store_true",
+                   help="accept a sidecar path that is absolute or outside the instance's folder")
+    _memory_arg(p)
     _common(p)
+
+
+def _memory_arg(p):
+    p.add_argument("--max-memory", metavar="SIZE", default=None,
+                   help="refuse instances whose estimated memory exceeds SIZE (e.g. 4G; "
+                        "default: $FGAMCD_MAX_MEMORY or 80%% of RAM)")
 
 
 _COMMANDS = {"gen": cmd_gen, "info": cmd_info, "solve": cmd_solve, "eval": cmd_eval,

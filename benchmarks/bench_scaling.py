@@ -1,0 +1,220 @@
+"""How gen, info, every baseline solver and the evaluator scale with U and N (issue 9, item 4).
+
+    python benchmarks/bench_scaling.py [--cap 60] [--users 30 300 3000 30000] [--nodes 6 12 24]
+                                       [--tasks gen info trimcaching ... evaluate] [--out NAME]
+
+Each cell (task, N, U) runs in its own process (``--worker``) on paper-default with
+``--set n_users=U n_nodes=N`` (seed 0), under a wall-clock cap: a cell that exceeds it is killed
+and recorded as ``time_cap``, and the larger U of that (task, N) and the larger N at that U and
+beyond are recorded as ``skipped`` without being run. Per cell: wall time, the phase times
+the task reports, peak resident memory (ru_maxrss of the worker). Tasks:
+
+- ``gen``: ``generate`` + ``save_instance`` (what ``fgamcd-gen`` does);
+- ``info``: ``load_instance`` + ``summary`` + ``qos_reachability`` (what ``fgamcd-info`` does);
+- a solver name: ``fgamcd_opt.runner.run_solver`` (solve + evaluate, the fast oracle), with
+  ``time_limit_s`` = the cap; the plan is saved for ``evaluate``;
+- ``evaluate``: ``evaluate`` of the saved nocoop plan (beams stored) on a freshly loaded instance.
+
+Writes benchmarks/results/scaling.json (resumable: finished cells are kept) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import ResultsFile, table  # noqa: E402
+
+SOLVERS = ("trimcaching", "nocoop", "tdma", "coarse", "hybrid", "full-comp")
+TASKS = ("gen", "info", *SOLVERS, "evaluate")
+EVAL_PLAN_OF = "nocoop"
+
+
+def _instance_path(work: Path, n: int, u: int) -> Path:
+    return work / f"pd-N{n}-U{u}.json"
+
+
+def _solver_class(name: str):
+    import importlib
+
+    from fgamcd_opt.registry import BUILTIN_SOLVERS
+
+    module, cls = BUILTIN_SOLVERS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def worker(task: str, n: int, u: int, work: Path, cap: float) -> dict:
+    """Run one cell in this process; returns the measured phases."""
+    from fgamcd_opt.instance_io import load_instance, save_instance
+
+    path = _instance_path(work, n, u)
+    out: dict = {}
+    t0 = time.perf_counter()
+    if task == "gen":
+        from fgamcd_opt.generators import generate
+
+        inst = generate("paper-default", seed=0, n_users=u, n_nodes=n)
+        out["generate_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        save_instance(inst, path)
+        out["save_s"] = time.perf_counter() - t1
+        out["file_mb"] = path.stat().st_size / 1e6
+        out["K"] = inst.n_blocks
+    elif task == "info":
+        from fgamcd_opt.bounds import qos_reachability
+
+        inst = load_instance(path)
+        out["load_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        inst.summary()
+        out["summary_s"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        qos_reachability(inst)
+        out["reachability_s"] = time.perf_counter() - t1
+    elif task == "evaluate":
+        from fgamcd_opt.evaluator import evaluate
+        from fgamcd_opt.oracle import BeamformingOracle
+        from fgamcd_opt.plan_io import load_plan
+
+        inst = load_instance(path)
+        out["load_s"] = time.perf_counter() - t0
+        plan = load_plan(work / f"pd-N{n}-U{u}.{EVAL_PLAN_OF}.plan.json", inst)
+        t1 = time.perf_counter()
+        ev = evaluate(inst, plan, BeamformingOracle())
+        out["evaluate_s"] = time.perf_counter() - t1
+        out["units"] = len(plan.units)
+        out["total_delay_s"] = ev.total_delay_s
+    else:
+        from fgamcd_opt.oracle import BeamformingOracle
+        from fgamcd_opt.plan_io import save_plan
+        from fgamcd_opt.runner import run_solver
+
+        inst = load_instance(path)
+        out["load_s"] = time.perf_counter() - t0
+        run = run_solver(inst, _solver_class(task), {}, seed=0, time_limit_s=cap,
+                         oracle=BeamformingOracle())
+        rec = run.record
+        out.update(solve_s=rec.solve_time_s, eval_s=rec.eval_time_s,
+                   oracle_calls=rec.oracle_calls, solver_status=rec.solver_status,
+                   total_delay_s=rec.total_delay_s, units=len(run.plan.units) if run.plan
+                   else None)
+        if task == EVAL_PLAN_OF and run.plan is not None:
+            save_plan(run.plan, inst, work / f"pd-N{n}-U{u}.{task}.plan.json")
+    out["wall_s"] = time.perf_counter() - t0
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    return out
+
+
+def run_cell(task: str, n: int, u: int, work: Path, cap: float) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", task, "--n", str(n),
+           "--u", str(u), "--work", str(work), "--cap", str(cap)]
+    t0 = time.perf_counter()
+    try:
+        # one thread per worker: the machine is shared and BLAS threads would blur the curves
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=cap, env=env)
+    except subprocess.TimeoutExpired:
+        return {"status": "time_cap", "wall_s": time.perf_counter() - t0}
+    if p.returncode != 0:
+        last = (p.stderr.strip().splitlines() or ["?"])[-1]
+        return {"status": "error", "message": last[:300],
+                "wall_s": time.perf_counter() - t0}
+    row = json.loads(p.stdout.strip().splitlines()[-1])
+    row["status"] = "ok"
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cap", type=float, default=60.0, help="wall-clock cap per cell, s")
+    ap.add_argument("--users", type=int, nargs="+", default=[30, 300, 3000, 30000])
+    ap.add_argument("--nodes", type=int, nargs="+", default=[6, 12, 24])
+    ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    ap.add_argument("--out", default="scaling.json")
+    ap.add_argument("--work", default=None, help="folder for instances and plans "
+                    "(default: benchmarks/results/.scaling-work)")
+    ap.add_argument("--worker", choices=TASKS, help=argparse.SUPPRESS)
+    ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--u", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    work = Path(args.work) if args.work else HERE / "results" / ".scaling-work"
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.n, args.u, work, args.cap)))
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/bench_scaling.py " + " ".join(sys.argv[1:])
+    res = ResultsFile(args.out, {"command": command.strip(), "cap_s": args.cap,
+                                 "scenario": "paper-default, seed 0"})
+    users, nodes = sorted(args.users), sorted(args.nodes)
+    capped: dict[str, list[tuple[int, int]]] = {}  # task -> cells (N, U) that hit the cap
+
+    def beyond(task: str, n: int, u: int) -> tuple[int, int] | None:
+        for cn, cu in capped.get(task, []):
+            if n >= cn and u >= cu:
+                return cn, cu
+        return None
+
+    for n in nodes:
+        for u in users:
+            for task in args.tasks:
+                if res.has(task=task, N=n, U=u):
+                    old = next(r for r in res.rows if r["task"] == task and r["N"] == n
+                               and r["U"] == u)
+                    if old["status"] in ("time_cap", "skipped"):
+                        capped.setdefault(task, []).append((n, u))
+                    continue
+                hit = beyond(task, n, u)
+                if hit is None and task != "gen" and not _instance_path(work, n, u).exists():
+                    row = {"status": "skipped", "message": "no instance (gen did not finish)"}
+                elif hit is None and task == "evaluate" and not (
+                        work / f"pd-N{n}-U{u}.{EVAL_PLAN_OF}.plan.json").exists():
+                    row = {"status": "skipped", "message": f"no {EVAL_PLAN_OF} plan"}
+                elif hit is not None:
+                    row = {"status": "skipped",
+                           "message": f"N={hit[0]}, U={hit[1]} exceeded the {args.cap:g} s cap"}
+                else:
+                    row = run_cell(task, n, u, work, args.cap)
+                if row["status"] in ("time_cap", "skipped"):
+                    capped.setdefault(task, []).append((n, u))
+                row = {"task": task, "N": n, "U": u, **row}
+                res.add(row)
+                print(f"{task:12s} N={n:3d} U={u:6d} {row['status']:8s} "
+                      f"{row.get('wall_s', float('nan')):8.2f} s  "
+                      f"{row.get('peak_rss_mb', float('nan')):7.0f} MB  "
+                      f"{row.get('message', '')}", flush=True)
+    print()
+    print(format_table(res.rows, args.tasks, nodes, users))
+
+
+def format_table(rows: list[dict], tasks, nodes, users) -> str:
+    """Wall seconds per cell (tasks x N as rows, U as columns); '>cap' and 'skip' marked."""
+    out = []
+    for task in tasks:
+        for n in nodes:
+            r = {"task": task, "N": n}
+            for u in users:
+                cell = next((x for x in rows if x["task"] == task and x["N"] == n
+                             and x["U"] == u), None)
+                if cell is None:
+                    r[f"U={u}"] = "-"
+                elif cell["status"] == "ok":
+                    r[f"U={u}"] = f"{cell['wall_s']:.2f} s / {cell['peak_rss_mb']:.0f} MB"
+                else:
+                    r[f"U={u}"] = {"time_cap": ">cap", "skipped": "skip"}.get(cell["status"],
+                                                                              cell["status"])
+            out.append(r)
+    cols = [("task", "task", "12s"), ("N", "N", "3d")] + [
+        (f"U={u} (wall / peak RSS)", f"U={u}", "22s") for u in users]
+    return table(out, cols)
+
+
+if __name__ == "__main__":
+    main()
