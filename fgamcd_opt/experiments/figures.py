@@ -86,7 +86,9 @@ def _multicast_cases(inst, max_cases: int, cluster: int):
     for k in ks[:max_cases]:
         users = tuple(int(u) for u in inst.requesters(k))
         own = list(dict.fromkeys(int(inst.users.node[u]) for u in users))
-        amp = inst.channels.amplitude[:, list(users)].sum(axis=1)
+        pos_n, pos_u = inst.nodes.positions_m, inst.users.positions_m[list(users)]
+        dist = np.hypot(*(pos_u[None, :, :] - pos_n[:, None, :]).transpose(2, 0, 1))
+        amp = (np.maximum(dist, 1.0) ** -1.5).sum(axis=1)  # large-scale amplitude, alpha = 3
         rest = [int(n) for n in np.argsort(-amp, kind="stable") if int(n) not in own]
         nodes = tuple(sorted((own + rest)[:cluster]))
         out.append((k, nodes, users))
@@ -211,7 +213,9 @@ def _beampattern(spec: Spec, store: Store, doc: Doc, out: Path) -> None:
     inst = _instance(spec, seed)
     oracle = BeamformingOracle()
     cases = _multicast_cases(inst, n_cases, cluster)
-    ch = inst.channels
+    # user directions as the channel model computes them (atan2 of the user's offset)
+    diff = inst.users.positions_m[None, :, :] - inst.nodes.positions_m[:, None, :]
+    sin_theta = np.sin(np.arctan2(diff[..., 1], diff[..., 0]))
     sin_grid = np.linspace(-1, 1, npts)
     mvec = np.arange(inst.antennas)
     steer = np.exp(-1j * np.pi * sin_grid[:, None] * mvec[None, :])  # (G, M), channels.py's a
@@ -226,7 +230,7 @@ def _beampattern(spec: Spec, store: Store, doc: Doc, out: Path) -> None:
             ax.plot(np.degrees(np.arcsin(sin_grid)), gdb, color=col,
                     label=f"node {inst.nodes.ids[n]} ({np.linalg.norm(res.beams[i]) ** 2:.1f} W)")
             for u in users:
-                ang = np.degrees(np.arcsin(ch.sin_theta[n, u]))
+                ang = np.degrees(np.arcsin(sin_theta[n, u]))
                 own = int(inst.users.node[u]) == n
                 ax.axvline(ang, color=col, ls="-" if own else ":", lw=0.9, alpha=0.8)
             csv_lines += [f"{k},{n},{s:.4f},{v:.3f}" for s, v in zip(sin_grid[::8], gdb[::8],

@@ -268,7 +268,7 @@ def _plot(data, metric: str, x: str | None, panel: str | None, path: Path, title
     series_all = sorted({s for ser in data.values() for s in ser})
     cmap = plt.get_cmap("tab10")
     colour = {s: cmap(i % 10) for i, s in enumerate(series_all)}
-    markers = "osD^vP*Xh<>"
+    markers = "osDvP*Xh<>p"  # "^" is reserved for incomplete points
     any_inf = False
     csv_rows = []
     for ax, pv in zip(axs[0], panels, strict=True):
@@ -322,20 +322,20 @@ def _plot(data, metric: str, x: str | None, panel: str | None, path: Path, title
                             color=colour[s], capsize=3)
             for xv in xs:
                 if d[xv]["mean"] is not None and math.isinf(d[xv]["mean"]):
-                    top.append((pos[xv] + off, colour[s], d[xv]))
+                    top.append((pos[xv] + off, colour[s], d[xv], i))
             for xv in fin:
-                top.append((None, None, d[xv]))
+                top.append((None, None, d[xv], i))
         if logy:
             ax.set_yscale("log")
         ylo, yhi = ax.get_ylim()
-        for px_, col, a in top:
+        for px_, col, a, i in top:
             if px_ is None:
                 continue
             any_inf = True
             ax.plot([px_], [yhi], marker="^", color=col, ms=9, clip_on=False, ls="none",
                     markeredgecolor="k")
             ax.annotate(f"{a['incomplete']}/{a['n']}", (px_, yhi), textcoords="offset points",
-                        xytext=(0, 7), ha="center", fontsize=7, color=col,
+                        xytext=(0, 7 + 7 * (i % 3)), ha="center", fontsize=7, color=col,
                         annotation_clip=False)
         ax.set_ylim(ylo, yhi)
         if categorical:
@@ -356,11 +356,15 @@ def _plot(data, metric: str, x: str | None, panel: str | None, path: Path, title
         handles.append(Line2D([], [], marker="^", color="grey", ls="none", markeredgecolor="k"))
         labels.append("incomplete plan (infinite delay): k/n seeds")
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8,
-               frameon=False, bbox_to_anchor=(0.5, 0.0))
-    fig.suptitle(title + ("  (line: mean over seeds, band: min-max)" if metric !=
-                          "solve_time_s" else "  (mean over seeds, band: min-max)"), fontsize=10)
+               frameon=False, bbox_to_anchor=(0.5, 0.025))
+    import textwrap
+
+    fig.suptitle(textwrap.fill(title, 90), fontsize=10)
+    fig.text(0.01, 0.005, "line: mean over seeds; band: min-max over seeds", fontsize=7,
+             color="#555", va="bottom")
     rows_legend = math.ceil(len(labels) / min(4, len(labels)))
-    fig.tight_layout(rect=(0, 0.04 + 0.045 * rows_legend, 1, 0.95))
+    top = 0.95 if "\n" not in textwrap.fill(title, 90) else 0.9
+    fig.tight_layout(rect=(0, 0.06 + 0.045 * rows_legend, 1, top))
     fig.savefig(path.with_suffix(".png"), dpi=110)
     fig.savefig(path.with_suffix(".pdf"))
     plt.close(fig)

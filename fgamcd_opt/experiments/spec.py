@@ -251,6 +251,8 @@ def spec_from_dict(data: dict, file: str | None = None, size: str | None = None)
         else:
             if k == "seed":
                 bad("axes.seed", "vary seeds with 'seeds', not an axis")
+            if k not in declared:
+                bad(f"axes.{k}", f"{k!r} is not a generator parameter (fgamcd-gen --list)")
             vals = [gen_value(f"axes.{k}[{i}]", k, v) for i, v in enumerate(values)]
             if len({json.dumps(v) for v in vals}) != len(vals):
                 bad(f"axes.{k}", "repeated value")
