@@ -469,3 +469,53 @@ def test_instance_module_does_not_import_the_loader():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------------------------------
+# the fast validation of large user lists agrees with jsonschema on the whole document
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def _wide_dict() -> dict:
+    d = instance_to_dict(generate("tiny", seed=5, n_users=70, antennas=2))
+    d["error_shape"]["c"] = [[1e10] * 70 for _ in range(3)]  # per-link: also scanned
+    return _no_fp(d)
+
+
+_USER_EDITS = st.sampled_from([
+    ("qos_bps", 1e300), ("qos_bps", -1.0), ("qos_bps", "fast"), ("qos_bps", True),
+    ("noise_w", 5e-324), ("noise_w", 0), ("noise_w", 10**40), ("noise_w", math.nan),
+    ("position_m", [1e300, 0.0]), ("position_m", [0.0]), ("position_m", [0.0, math.inf]),
+    ("position_m", [0, 1]), ("id", ""), ("id", 5), ("node", "x" * 201), ("colour", "red"),
+    ("requested_model", None), ("qos_bps", 10**13), ("noise_w", 1)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(where=st.integers(0, 69), edit=_USER_EDITS, delete=st.booleans(),
+       c_at=st.none() | st.tuples(st.integers(0, 2), st.integers(0, 69)),
+       c_value=st.sampled_from([5e-324, -1.0, 1e301, "x", None, 1e-30, 1e300]))
+def test_fast_validation_agrees_with_jsonschema(_wide_dict, where, edit, delete, c_at, c_value):
+    from fgamcd_opt.instance_io import _validate
+    from fgamcd_opt.jsonio import validate_schema
+
+    d = json.loads(json.dumps(_wide_dict))
+    key, value = edit
+    if delete and key in d["users"][where]:
+        del d["users"][where][key]
+    else:
+        d["users"][where][key] = value
+    if c_at is not None:
+        d["error_shape"]["c"][c_at[0]][c_at[1]] = c_value
+    errors = []
+    for check in (lambda: validate_schema(d, INSTANCE_SCHEMA, "f.json", InstanceError),
+                  lambda: _validate(d, "f.json")):
+        try:
+            check()
+            errors.append(None)
+        except InstanceError as exc:
+            errors.append(exc)
+    full, fast = errors
+    assert (full is None) == (fast is None), (full, fast)
+    if fast is not None:
+        assert fast.path.startswith(("users[", "error_shape.c[")), fast.path
+        assert fast.path.startswith(f"users[{where}]") or fast.path.startswith(
+            "error_shape.c["), fast.path

@@ -488,7 +488,11 @@ def load_instance_error(path):
 # ---------------------------------------------------------------------------------------
 # property-based: the loader only ever returns an Instance or raises InstanceError
 # ---------------------------------------------------------------------------------------
-INTERESTING = [0, -1, 1, 2**63, 10**30, -1e-300, 1e308, -1e308, 0.5, True, False, None, "",
+# range edges (issue 9): the smallest subnormal, values just outside and inside the physical
+# ranges of schema.RANGES, and magnitudes that overflow rates or path loss
+INTERESTING = [5e-324, 1e-300, 1e-24, 1e-25, 1e12, 1e13, 1.0000001e12, 1e16, 1e17, 1e7, -1e7,
+               1.1e7, 4096, 4097, 1e300, -1e300,
+               0, -1, 1, 2**63, 10**30, -1e-300, 1e308, -1e308, 0.5, True, False, None, "",
                "n0", "u0", "k0", "m0", "k999", [], {}, [[0]], [[1e9, 1e9, 1e9]] * 3,
                "sidecar", "matrix", "uniform", "rician", "isotropic", math.nan, math.inf]
 
@@ -522,7 +526,7 @@ def _mutate(data, d):
     value = parent[key]
     ops = ["delete", "replace", "interesting"]
     if isinstance(value, int | float) and not isinstance(value, bool):
-        ops += ["negate", "huge", "nan"]
+        ops += ["negate", "huge", "nan", "tiny", "scale"]
     if isinstance(value, list):
         ops.append("truncate")
     if isinstance(value, str):
@@ -538,6 +542,10 @@ def _mutate(data, d):
         parent[key] = -value
     elif op == "huge":
         parent[key] = data.draw(st.sampled_from([1e300, 10**19, 10**40, 2**63 - 1]))
+    elif op == "tiny":
+        parent[key] = data.draw(st.sampled_from([5e-324, 1e-300, -5e-324]))
+    elif op == "scale":
+        parent[key] = value * data.draw(st.sampled_from([1e-30, 1e-6, 1e6, 1e30, 1e300]))
     elif op == "nan":
         parent[key] = data.draw(st.sampled_from([math.nan, math.inf, -math.inf]))
     elif op == "truncate":
@@ -555,6 +563,12 @@ def _check_load(d, load):
     except Exception as exc:  # noqa: BLE001 - the property under test
         raise AssertionError(f"loader raised {type(exc).__name__}: {exc}") from exc
     assert isinstance(result, Instance)
+    # what loads is physically sane: every derived quantity the solvers use is finite
+    assert np.all(np.isfinite(result.snr_required))
+    assert np.all(np.isfinite(result.error_radius))
+    for k in (0, result.n_blocks - 1):
+        assert np.all(np.isfinite(result.channel(k)))
+        assert not np.any(np.isnan(result.backhaul_rates(k)))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
