@@ -17,11 +17,12 @@ S_max is the largest PB of the repository, R_ref = 1e10 bit/s, C~ the remaining 
 units of ``storage_ref_bytes`` (1 GB), so C_n itself is visible to the policy.
 **Padding**: users of a node fill the first slots of its P-slot block in user-index order; the
 remaining slots read 0. P (``max_users_per_node``) is fixed so one policy applies to every
-instance with the same N; ``observation["user_mask"]`` (N x P, 1 = a real user) says which slots
-are real. An instance with more users at some node than P is refused with a clear error.
+instance with the same N; ``observation["user_mask"]`` (N x P flattened, 1 = a real user) says
+which slots are real. An instance with more users at some node than P is refused with a clear error.
 
 Action of agent n (eq. 11): ``MultiBinary(N)``, ``[a_n(k), b_{n,m}(k) for m != n ascending]``.
-``observation["action_mask"]`` (N,) is 1 where a bit may be 1: every bit is 0 when PB k does not
+``observation["action_mask"]`` (N,) is 1 where an action bit may be 1 (0 is always allowed; the
+shape of the action, as TorchRL's PettingZoo wrapper expects); every bit is 0 when PB k does not
 fit in C~_n(k) (a_n forced to 0, so no migration from n either, paper section III-C). The env
 enforces the mask and the remaining rules by construction: b_{n,m} is dropped when a_n = 0
 (eq. 2) or when m caches k itself; of several migrations to the same m only the one over the
@@ -108,6 +109,9 @@ class EnvConfig:
     delivery: str = "planner"  # planner | group (the paper's one-group broadcast)
     max_cluster: int = 3  # planner: most nodes in one transmission
     method: str | None = None  # oracle method (None: the oracle's default, fast)
+    # name of the mask entry in the observation dict; TorchRL 0.14's PettingZoo wrapper cannot
+    # apply a mask to Binary actions (it expects a one-hot mask), so it is renamed there
+    mask_key: str = "action_mask"
 
     def card(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "instance"}
@@ -152,8 +156,8 @@ class FgamcdParallelEnv(ParallelEnv):
         n = self._n
         return spaces.Dict({
             "observation": spaces.Box(0.0, np.inf, (self.obs_dim,), np.float32),
-            "action_mask": spaces.MultiBinary(n),
-            "user_mask": spaces.MultiBinary([n, self._pad]),
+            self.config.mask_key: spaces.MultiBinary(n),
+            "user_mask": spaces.MultiBinary(n * self._pad),
         })
 
     @functools.cache  # noqa: B019
@@ -270,8 +274,8 @@ class FgamcdParallelEnv(ParallelEnv):
             row[1:] = blk[others] * self._varpi[a, others][:, None]
             row[1:, 0] = bh[a, others] * self._varpi[a, others]
             out[agent_name(a)] = {"observation": self._obs_matrix[a].copy(),
-                                  "action_mask": mask[a].copy(),
-                                  "user_mask": self.user_mask.copy()}
+                                  self.config.mask_key: mask[a].copy(),
+                                  "user_mask": self.user_mask.reshape(-1).copy()}
         return out
 
     def action_mask(self) -> np.ndarray:

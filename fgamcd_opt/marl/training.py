@@ -111,7 +111,7 @@ def run_episode(env: FgamcdParallelEnv, act_fn, seed: int | None = None, options
     t0 = time.perf_counter()
     while env.agents:
         obs = np.stack([obs_d[agent_name(a)]["observation"] for a in range(n)])
-        mask = np.stack([obs_d[agent_name(a)]["action_mask"] for a in range(n)])
+        mask = np.stack([obs_d[agent_name(a)][env.config.mask_key] for a in range(n)])
         ta = time.perf_counter()
         d = np.asarray(act_fn(obs, mask))
         t_act += time.perf_counter() - ta

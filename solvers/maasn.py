@@ -1,0 +1,143 @@
+"""maasn: MAASN-DA, the paper's learned solver (section III; docs/maasn.md).
+
+Rolls a trained policy out on the instance: one step per requested PB, every node's actor
+decides from its local observation (eq. 10) whether to cache the PB (a_n) and to which nodes to
+migrate it (b_{n,m}), under the storage and migration masks. The decisions are delivered by the
+shared planner (cached + migrated nodes are the candidates, the planner picks the participating
+cluster and the oracle the beams), so the comparison with the baselines is on equal delivery;
+``delivery=group`` is the paper's literal one-group broadcast by every participant. Migrations
+the planner does not use are dropped.
+
+``policy``: a policy file (``.pt`` with its ``.json`` card) written by ``fgamcd-train``; default:
+the shipped paper-default policy. ``episodes=E`` first fine-tunes that policy on this instance
+(the paper trains per scenario) within the time limit, with progress, and keeps the fine-tuned
+actor only if its greedy rollout is better (fewer penalised PBs, then lower delay). A policy that
+does not fit the instance (another N, more users at a node than its padding) is an error naming
+both. torch is imported inside ``solve`` only.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fgamcd_opt.params import Param
+from fgamcd_opt.solver import SolveResult, SolveStatus
+
+
+def _rollout(policy_act, inst, ctx, card: dict, params: dict):
+    from fgamcd_opt.marl.env import EnvConfig, FgamcdParallelEnv
+    from fgamcd_opt.marl.training import run_episode
+
+    envc = card.get("environment", {})
+    cfg = EnvConfig(instance=inst, max_users_per_node=int(card["max_users_per_node"]),
+                    reward_scale=float(envc.get("reward_scale", 10.0)),
+                    r1=float(envc.get("r1", 10.0)), r2=float(envc.get("r2", 10.0)),
+                    storage_ref_bytes=float(envc.get("storage_ref_bytes", 1e9)),
+                    delivery=params["delivery"], max_cluster=params["max_cluster"])
+    env = FgamcdParallelEnv(cfg, oracle=ctx.oracle)
+    ep = run_episode(env, policy_act, seed=ctx.seed)
+    steps = max(len(ep["reward"]), 1)
+    stats = {"steps": len(ep["reward"]), "reward": float(ep["reward"].sum()),
+             "decision_s_per_step": ep["act_s"] / steps, "rollout_s": ep["act_s"] + ep["env_s"],
+             "penalised_pbs": env.qos_violations + len(env.undelivered),
+             "delay_s": env.total_delay_s}
+    return env, stats
+
+
+class MaasnSolver:
+    name = "maasn"
+    description = ("MAASN-DA (the paper's method): a trained multi-agent policy decides caching "
+                   "and migration per PB; delivery by the shared planner and oracle")
+    params = (
+        Param("policy", str, "", "policy file (.pt with its .json card); default: the shipped "
+              "paper-default policy"),
+        Param("episodes", int, 0, "fine-tune the policy on this instance for this many "
+              "episodes first (within the time limit)"),
+        Param("delivery", str, "planner", "planner: the shared planner picks clusters; group: "
+              "every participant broadcasts to all requesters (the paper)",
+              choices=("planner", "group")),
+        Param("max_cluster", int, 3, "planner delivery: most nodes in one transmission"),
+    )
+
+    def __init__(self):
+        self._policies: dict = {}
+
+    def _policy(self, path: str):
+        from fgamcd_opt.marl.policy import Policy, shipped_policy_path
+
+        path = path or str(shipped_policy_path())
+        pol = self._policies.get(path)
+        if pol is None:
+            pol = self._policies[path] = Policy.load(path)
+        return pol
+
+    def solve(self, instance, ctx, params) -> SolveResult:
+        from fgamcd_opt.errors import FgamcdError
+
+        inst = instance
+        if params["episodes"] < 0:
+            return SolveResult(None, SolveStatus.ERROR, "parameter episodes: must be >= 0")
+        try:
+            policy = self._policy(params["policy"])
+            policy.check_fits(inst)
+        except FgamcdError as exc:
+            return SolveResult(None, SolveStatus.ERROR, str(exc))
+        t0 = time.perf_counter()
+        env, stats = _rollout(policy.act, inst, ctx, policy.card, params)
+        meta = {"policy": str(policy.path), "rollout": stats, "fine_tuned": False}
+        status = SolveStatus.FEASIBLE
+        if params["episodes"] > 0:
+            env, status, meta = self._fine_tune(inst, ctx, params, policy, env, stats, meta)
+        meta["solve_s"] = time.perf_counter() - t0
+        plan = env.plan(self.name)
+        plan.metadata.update({"policy": meta["policy"], "fine_tuned": meta["fine_tuned"]})
+        return SolveResult(plan, status, env.undelivered_message(), metadata=meta)
+
+    def _fine_tune(self, inst, ctx, params, policy, env, stats, meta):
+        import copy
+
+        import torch
+
+        from fgamcd_opt.marl.env import EnvConfig
+        from fgamcd_opt.marl.learner import LearnerConfig
+        from fgamcd_opt.marl.training import TrainConfig, Trainer
+
+        card = policy.card
+        envc = card.get("environment", {})
+        lc = LearnerConfig(**{k: tuple(v) if isinstance(v, list) else v
+                              for k, v in card["learner"].items()})
+        tr = card.get("training", {})
+        tc = TrainConfig(episodes=params["episodes"], seed=ctx.seed,
+                         updates_per_episode=int(tr.get("updates_per_episode", 20)),
+                         batch=int(tr.get("batch", 256)), buffer=int(tr.get("buffer", 20000)),
+                         augmentation=bool(tr.get("augmentation", True)), eval_every=0,
+                         reservoir=int(tr.get("reservoir", 1024)))
+        ec = EnvConfig(instance=inst, max_users_per_node=policy.padding,
+                       reward_scale=float(envc.get("reward_scale", 10.0)),
+                       r1=float(envc.get("r1", 10.0)), r2=float(envc.get("r2", 10.0)),
+                       storage_ref_bytes=float(envc.get("storage_ref_bytes", 1e9)),
+                       delivery=params["delivery"], max_cluster=params["max_cluster"])
+        threads = torch.get_num_threads()
+        trainer = Trainer(ec, lc, tc, oracle=ctx.oracle)
+        torch.set_num_threads(threads)
+        trainer.learner.actor.load_state_dict(policy.actor.state_dict())
+        trainer.learner.actor_t.load_state_dict(policy.actor.state_dict())
+        total = params["episodes"]
+
+        def report(row):
+            ctx.progress(row["episode"] / total, f"fine-tuning episode {row['episode']}/{total}"
+                         f", delay {row['delay_s']:.3f} s")
+
+        result = trainer.train(progress=False, should_stop=ctx.should_stop, on_episode=report)
+        tuned = copy.deepcopy(policy)
+        tuned.actor = trainer.learner.actor.eval()
+        env2, stats2 = _rollout(tuned.act, inst, ctx, card, params)
+        better = (stats2["penalised_pbs"], stats2["delay_s"]) < (stats["penalised_pbs"],
+                                                               stats["delay_s"])
+        meta.update(fine_tune_episodes=result.episodes_done, fine_tuned_rollout=stats2,
+                    fine_tuned=bool(better))
+        status = SolveStatus.TIME_LIMIT if result.stopped else SolveStatus.FEASIBLE
+        return (env2 if better else env), status, meta
+
+
+__solvers__ = [MaasnSolver]
