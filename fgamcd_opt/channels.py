@@ -7,8 +7,8 @@ stores the channel *model* and its seed, and :meth:`RicianChannels.user_channel`
 PB and any user can be produced alone and in any order, and only the pairs that matter (users
 requesting PB k) are ever generated: ~40 us each instead of the whole (N, U, M) slice.
 
-Model (MODEL.md section 5): h_{n,u}(k) = sqrt(upsilon d_{n,u}^{-alpha}) hbar_{n,u}(k), upsilon the
-path loss at 1 m (-30 dB), alpha = 3; hbar Rician with K-factor kappa = 3:
+Model (docs/model.md section 2): h_{n,u}(k) = sqrt(upsilon d_{n,u}^{-alpha}) hbar_{n,u}(k),
+upsilon the path loss at 1 m (-30 dB), alpha = 3; hbar Rician with K-factor kappa = 3:
 hbar = sqrt(kappa/(kappa+1)) e^{j psi} a(theta) + sqrt(1/(kappa+1)) CN(0, I_M), where a(theta) is
 the response of a half-wavelength uniform linear array toward the user's direction theta and psi
 a carrier phase drawn per PB (PBs are sent at different times). Distances are clipped below at
@@ -44,7 +44,7 @@ class RicianChannels:
     Parameters
     ----------
     seed : int
-        Channel seed; PB k uses ``SeedSequence([seed, k])``.
+        Channel seed; the (PB k, user u) slice uses ``SeedSequence([seed, k, u])``.
     node_positions_m, user_positions_m : (N, 2), (U, 2) float, metres.
     antennas : int
         M, antennas per node.
@@ -175,8 +175,23 @@ def fingerprint(source, blocks: Iterable[int], max_users: int | None = None,
     half = n * v * m  # offset of the imaginary parts in the flat vector
     acc = np.zeros(4)
     scale = 0.0
-    # the weights depend only on flat positions, so they are the same for every PB
+    # the weights depend only on flat positions, so they are the same for every PB: kept
+    # across PBs while they fit in 64 MB (always, with the 64-user sample)
     node_base = np.arange(n)[:, None, None] * (v * m)
+    keep = 2 * 4 * 8 * half <= 64_000_000
+    weights: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def chunk_weights(c0: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        w = weights.get(c0)
+        if w is None:
+            pos = (node_base + (c0 + np.arange(width))[None, :, None] * m
+                   + np.arange(m)[None, None, :]).ravel()
+            w = tuple(np.cos(2 * np.pi * (((pos + offset)[None, :].astype(float)
+                                           * _GOLDEN * _R) % 1.0)) for offset in (0, half))
+            if keep:
+                weights[c0] = w
+        return w
+
     for k in blocks:
         if v == 0 or n == 0 or m == 0:  # no users: nothing to fingerprint
             continue
@@ -187,11 +202,8 @@ def fingerprint(source, blocks: Iterable[int], max_users: int | None = None,
         for c0 in range(0, v, chunk_users):
             cu = users[c0:c0 + chunk_users]
             h = source.channel(k, cu)  # (N, c, M)
-            pos = (node_base + (c0 + np.arange(len(cu)))[None, :, None] * m
-                   + np.arange(m)[None, None, :]).ravel()
-            for part, offset in ((h.real.ravel(), 0), (h.imag.ravel(), half)):
-                w = np.cos(2 * np.pi * (((pos + offset)[None, :].astype(float)
-                                         * _GOLDEN * _R) % 1.0))
+            for part, w in zip((h.real.ravel(), h.imag.ravel()), chunk_weights(c0, len(cu)),
+                               strict=True):
                 proj += w @ part
                 wabs += np.abs(w).sum(axis=1)
                 sumsq += float(part @ part)

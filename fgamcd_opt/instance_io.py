@@ -182,6 +182,7 @@ def _check_array(arrays: dict, key: str, shape: tuple, complex_ok: bool, sidecar
     return a
 
 
+_INDENT_MAX_USERS = 1000  # save_instance indents files with at most this many users
 _FAST_MIN_USERS = 64  # below this, jsonschema alone is fast enough
 _USER_KEYS = frozenset(("id", "position_m", "node", "requested_model", "qos_bps", "noise_w"))
 
@@ -487,7 +488,9 @@ def save_instance(inst: Instance, path: str | os.PathLike) -> None:
         tmp = side.with_name(f".{side.name}.tmp.npz")
         np.savez_compressed(tmp, **arrays)
         os.replace(tmp, side)
-    write_json_atomic(path, d)
+    # one field per line for readable diffs of small instances; large ones compact, because
+    # json only uses its C encoder without indentation (30,000 users: 4.0 s -> 0.4 s)
+    write_json_atomic(path, d, indent=1 if inst.n_users <= _INDENT_MAX_USERS else None)
 
 
 def with_recorded_fingerprints(inst: Instance) -> Instance:
