@@ -111,9 +111,17 @@ def run(args) -> int:
     return 1 if counts["failed"] else 0
 
 
+def _term_as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     args.argv = argv
+    import signal
+
+    # a batch scheduler's SIGTERM stops a sweep like Ctrl-C: finished cells are in the store
+    signal.signal(signal.SIGTERM, _term_as_interrupt)
     try:
         return run(args)
     except FgamcdError as exc:

@@ -124,6 +124,7 @@ def run_cell(cell: dict) -> dict:
                          time_limit_s=cell["time_limit_s"], oracle=oracle)
         rec = normalise_record(run.record.to_dict())
         rec["solver_class"] = rec.pop("solver", None)
+        rec["scenario_record"] = rec.pop("scenario", None)  # the cell's name stays 'scenario'
         rec.pop("seed", None)  # the solver seed is the instance seed (below)
         row.update(rec)
         row.update(instance_stats(inst))
