@@ -436,8 +436,9 @@ def build_report(store_dir, out_dir=None, title: str | None = None) -> Path:
                     f"figures/{path.name}.png")
 
     _summary_table(doc, done, failed, labels)
+    _point_table(doc, done, x, panel, axes, x_label)
     _reduction_tables(doc, done, labels, spec)
-    _instance_table(doc, done, x, x_label)
+    _instance_table(doc, done, x, x_label, panel)
     notes = rep.get("notes")
     if notes:
         doc.h(2, "Notes")
@@ -536,6 +537,47 @@ def _summary_table(doc, done, failed, labels) -> None:
               "complete one (fewer incomplete runs first). Delivered delay: the finite part.")
 
 
+def _point_table(doc, done, x, panel, axes, x_label) -> None:
+    """Mean total delay per grid point and solver (the delay figure's numbers), with the mean
+    migration share of the delivered delay in brackets."""
+    if x is None:
+        return
+    data = curves(done, "total_delay_s", x, panel, axes)
+    mig_rows = [dict(r, mig_share=(r["migration_delay_s"] / r["delivered_delay_s"]
+                                   if r.get("delivered_delay_s") and
+                                   r.get("migration_delay_s") is not None else None))
+                for r in done]
+    mig = curves(mig_rows, "mig_share", x, panel, axes)
+    series = sorted({s for ser in data.values() for s in ser})
+
+    def unkey(v):
+        return json.loads(v) if isinstance(v, str) and v.startswith("[") else v
+
+    keys = sorted({(pv, xv) for pv, ser in data.items() for d in ser.values() for xv in d},
+                  key=lambda k: tuple(_sort_key(unkey(v)) if v is not None else (0,)
+                                      for v in k))
+    rows = []
+    for pv, xv in keys:
+        label = _axis_text(unkey(xv)) if xv is not None else "all"
+        if panel:
+            label = f"{panel}={_axis_text(unkey(pv))}, {label}"
+        row = [label]
+        for s in series:
+            a = data[pv].get(s, {}).get(xv)
+            if a is None or not a["n"]:
+                row.append("")
+                continue
+            m = mig[pv].get(s, {}).get(xv, {}).get("finite_mean")
+            share = f" [{100 * m:.0f}%]" if m is not None else ""
+            row.append(f"inf ({a['incomplete']}/{a['n']})" if math.isinf(a["mean"])
+                       else f"{a['mean']:.3f}{share}")
+        rows.append(row)
+    doc.h(2, "Mean total delay per point (s)")
+    doc.table([x_label or x] + series, rows,
+              "Mean over seeds; [migration share of the delivered delay]; inf (k/n): k of n "
+              "seeds left a requested PB undelivered")
+
+
 def _reduction_tables(doc, done, labels, spec) -> None:
     red = reductions(done, labels)
     if len(labels) < 2:
@@ -576,27 +618,40 @@ def _reduction_tables(doc, done, labels, spec) -> None:
                   f"for {ref}")
 
 
-def _instance_table(doc, done, x, x_label) -> None:
+def _instance_table(doc, done, x, x_label, panel=None) -> None:
     if not done or "inst_storage_binding_share" not in done[0]:
         return
     by = defaultdict(dict)
     for r in done:
-        by[_axis_key(_x_value(r, x)) if x else None][instance_key(r)] = r
+        xv = _axis_key(_x_value(r, x)) if x else None
+        pv = _axis_key(_x_value(r, panel)) if panel else None
+        by[(pv, xv)][instance_key(r)] = r
+
+    def unkey(v):
+        return json.loads(v) if isinstance(v, str) and v.startswith("[") else v
+
+    def order(key):
+        return tuple(_sort_key(unkey(v)) if v is not None else (0,) for v in key)
+
     rows = []
-    for xv in sorted(by, key=lambda v: _sort_key(json.loads(v)) if isinstance(v, str)
-                     and v.startswith("[") else _sort_key(v) if v is not None else (0,)):
-        insts = list(by[xv].values())
+    for key in sorted(by, key=order):
+        pv, xv = key
+        label = _axis_text(unkey(xv)) if xv is not None else "-"
+        if panel:
+            label = f"{panel}={_axis_text(unkey(pv))}, {label}"
+        insts = list(by[key].values())
         n = len(insts)
         rows.append([
-            _axis_text(json.loads(xv)) if isinstance(xv, str) and xv.startswith("[")
-            else _axis_text(xv) if xv is not None else "-",
-            n, f"{sum(r['inst_N'] for r in insts) / n:g}",
+            label, n, f"{sum(r['inst_N'] for r in insts) / n:g}",
             f"{sum(r['inst_U'] for r in insts) / n:g}",
             f"{sum(r['inst_storage_bytes'] for r in insts) / n / 1e9:.3g}",
             f"{sum(r['inst_local_demand_max_bytes'] for r in insts) / n / 1e9:.3g}",
             f"{sum(r['inst_requested_unique_bytes'] for r in insts) / n / 1e9:.3g}",
-            f"{100 * sum(r['inst_storage_binding_share'] for r in insts) / n:.0f}%"])
+            f"{100 * sum(r['inst_storage_binding_share'] for r in insts) / n:.0f}%",
+            f"{sum(r.get('inst_requesters_per_pb', 0) for r in insts) / n:.2f}"
+            if all("inst_requesters_per_pb" in r for r in insts) else "n/a"])
     doc.table([x_label or "point", "instances", "N", "U", "C_n GB",
-               "max own-cell demand GB", "requested unique GB", "nodes where storage binds"],
+               "max own-cell demand GB", "requested unique GB", "nodes where storage binds",
+               "requesters per requested PB"],
               rows, "Does storage bind? A node binds when the unique bytes its own users request "
               "exceed C_n (means over the instances of each point).")

@@ -77,6 +77,10 @@ def instance_stats(inst) -> dict:
         # share of nodes whose own users' PBs do not all fit: storage binds there
         "inst_storage_binding_share": float(np.mean(local_a > cap)) if local else 0.0,
         "inst_requested_over_storage": float(req / cap.min()) if cap.size else 0.0,
+        # multicast group size: what CoMP broadcast and PB sharing can gain from
+        "inst_requesters_per_pb": float(np.mean([len(inst.requesters(k))
+                                                 for k in inst.requested_blocks]))
+        if len(inst.requested_blocks) else 0.0,
     }
 
 
