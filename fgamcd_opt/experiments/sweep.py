@@ -205,7 +205,8 @@ def run_sweep(spec: Spec, out_dir, executor, progress: bool = True, command: str
         finally:
             bar.close()
         elapsed = time.time() - t0
-        rows = [store.latest()[c["cell"]] for c in cells if c["cell"] in store.latest()]
+        latest = store.latest()
+        rows = [latest[c["cell"]] for c in cells if c["cell"] in latest]
         export_csv(rows, out / "results.csv")
     finally:
         store.close()
