@@ -14,9 +14,25 @@ def main(argv=None) -> int:
     ap.add_argument("store", help="results directory (with store.jsonl) or the store file")
     ap.add_argument("-o", "--output", help="report directory (default: the store's directory)")
     ap.add_argument("--title", help="page title (default: the spec's)")
+    ap.add_argument("--compare", metavar="OTHER",
+                    help="instead: check that OTHER (a store of the same spec, e.g. from another "
+                    "executor) has the same rows, timings aside; exit 1 if not")
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args(argv)
     try:
+        if args.compare:
+            from ..experiments.sweep import compare_stores
+
+            res = compare_stores(args.store, args.compare)
+            same = res["same_spec"] and not res["differing"] and \
+                res["cells_a"] == res["cells_b"] == res["common"]
+            print(f"{args.store} vs {args.compare}: {res['common']} common cells "
+                  f"({res['cells_a']} and {res['cells_b']}), {len(res['differing'])} differ"
+                  + ("" if res["same_spec"] else "; DIFFERENT specs"))
+            for cell, fields in list(res["differing"].items())[:10]:
+                print(f"  cell {cell}: {', '.join(fields)}")
+            print("same rows (timings aside)" if same else "rows differ")
+            return 0 if same else 1
         from ..experiments.report import build_report
 
         index = build_report(args.store, args.output, args.title)

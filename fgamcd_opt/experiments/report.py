@@ -26,6 +26,7 @@ METRIC_LABEL = {
     "gap_pct": "delay above the certified bound (%)",
     "qos_violating_users": "users below QoS (mean)",
     "undelivered_users": "undelivered users (mean)",
+    "unserved_pairs": "unserved (user, PB) pairs (mean)",
 }
 
 
@@ -399,6 +400,10 @@ def build_report(store_dir, out_dir=None, title: str | None = None) -> Path:
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
     rep = spec.get("report") or {}
+    name = spec.get("name", header.get("spec", "sweep"))
+    for old in figdir.glob(f"{name}-*"):  # a re-render must not leave stale figures behind
+        if old.suffix in (".png", ".pdf", ".csv"):
+            old.unlink()
     axes = list(spec.get("axes") or {}) + [f"solver.{a}" for a in spec.get("solver_axes") or {}]
     x = rep.get("x") or (axes[0] if axes else None)
     panel = rep.get("panel")
@@ -408,7 +413,6 @@ def build_report(store_dir, out_dir=None, title: str | None = None) -> Path:
     labels = [s["label"] for s in spec.get("solvers", [])] or sorted(
         {r["solver_label"] for r in rows_all})
     attach_gap(done)
-    name = spec.get("name", header.get("spec", "sweep"))
     title = title or spec.get("title") or name
 
     doc = Doc()
@@ -421,12 +425,15 @@ def build_report(store_dir, out_dir=None, title: str | None = None) -> Path:
             ("runtime", "solve_time_s", True, "Solve time per run"),
             ("qos", "qos_violating_users", False, "Users below their QoS rate"),
             ("undelivered", "undelivered_users", False, "Users left undelivered")]
+    if any("unserved_pairs" in r for r in done):  # run records v2: zero-rate pairs count too
+        figs[-1] = ("unserved", "unserved_pairs", False,
+                    "Requested (user, PB) pairs not served (undelivered or at zero rate)")
     if any(r.get("gap_pct") is not None for r in done):
         figs.insert(1, ("gap", "gap_pct", False, "Gap to the certified lower bound"))
     doc.h(2, "Figures")
     for fname, metric, logy, ftitle in figs:
         data = curves(done, metric, x, panel, axes)
-        if metric in ("qos_violating_users", "undelivered_users") and not any(
+        if metric in ("qos_violating_users", "undelivered_users", "unserved_pairs") and not any(
                 (r.get(metric) or 0) for r in done):
             doc.p(f"{ftitle}: 0 in every run (no figure).")
             continue

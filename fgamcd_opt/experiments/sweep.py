@@ -218,3 +218,20 @@ def run_sweep(spec: Spec, out_dir, executor, progress: bool = True, command: str
     with open(out / "sweep-log.jsonl", "a") as fh:
         fh.write(json.dumps(log) + "\n")
     return counts
+
+
+def compare_stores(a, b) -> dict:
+    """Rows of two stores of the same spec, field by field, timings and worker aside."""
+    from .store import read_store
+
+    ha, ra = read_store(a)
+    hb, rb = read_store(b)
+    da = {r["cell"]: comparable(r) for r in ra}
+    db = {r["cell"]: comparable(r) for r in rb}
+    diff = {}
+    for c in sorted(set(da) & set(db)):
+        fields = sorted(k for k in set(da[c]) | set(db[c]) if da[c].get(k) != db[c].get(k))
+        if fields:
+            diff[c] = fields
+    return {"same_spec": ha.get("spec_hash") == hb.get("spec_hash"), "cells_a": len(da),
+            "cells_b": len(db), "common": len(set(da) & set(db)), "differing": diff}
