@@ -396,6 +396,7 @@ def build_report(store_dir, out_dir=None, title: str | None = None) -> Path:
     spec_file = (store_dir if store_dir.is_dir() else store_dir.parent) / "spec.json"
     spec = json.loads(spec_file.read_text()) if spec_file.is_file() else \
         dict(header.get("spec_summary") or {})
+    _refresh_presentation(spec, header)
     out = Path(out_dir) if out_dir else (store_dir if store_dir.is_dir() else store_dir.parent)
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
@@ -462,6 +463,24 @@ def build_report(store_dir, out_dir=None, title: str | None = None) -> Path:
     md.write_text(doc.markdown())
     (out / "index.html").write_text(doc.html(title))
     return md
+
+
+def _refresh_presentation(spec: dict, header: dict) -> None:
+    """Title, description, report settings and notes may be edited after a sweep (they are not
+    part of the spec hash): take them from the spec file if it still describes this store."""
+    path = spec.get("path")
+    if not path or not Path(path).is_file():
+        return
+    from .spec import SpecError, load_spec
+
+    try:
+        current = load_spec(path, spec.get("size"))
+    except SpecError:
+        return
+    if current.hash != header.get("spec_hash"):
+        return
+    spec.update(report=current.report, paper=current.paper, title=current.title,
+                description=current.description)
 
 
 def _provenance(doc, store_dir, spec, header, rows_all, done, failed) -> None:
