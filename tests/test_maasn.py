@@ -1,0 +1,206 @@
+"""MAASN-DA learner, ESN, training loop (determinism, resume), policy files, fgamcd-train and the
+``maasn`` solver (docs/maasn.md). Tiny instances and a few episodes keep this file fast."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fgamcd_opt.errors import ParameterError  # noqa: E402
+from fgamcd_opt.generators import generate  # noqa: E402
+from fgamcd_opt.marl.env import EnvConfig  # noqa: E402
+from fgamcd_opt.marl.esn import EchoStateNetwork, tau_schedule  # noqa: E402
+from fgamcd_opt.marl.learner import LearnerConfig, MaasnLearner  # noqa: E402
+from fgamcd_opt.marl.networks import QMixer, masked_actions  # noqa: E402
+from fgamcd_opt.marl.policy import Policy  # noqa: E402
+from fgamcd_opt.marl.training import TrainConfig, Trainer  # noqa: E402
+from fgamcd_opt.oracle import BeamformingOracle  # noqa: E402
+
+ORACLE = BeamformingOracle()  # memoised beams shared by the tests (the oracle is deterministic)
+TIMING = ("env_s", "oracle_s", "act_s", "esn_s", "update_s", "wall_s")
+# Appendix C's sizes are the defaults; tests use small networks to stay fast
+SMALL = dict(actor_hidden=(32, 16), critic_hidden=(32, 32), flat_actor_hidden=(32, 32),
+             mixer_embed=8, mixer_hyper=16)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    # tiny networks: one thread is faster, and far faster on a shared, loaded machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_trainer(tmp=None, episodes=3, seed=0, **train_kw):
+    env = EnvConfig(scenario="tiny", pool=2, max_users_per_node=6)
+    cfg = TrainConfig(episodes=episodes, seed=seed, batch=32, buffer=2000,
+                      updates_per_episode=3, reservoir=64, checkpoint_every=2, eval_every=2,
+                      **train_kw)
+    return Trainer(env, LearnerConfig(**SMALL), cfg, tmp, oracle=ORACLE)
+
+
+def strip(rows):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+# ---- components ------------------------------------------------------------------------
+def test_esn_echo_state_property_and_ridge_readout():
+    esn = EchoStateNetwork(5, 2, reservoir=50, spectral_norm=0.5, seed=1)
+    assert esn.reservoir_norm == pytest.approx(0.5, rel=1e-9)
+    rng = np.random.default_rng(0)
+    v = rng.random((200, 5))
+    q = esn.states(v)
+    w = rng.standard_normal((50, 2))
+    esn.fit(q, q @ w)  # a target the readout can represent exactly
+    assert np.abs(esn.predict(q) - q @ w).max() < 0.05
+    with pytest.raises(ValueError):
+        EchoStateNetwork(5, 2, reservoir=10, spectral_norm=1.0)
+
+
+def test_tau_schedule_is_eq_18():
+    # tau_e = floor(tau0 K Lambda^floor(e / E-)), tau0 = 0.8, Lambda = 0.8, E- = 10, K = 100
+    assert [tau_schedule(e, 100, 0.8, 0.8, 10) for e in (0, 9, 10, 25, 100)] == [
+        80, 80, 64, 51, 8]
+
+
+def test_augment_filters_by_xi_and_caps_at_tau():
+    esn = EchoStateNetwork(4, 3, reservoir=30, seed=0)
+    rng = np.random.default_rng(0)
+    v, y = rng.random((40, 4)), rng.random((40, 3)) * 5
+    keep, pred, stats = esn.augment(v, y, tau=5, xi=1e9, rng=rng)
+    assert len(keep) == 5 and pred.shape == (5, 3)
+    keep, _, stats = esn.augment(v, y, tau=40, xi=0.0, rng=rng)
+    assert len(keep) == 0 and stats["synthetic_kept"] == 0
+
+
+def test_mixer_is_monotonic_in_every_local_q():
+    torch.manual_seed(0)
+    mixer = QMixer(4, 12)
+    q = torch.randn(16, 4, requires_grad=True)
+    mixer(q, torch.randn(16, 12)).sum().backward()
+    assert (q.grad >= 0).all()
+
+
+def test_masked_actions_follow_the_storage_and_migration_rules():
+    logits = torch.full((2, 3, 3), 5.0)
+    mask = torch.ones(2, 3, 3)
+    mask[0, 1] = 0  # node 1 cannot store the PB: it neither caches nor migrates
+    logits[1, 2, 0] = -5.0  # node 2 chooses not to cache: no migration from it either
+    act = masked_actions(logits, mask, 1.0, hard=True, explore=False)
+    assert act[0, 1].sum() == 0 and act[0, 0].sum() == 3
+    assert act[1, 2].sum() == 0
+
+
+def test_learner_update_reduces_the_critic_loss_on_a_fixed_batch():
+    learner = MaasnLearner(LearnerConfig(**SMALL, lr_critic=3e-3), 3, 8, seed=0)
+    rng = np.random.default_rng(0)
+    b = 64
+    batch = {"obs": rng.random((b, 3, 24)), "next_obs": rng.random((b, 3, 24)),
+             "mask": np.ones((b, 3, 3), bool), "next_mask": np.ones((b, 3, 3), bool),
+             "act": rng.random((b, 3, 3)) > 0.5, "reward": -rng.random(b).astype(np.float32),
+             "done": np.ones(b, bool)}
+    first = learner.update(batch)["critic_loss"]
+    for _ in range(60):
+        last = learner.update(batch)["critic_loss"]
+    assert last < 0.5 * first
+
+
+def test_ablations_build_and_update():
+    rng = np.random.default_rng(1)
+    b = 8
+    batch = {"obs": rng.random((b, 3, 24)), "next_obs": rng.random((b, 3, 24)),
+             "mask": np.ones((b, 3, 3), bool), "next_mask": np.ones((b, 3, 3), bool),
+             "act": rng.random((b, 3, 3)) > 0.5, "reward": np.zeros(b, np.float32),
+             "done": np.zeros(b, bool)}
+    for kw in ({"action_semantics": False}, {"value_decomposition": False}):
+        out = MaasnLearner(LearnerConfig(**SMALL, **kw), 3, 8).update(batch)
+        assert np.isfinite(out["critic_loss"]) and np.isfinite(out["actor_loss"])
+
+
+# ---- training --------------------------------------------------------------------------
+def test_same_seed_same_curve_and_resume_loses_nothing(tmp_path):
+    full = tiny_trainer(episodes=4).train(progress=False).rows
+    again = tiny_trainer(episodes=4).train(progress=False).rows
+    assert strip(full) == strip(again)
+    other = tiny_trainer(episodes=4, seed=1).train(progress=False).rows
+    assert strip(full) != strip(other)
+
+    # a run killed after its checkpoint at episode 2 resumes to the same curve
+    first = tiny_trainer(tmp_path, episodes=4)
+    first.cfg.episodes = 2
+    first.train(progress=False)
+    resumed = tiny_trainer(tmp_path, episodes=4)
+    assert resumed.load_checkpoint() and resumed.episode == 2
+    rows = resumed.train(progress=False).rows
+    assert strip(rows) == strip(full)
+    assert any(r["synthetic_kept"] > 0 for r in rows)
+    assert any(r["eval_delay_s"] is not None for r in rows)
+
+
+def test_fgamcd_train_cli_writes_curve_policy_and_card(tmp_path):
+    from fgamcd_opt.cli.train import main
+
+    out = tmp_path / "run"
+    args = ["tiny", "-o", str(out), "--episodes", "2", "--reservoir", "32", "--batch", "16",
+            "--updates-per-episode", "2", "--max-users-per-node", "6", "--quiet", "--pool", "2"]
+    assert main(args) == 0
+    for name in ("curve.csv", "curve.png", "policy.pt", "policy.json", "checkpoint.pt"):
+        assert (out / name).is_file(), name
+    card = json.loads((out / "policy.json").read_text())
+    assert card["n_nodes"] == 3 and card["max_users_per_node"] == 6
+    assert card["training"]["episodes_done"] == 2 and "fgamcd-train" in card["training"]["command"]
+    assert main(args) == 2  # a checkpoint exists and --resume was not given
+    assert main(args + ["--resume", "--episodes", "3"]) == 0
+    assert main(["tiny", "-o", str(tmp_path / "x"), "--set", "bogus=1"]) == 2
+    pol = Policy.load(out / "policy.pt")
+    with pytest.raises(ParameterError, match="N=6"):
+        pol.check_fits(generate("paper-default", seed=0))
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory):
+    out = tmp_path_factory.mktemp("policy")
+    tr = tiny_trainer(out, episodes=2)
+    return tr.train(progress=False).policy_path
+
+
+def test_maasn_solver_conforms(tiny_policy):
+    from fgamcd_solvers.maasn import MaasnSolver
+
+    from fgamcd_opt.testing import assert_conforms
+
+    insts = [generate("tiny", seed=0), generate("tiny", seed=1, storage_gb=0.01, n_users=5)]
+    assert_conforms(MaasnSolver, instances=insts, params={"policy": str(tiny_policy)})
+
+
+def test_maasn_solver_errors_and_fine_tuning(tiny_policy):
+    from fgamcd_solvers.maasn import MaasnSolver
+
+    from fgamcd_opt.runner import run_solver
+
+    run = run_solver(generate("tiny", seed=2, n_nodes=2), MaasnSolver,
+                     {"policy": str(tiny_policy)})
+    assert run.record.solver_status == "error" and "N=3" in run.record.message
+    run = run_solver(generate("tiny", seed=0), MaasnSolver, {"policy": "/nonexistent.pt"})
+    assert run.record.solver_status == "error" and "not found" in run.record.message
+    seen = []
+    run = run_solver(generate("tiny", seed=0), MaasnSolver,
+                     {"policy": str(tiny_policy), "episodes": 2}, seed=0,
+                     progress=lambda f, m: seen.append(f))
+    assert run.record.solver_status == "feasible" and seen and seen[-1] == 1.0
+    assert run.result.metadata["fine_tune_episodes"] == 2
+
+
+def test_solver_module_does_not_import_torch():
+    code = ("import sys, fgamcd_solvers.maasn as m; assert m.__solvers__; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
