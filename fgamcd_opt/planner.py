@@ -14,8 +14,21 @@ Cluster growth for one transmission of PB k to users V (deterministic):
    cannot beat the current delay (nor newly meet QoS) are skipped without an oracle call. Add the
    best candidate if it improves (QoS met first, then delay); stop otherwise or at ``max_cluster``.
 The comparison key is (QoS violated, users at rate 0, migration + broadcast delay): the paper's
-QoS is a hard constraint, delay the objective. When no cluster reaches every user with one common
-beam, ``plan_transmissions`` serves the unreachable users in separate units.
+QoS is a hard constraint, delay the objective. There is no fixed cap on the cluster size by
+default (``max_cluster=0``): growth stops when no node can lower the delay, judged first by the
+rate bound (no oracle call for a node that cannot help).
+
+Partial groups (``plan_partition``, used by ``plan_transmissions``): the requesters of a PB are
+partitioned into groups sent one after another, each with its own cluster and beams (the PB's
+delay is the sum of the groups' delays, docs/model.md eq. 7 with several transmissions). For up
+to ``PlannerOptions.exact_users`` requesters the search is exact over partitions with respect to
+the per-group planner: a DP over subsets whose group costs are lower bounds (per-user rate bound
+from every node that can get the PB, no migration) until a group is planned; the DP's optimal
+partition is re-solved after planning its unplanned groups, until all its groups are planned (then
+no other partition can be better: every other one costs at least its lower bound). Above that
+size a documented heuristic (``_greedy_partition``) moves bottleneck users between groups while
+the key improves. Costs order QoS first (a group that misses a floor costs ``QOS_PENALTY_S``
+more), then zero-rate users, then delay.
 """
 
 from __future__ import annotations
@@ -28,17 +41,22 @@ from .bounds import link_amplitude_bound
 from .instance import Instance
 from .oracle import BeamformingOracle, BeamResult
 from .plan import DeliveryUnit, Migration
-from .rates import rate_from_amplitude
+from .rates import rate_from_amplitude, transfer_delay_s
+
+QOS_PENALTY_S = 1e6  # partition search: a group that misses QoS costs this much more (QoS first)
 
 
 @dataclass(frozen=True)
 class PlannerOptions:
-    max_cluster: int = 3  # most nodes in one transmission
+    max_cluster: int = 0  # most nodes in one transmission (0: no cap, growth stops by bound)
     migration: bool = True  # allow migrating PBs to non-holders
     method: str | None = None  # oracle method (None: the oracle's default)
     screen: int = 2  # single holders solved with the oracle (best by rate bound)
     candidates_per_round: int = 3  # growth candidates solved with the oracle per round
     split_zero_rate: bool = True  # serve users a common beam cannot reach in separate units
+    partition: bool = True  # plan_transmissions: best partition into sequential groups
+    exact_users: int = 4  # partition search exact (DP with bounds) up to this many requesters
+    max_group_plans: int = 16  # most groups planned with the oracle per PB (exact search)
 
 
 @dataclass
@@ -67,7 +85,8 @@ class BlockData:
 
     def __init__(self, inst: Instance, k: int):
         self.k = k
-        self.bits = 8.0 * float(inst.repository.sizes[k])
+        self.size_bytes = int(inst.repository.sizes[k])
+        self.bits = 8.0 * float(self.size_bytes)
         req = inst.requesters(k)
         self.column = {int(u): i for i, u in enumerate(req)}
         self.link = link_amplitude_bound(inst, k, req)  # (N, requesters) sqrt(W)
@@ -100,7 +119,8 @@ def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle
     def solve(cluster, migs, mig_s) -> GroupDelivery:
         cluster = tuple(sorted(cluster))
         res = oracle.solve(inst, k, cluster, users, method=options.method)
-        return GroupDelivery(k, users, cluster, list(migs), res, mig_s, res.delay_s(bd.bits / 8))
+        return GroupDelivery(k, users, cluster, list(migs), res, mig_s,
+                             transfer_delay_s(bd.size_bytes, res.min_rate_bps))
 
     # 1. best single node among the free ones
     singles = sorted(free, key=lambda n: -rate_bound((n,)).min())
@@ -108,7 +128,8 @@ def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle
                key=lambda g: g.key)
 
     # 2. growth
-    while len(best.nodes) < min(options.max_cluster, inst.n_nodes):
+    cap = inst.n_nodes if options.max_cluster <= 0 else min(options.max_cluster, inst.n_nodes)
+    while len(best.nodes) < cap:
         cands = []
         for m in range(inst.n_nodes):
             if m in best.nodes:
@@ -118,12 +139,13 @@ def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle
             elif options.migration and sources:
                 rates = bd.backhaul[list(sources), m]
                 s = sources[int(np.argmax(rates))]
-                cost, mig = bd.bits / float(rates.max()), Migration(s, m, k)
+                cost = transfer_delay_s(bd.size_bytes, float(rates.max()))
+                mig = Migration(s, m, k)
             else:
                 continue
             cluster = (*best.nodes, m)
             ub = rate_bound(cluster)
-            lb = best.migration_s + cost + (bd.bits / ub.min() if ub.min() > 0 else np.inf)
+            lb = best.migration_s + cost + transfer_delay_s(bd.size_bytes, ub.min())
             could_meet_qos = bool(np.all(ub >= qos * (1 - 1e-9)))
             qos_now = best.beam.qos_feasible
             if (qos_now and (lb >= best.total_s or not could_meet_qos)) or (
@@ -150,6 +172,39 @@ class DeliveryResult:
     units: list[DeliveryUnit] = field(default_factory=list)
     migrations: list[Migration] = field(default_factory=list)
     undeliverable: dict[int, tuple[int, ...]] = field(default_factory=dict)  # PB -> users
+    # PB -> (users below their QoS floor in the chosen groups, why no choice meets it)
+    qos_unmet: dict[int, tuple[tuple[int, ...], str]] = field(default_factory=dict)
+
+    def qos_message(self, inst: Instance) -> str:
+        """'' when every planned group meets QoS, else which users miss it and why."""
+        if not self.qos_unmet:
+            return ""
+        parts = [f"PB {inst.repository.blocks[k].id}: "
+                 + ", ".join(inst.users.ids[u] for u in us) + f" ({why})"
+                 for k, (us, why) in sorted(self.qos_unmet.items())]
+        return "QoS not met: " + "; ".join(parts)
+
+    def note_qos(self, inst: Instance, k: int, parts, holders, migration: bool = True) -> None:
+        """Record the users of ``parts`` (groups of PB k) below QoS, with the reason: either
+        their rate bound from every node that can get k is below Q_u (no plan can meet it), or
+        the planner's search found no group/cluster meeting it (a heuristic's limit)."""
+        bad = {u for g in parts for u in g.beam.qos_infeasible_users}
+        if not bad:
+            return
+        bad = sorted(bad | set(self.qos_unmet.get(int(k), ((), ""))[0]))
+        nodes = np.arange(inst.n_nodes) if migration else np.asarray(holders, dtype=int)
+        link = link_amplitude_bound(inst, k, bad)[nodes].sum(axis=0)
+        ub = rate_from_amplitude(link, inst.users.noise_w[bad], inst.bandwidth_hz)
+        hopeless = [u for u, r in zip(bad, ub, strict=True)
+                    if r < inst.users.qos_bps[u] * (1 - 1e-9)]
+        why = ("rate bound below Q_u even alone from every node that can get the PB: no plan "
+               "meets it" if len(hopeless) == len(bad) else
+               "no group/cluster choice the planner tried meets it")
+        self.qos_unmet[int(k)] = (tuple(bad), why)
+
+    def message(self, inst: Instance) -> str:
+        """Undelivered users and QoS shortfalls, for a solver's result message."""
+        return "; ".join(filter(None, [self.undelivered_message(inst), self.qos_message(inst)]))
 
     def undelivered_message(self, inst: Instance) -> str:
         """'' when every requester is served, else which PBs and users are not (for the
@@ -170,17 +225,154 @@ class DeliveryResult:
                 self.migrations.append(m)
 
 
+def _partition_cost(g: GroupDelivery | None) -> float:
+    """Scalar version of GroupDelivery.key for the partition DP: QoS first, then users at rate 0,
+    then delay (a group at rate 0 costs its zero-rate users, not an infinite delay, so that the
+    DP still compares partitions that all contain one)."""
+    if g is None:
+        return np.inf
+    t = g.total_s if np.isfinite(g.total_s) else 0.0
+    return t + QOS_PENALTY_S * (not g.beam.qos_feasible) \
+        + 1e3 * QOS_PENALTY_S * len(g.beam.zero_rate_users)
+
+
+def _best_partition(n: int, cost) -> tuple[float, list[int]]:
+    """min over partitions of {0..n-1} of sum cost(group mask): DP over subsets, each partition
+    enumerated once (the group holding the lowest remaining element is chosen first)."""
+    full = (1 << n) - 1
+    best = [0.0] + [np.inf] * full
+    choice = [0] * (full + 1)
+    for mask in range(1, full + 1):
+        low = mask & -mask
+        rest = mask ^ low
+        sub = rest
+        while True:
+            g = sub | low
+            val = cost(g) + best[mask ^ g]
+            if val < best[mask]:
+                best[mask], choice[mask] = val, g
+            if sub == 0:
+                break
+            sub = (sub - 1) & rest
+    groups, m = [], full
+    while m:
+        groups.append(choice[m])
+        m ^= choice[m]
+    return best[full], groups
+
+
+def plan_partition(inst: Instance, k: int, users, holders, oracle: BeamformingOracle,
+                   options: PlannerOptions = PlannerOptions(), received=(), sources=None,
+                   block_data: BlockData | None = None) -> list[GroupDelivery]:
+    """The requesters ``users`` of PB k split into groups sent one after another, each planned
+    by :func:`plan_group` (module docstring: exact DP with bounds up to ``options.exact_users``
+    requesters, greedy above). Returns the groups ([] when no node can transmit k)."""
+    users = tuple(int(u) for u in users)
+    bd = block_data or BlockData(inst, k)
+    received = {int(n) for n in received}
+    n = len(users)
+    plans: dict[int, GroupDelivery | None] = {}
+
+    def members(mask: int) -> tuple[int, ...]:
+        return tuple(users[i] for i in range(n) if mask >> i & 1)
+
+    def plan(mask: int) -> GroupDelivery | None:
+        if mask not in plans:
+            plans[mask] = plan_group(inst, k, members(mask), holders, oracle, options,
+                                     received=received, sources=sources, block_data=bd)
+        return plans[mask]
+
+    full = (1 << n) - 1
+    whole = plan(full)
+    if whole is None:
+        return []
+    if n == 1:
+        return [whole]
+    # per-user lower bound on any group's delay: every node that can get the PB, no migration
+    can = set(int(h) for h in holders) | received
+    if options.migration and (sources is None or len(sources)):
+        can = set(range(inst.n_nodes))
+    link = bd.link[np.ix_(sorted(can), [bd.column[u] for u in users])]
+    single_lb = transfer_delay_s(bd.size_bytes, rate_from_amplitude(
+        link.sum(axis=0), inst.users.noise_w[list(users)], inst.bandwidth_hz))
+    single_lb = np.where(np.isfinite(single_lb), single_lb, 1e3 * QOS_PENALTY_S)
+
+    def lower(mask: int) -> float:
+        return float(max(single_lb[i] for i in range(n) if mask >> i & 1))
+
+    if n <= options.exact_users:
+        while True:
+            _, groups = _best_partition(
+                n, lambda m: _partition_cost(plans[m]) if m in plans else lower(m))
+            todo = [g for g in groups if g not in plans]
+            if not todo or len(plans) + len(todo) > options.max_group_plans:
+                break
+            for g in todo:
+                plan(g)
+        _, groups = _best_partition(n, lambda m: _partition_cost(plans.get(m)))
+    else:
+        groups = _greedy_partition(n, plan, lambda g: _partition_cost(plans.get(g)),
+                                   lambda m: [i for i in range(n) if m >> i & 1], users)
+    parts = [plans[g] for g in groups]
+    if len(parts) > 1:
+        # send the groups in turn, a later group reusing copies migrated for an earlier one
+        seq, got = [], set(received)
+        for g in sorted(groups, key=lambda m: -bin(m).count("1")):
+            p = plan_group(inst, k, members(g), holders, oracle, options, received=got,
+                           sources=sources, block_data=bd)
+            seq.append(p)
+            got |= {m.dst for m in p.migrations}
+        if sum(map(_partition_cost, seq)) < sum(map(_partition_cost, parts)):
+            parts = seq
+    return parts
+
+
+def _greedy_partition(n: int, plan, cost, idx, users) -> list[int]:
+    """Heuristic for large groups: from the whole group, repeatedly take the group with the
+    largest cost, move its bottleneck user (lowest worst-case rate in its beam) to a new group of
+    its own or into another group, keep the best move if it lowers the total cost; stop when no
+    move helps (at most n rounds)."""
+    groups = [(1 << n) - 1]
+    for _ in range(n):
+        worst = max(groups, key=cost)
+        g = plan(worst)
+        if g is None or bin(worst).count("1") < 2:
+            break
+        rates = dict(zip(g.users, g.beam.rates_bps, strict=True))
+        b = users.index(min(g.users, key=lambda u: rates[u]))
+        bit = 1 << b
+        base = sum(cost(m) for m in groups)
+        best, best_groups = base, None
+        others = [m for m in groups if m != worst]
+        for target in [0, *others]:
+            cand = [m for m in others if m != target] + [worst ^ bit, target | bit]
+            for m in cand:
+                plan(m)
+            total = sum(cost(m) for m in cand)
+            if total < best:
+                best, best_groups = total, cand
+        if best_groups is None:
+            break
+        groups = best_groups
+    return groups
+
+
 def plan_transmissions(inst: Instance, k: int, users, holders, oracle: BeamformingOracle,
                        options: PlannerOptions = PlannerOptions(), received=(), sources=None,
                        block_data: BlockData | None = None) -> list[GroupDelivery]:
-    """One transmission of PB k to ``users`` (plan_group), split when it cannot reach everyone.
+    """The transmissions of PB k to ``users``: the best partition into sequential groups
+    (:func:`plan_partition`) when ``options.partition``, else one common transmission
+    (plan_group) split only where it cannot reach everyone. Returns [] when no node can
+    transmit k.
 
-    If the best common beam leaves some users at worst-case rate 0 (typically a user that only a
-    node far from the others can reach), those users are planned separately, each on its own
-    (a user alone gets the optimal robust MRT), and the rest are re-planned together; migrated
-    copies are shared between the parts. Returns [] when no node can transmit k.
+    Without partitions: if the best common beam leaves some users at worst-case rate 0 (typically
+    a user that only a node far from the others can reach), those users are planned separately,
+    each on its own (a user alone gets the optimal robust MRT), and the rest are re-planned
+    together; migrated copies are shared between the parts.
     """
     bd = block_data or BlockData(inst, k)
+    if options.partition:
+        return plan_partition(inst, k, users, holders, oracle, options, received, sources, bd)
     received = set(int(n) for n in received)
     g = plan_group(inst, k, users, holders, oracle, options, received=received, sources=sources,
                    block_data=bd)
@@ -205,8 +397,9 @@ def plan_transmissions(inst: Instance, k: int, users, holders, oracle: Beamformi
 
 def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
                    options: PlannerOptions = PlannerOptions()) -> DeliveryResult:
-    """One CoMP broadcast per requested PB to all its requesters (FGAMCD delivery), split only
-    where a common beam would leave a requester at rate 0 (see plan_transmissions).
+    """CoMP delivery of every requested PB to all its requesters: the best partition of them
+    into sequential groups, each with its own cluster and beams (plan_transmissions); users still
+    below QoS are recorded with the reason (``DeliveryResult.qos_unmet``).
 
     holds: (N, K) bool, what each node caches (a_n(k)).
     """
@@ -218,6 +411,7 @@ def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
         if not parts:
             out.undeliverable[int(k)] = tuple(int(u) for u in users)
             continue
+        out.note_qos(inst, int(k), parts, holders, options.migration)
         for g in parts:
             mode = "unicast" if len(parts) > 1 and len(g.users) == 1 else "broadcast"
             out.add(g, mode=mode, beamforming=options.method)
@@ -243,4 +437,5 @@ def plan_unicast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
                 continue
             received.update(m.dst for m in g.migrations)
             out.add(g, mode="unicast", beamforming=options.method)
+            out.note_qos(inst, int(k), [g], holders, options.migration)
     return out

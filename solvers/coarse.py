@@ -1,4 +1,5 @@
-"""coarse: coarse-grained caching (docs/model.md section 11.5; the conventional content-caching baseline).
+"""coarse: coarse-grained caching (docs/model.md section 11.5; the conventional content-caching
+baseline).
 
 Each node caches whole models, most requested first: by the requests of its own users, then by
 all requests, then smaller models first; a model copy pays its full size, so a PB shared by two
@@ -23,7 +24,7 @@ class CoarseSolver:
     name = "coarse"
     description = "coarse-grained caching: whole models by popularity, delivered per model"
     params = (
-        Param("max_cluster", int, 3, "most nodes in one transmission"),
+        Param("max_cluster", int, 0, "most nodes in one transmission (0: no cap)"),
         Param("migration", bool, True, "allow migrating a model's PBs between copy holders"),
     )
 
@@ -45,6 +46,7 @@ class CoarseSolver:
                 if not parts:
                     out.undeliverable[k] = out.undeliverable.get(k, ()) + users
                     continue
+                out.note_qos(inst, k, parts, holders, opts.migration)
                 for g in parts:
                     out.add(g, model=j)
         plan = Plan(cache=[set() for _ in range(inst.n_nodes)], migrations=out.migrations,
@@ -52,6 +54,7 @@ class CoarseSolver:
         missing = sorted({u for us in out.undeliverable.values() for u in us})
         msg = (f"{len(missing)} user(s) request a model no node caches: "
                + ", ".join(inst.users.ids[u] for u in missing)) if missing else ""
+        msg = "; ".join(filter(None, [msg, out.qos_message(inst)]))
         plan.metadata["cached_models"] = [len(c) for c in copies]
         return SolveResult(plan, SolveStatus.FEASIBLE, msg)
 

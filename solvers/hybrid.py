@@ -27,7 +27,7 @@ class HybridSolver:
     description = "hybrid multicasting: CoMP broadcast for PBs with > eps_hot requesters, unicast"
     params = (
         Param("eps_hot", int, 2, "popularity threshold: broadcast when requesters > eps_hot"),
-        Param("max_cluster", int, 3, "most nodes in one broadcast"),
+        Param("max_cluster", int, 0, "most nodes in one broadcast (0: no cap)"),
         Param("unicast_cluster", int, 1, "most nodes in one unicast slot"),
     )
 
@@ -47,10 +47,11 @@ class HybridSolver:
                           PlannerOptions(max_cluster=params["unicast_cluster"], method=None),
                           blocks=cold_blocks)
         out = DeliveryResult(units=bc.units + uc.units, migrations=bc.migrations + uc.migrations,
-                             undeliverable={**bc.undeliverable, **uc.undeliverable})
+                             undeliverable={**bc.undeliverable, **uc.undeliverable},
+                             qos_unmet={**bc.qos_unmet, **uc.qos_unmet})
         plan = Plan.from_holds(holds, migrations=out.migrations, units=out.units, solver=self.name)
         plan.metadata["hot_blocks"] = int(hot[inst.requested_blocks].sum())
-        return SolveResult(plan, SolveStatus.FEASIBLE, out.undelivered_message(inst))
+        return SolveResult(plan, SolveStatus.FEASIBLE, out.message(inst))
 
 
 __solvers__ = [HybridSolver]

@@ -21,7 +21,7 @@ class TdmaSolver:
     description = "TDMA unicasting: one slot per (PB, user) with MRT beams; default caching"
     params = (
         Param("caching", str, "default", "caching rule", choices=("default", "trimcaching")),
-        Param("max_cluster", int, 3, "most nodes in one unicast slot"),
+        Param("max_cluster", int, 0, "most nodes in one unicast slot (0: no cap)"),
         Param("beamforming", str, "mrt", "unicast beams", choices=("mrt", "fast")),
     )
 
@@ -32,7 +32,7 @@ class TdmaSolver:
         out = plan_unicast(inst, holds, ctx.oracle, PlannerOptions(
             max_cluster=params["max_cluster"], method=params["beamforming"]))
         plan = Plan.from_holds(holds, migrations=out.migrations, units=out.units, solver=self.name)
-        return SolveResult(plan, SolveStatus.FEASIBLE, out.undelivered_message(inst))
+        return SolveResult(plan, SolveStatus.FEASIBLE, out.message(inst))
 
 
 __solvers__ = [TdmaSolver]

@@ -2,8 +2,8 @@
 
 Hit model. User u is *hit* when every PB of its model r_u is cached at some node of its
 cooperating set: its own node and the nodes within the information-exchange radius of it
-(varpi, docs/model.md section 1). TrimCaching places whole models, sharing-aware: placing model j at node n
-only costs the bytes of the PBs of j that n does not cache yet.
+(varpi, docs/model.md section 1). TrimCaching places whole models, sharing-aware: placing
+model j at node n only costs the bytes of the PBs of j that n does not cache yet.
 
 Greedy rule (gain per added byte). Start empty. At each step, among all (node n, model j) with
 added bytes b(n, j) = S(K_j minus cache[n]) that fit n's free storage, take the one maximising
@@ -32,7 +32,7 @@ class TrimCachingSolver:
     description = ("TrimCaching (Qu et al. 2024): sharing-aware greedy hit-ratio caching; "
                    "delivery by the shared planner")
     params = (
-        Param("max_cluster", int, 3, "most nodes in one broadcast"),
+        Param("max_cluster", int, 0, "most nodes in one broadcast (0: no cap)"),
         Param("migration", bool, True, "allow the planner to migrate PBs"),
     )
 
@@ -42,7 +42,7 @@ class TrimCachingSolver:
         out = plan_broadcast(inst, holds, ctx.oracle, PlannerOptions(
             max_cluster=params["max_cluster"], migration=params["migration"]))
         plan = Plan.from_holds(holds, out.migrations, out.units, solver=self.name)
-        return SolveResult(plan, SolveStatus.FEASIBLE, out.undelivered_message(inst))
+        return SolveResult(plan, SolveStatus.FEASIBLE, out.message(inst))
 
 
 __solvers__ = [TrimCachingSolver]
