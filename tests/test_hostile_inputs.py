@@ -519,3 +519,16 @@ def test_fast_validation_agrees_with_jsonschema(_wide_dict, where, edit, delete,
         assert fast.path.startswith(("users[", "error_shape.c[")), fast.path
         assert fast.path.startswith(f"users[{where}]") or fast.path.startswith(
             "error_shape.c["), fast.path
+
+
+def test_lazy_steering_gives_the_same_bits_as_the_precomputed_tensor(monkeypatch):
+    import fgamcd_opt.channels as channels
+
+    rng = np.random.default_rng(8)
+    nodes, users = rng.uniform(0, 900, (4, 2)), rng.uniform(0, 900, (40, 2))
+    cached = RicianChannels(11, nodes, users, 6)
+    monkeypatch.setattr(channels, "STEERING_CACHE_BYTES", 0)  # as for a huge U
+    lazy = RicianChannels(11, nodes, users, 6)
+    assert cached._steering is not None and lazy._steering is None
+    for k in (0, 3):
+        np.testing.assert_array_equal(cached.channel(k), lazy.channel(k))
