@@ -1,4 +1,4 @@
-"""The Dec-POMDP of MAASN-DA (docs/model.md section 7, paper section III-B) as a PettingZoo
+"""The Dec-POMDP of MAASN-DA (docs/model.md section 9, paper section III-B) as a PettingZoo
 ``ParallelEnv``.
 
 Agents are the edge nodes ``node_0 .. node_{N-1}``. **One step = one requested PB**, in PB index

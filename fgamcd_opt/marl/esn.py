@@ -1,5 +1,5 @@
 """Echo-state-network data augmentation (paper section III-D, eqs. 15-18; docs/model.md
-section 7), in numpy.
+section 9), in numpy.
 
 q(k) = tanh(eta_in v(k) + eta_re q(k-1)), (r^(k), s^(k+1)) = eta_out q(k), v(k) = (s(k), d(k)).
 eta_in (uniform in [-input_scale, input_scale]) and eta_re (Gaussian, rescaled to spectral norm

@@ -1,5 +1,5 @@
 """The MAASN-DA learner (paper sections III-C..E, Algorithm 1 lines 20-24; docs/model.md
-section 7): action-semantics actors, local critics, QMIX mixing, target networks with soft
+section 9): action-semantics actors, local critics, QMIX mixing, target networks with soft
 updates.
 
 Critic loss (eq. 21): (Q_tar - Q_tot(s, d))^2 with

@@ -1,4 +1,4 @@
-"""MAASN-DA networks (docs/model.md section 7, paper Appendix C / Fig. 19), in torch.
+"""MAASN-DA networks (docs/model.md section 9, paper Appendix C / Fig. 19), in torch.
 
 Every agent n has its own parameters (phi_n, theta_n); they are stored stacked along a leading
 agent axis and applied with one batched product (:class:`AgentLinear`), which is the same maths

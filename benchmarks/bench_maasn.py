@@ -1,0 +1,217 @@
+"""MAASN-DA numbers (docs/maasn.md): training time breakdown, inference time, and quality on
+held-out generator seeds against the baselines.
+
+    python benchmarks/bench_maasn.py training [--curve PATH]     # from a fgamcd-train curve.csv
+    python benchmarks/bench_maasn.py inference [--policy PATH]
+    python benchmarks/bench_maasn.py quality --storage 1.25 [--seeds 0 .. 9] [--solvers ...]
+                                     [--with-milp] [--policy PATH]
+
+training: sums the per-episode timings of the learning curve (the shipped policy's by default):
+  environment steps without the oracle, oracle, action selection, ESN augmentation, network
+  updates, wall. inference: the decision time per step of the actors (mean over the steps of a
+  rollout of instances/paper-default.json) and the wall time of the full command
+  ``fgamcd-solve instances/paper-default.json --solver maasn`` (a fresh process: imports, policy
+  load, rollout through the planner and oracle, evaluation). quality: seeds 0-9 of paper-default
+  (the training pools use seeds >= 1000, so these are never seen in training) at the given C_n;
+  one row per (seed, solver), a shared memoised oracle per instance; the gap is to milp's
+  certified lower bound of that instance when milp ran. Results in
+  benchmarks/results/maasn_*.json (resumable: finished rows are skipped; --fresh starts over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ResultsFile, table  # noqa: E402
+
+from fgamcd_opt.generators import generate  # noqa: E402
+from fgamcd_opt.jsonio import jsonable  # noqa: E402
+from fgamcd_opt.oracle import BeamformingOracle  # noqa: E402
+from fgamcd_opt.registry import get_solver  # noqa: E402
+from fgamcd_opt.runner import run_solver  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+BASELINES = ["trimcaching", "nocoop", "tdma", "coarse", "hybrid"]
+
+
+def maasn_spec() -> str:
+    """'maasn' once the registry lists it, else the plugin path (same class)."""
+    from fgamcd_opt import registry
+
+    return "maasn" if "maasn" in registry.available() else str(
+        ROOT / "solvers" / "maasn.py") + ":MaasnSolver"
+
+
+def cmd_training(args) -> None:
+    from fgamcd_opt.marl.policy import shipped_policy_path
+
+    path = Path(args.curve) if args.curve else shipped_policy_path().with_suffix(".curve.csv")
+    rows = list(csv.DictReader(open(path)))
+    if not rows:
+        raise SystemExit(f"{path}: empty learning curve")
+
+    def total(key):
+        return float(sum(float(r[key]) for r in rows))
+
+    wall, env, oracle = total("wall_s"), total("env_s"), total("oracle_s")
+    out = {"curve": str(path), "episodes": len(rows), "wall_s": wall,
+           "env_without_oracle_s": env - oracle, "oracle_s": oracle, "act_s": total("act_s"),
+           "esn_s": total("esn_s"), "update_s": total("update_s"),
+           "other_s": wall - env - total("act_s") - total("esn_s") - total("update_s"),
+           "wall_per_episode_s": wall / len(rows),
+           "projected_600_episodes_min": wall / len(rows) * 600 / 60}
+    for lo, hi in ((0, 50), (len(rows) - 50, len(rows))):
+        part = rows[max(lo, 0):hi]
+        out[f"episodes_{max(lo, 0) + 1}_{hi}_wall_per_episode_s"] = float(
+            np.mean([float(r["wall_s"]) for r in part]))
+    res = ResultsFile("maasn_training.json", {"command": "python benchmarks/bench_maasn.py "
+                                              + " ".join(sys.argv[1:])})
+    res.data["rows"] = [out]
+    from fgamcd_opt.jsonio import write_json_atomic
+
+    write_json_atomic(res.path, res.data)
+    for k, v in out.items():
+        print(f"{k:40s} {v:.2f}" if isinstance(v, float) else f"{k:40s} {v}")
+
+
+def cmd_inference(args) -> None:
+    from fgamcd_opt.instance_io import load_instance
+
+    inst_path = ROOT / "instances" / "paper-default.json"
+    inst = load_instance(inst_path)
+    params = {"policy": args.policy} if args.policy else {}
+    spec = maasn_spec()
+    cls = get_solver(spec)
+    run_solver(inst, cls, params, oracle=BeamformingOracle())  # warm: imports, policy load
+    runs = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        run = run_solver(inst, cls, params, oracle=BeamformingOracle())
+        runs.append((time.perf_counter() - t0, run))
+    roll = [r.result.metadata["rollout"] for _, r in runs]
+    cmd = [sys.executable, "-m", "fgamcd_opt.cli.main", "solve", str(inst_path), "--solver",
+           spec, "-o", str(Path(args.tmp) / "maasn.plan.json")]
+    if args.policy:
+        cmd += ["--param", f"policy={args.policy}"]
+    walls = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        walls.append(time.perf_counter() - t0)
+        if proc.returncode != 0:
+            raise SystemExit(f"fgamcd-solve failed: {proc.stderr.strip()[-400:]}")
+    rec = runs[0][1].record
+    out = {"instance": str(inst_path.relative_to(ROOT)), "steps": roll[0]["steps"],
+           "decision_s_per_step_mean": float(np.mean([r["decision_s_per_step"] for r in roll])),
+           "rollout_s_cold_oracle_mean": float(np.mean([r["rollout_s"] for r in roll])),
+           "solve_s_in_process_mean": float(np.mean([w for w, _ in runs])),
+           "fgamcd_solve_wall_s": walls, "fgamcd_solve_wall_s_median": float(np.median(walls)),
+           "command": " ".join(cmd[2:]).replace("fgamcd_opt.cli.main solve", "fgamcd-solve"),
+           "total_delay_s": rec.total_delay_s, "qos_violating_users": rec.qos_violating_users,
+           "undelivered_users": rec.undelivered_users}
+    res = ResultsFile("maasn_inference.json", {"command": "python benchmarks/bench_maasn.py "
+                                               + " ".join(sys.argv[1:])})
+    res.data["rows"] = [out]
+    from fgamcd_opt.jsonio import write_json_atomic
+
+    write_json_atomic(res.path, res.data)
+    for k, v in out.items():
+        print(f"{k:32s} {v}")
+
+
+def cmd_quality(args) -> None:
+    st = args.storage
+    solvers = (["maasn"] if not args.no_maasn else []) + args.solvers + (
+        ["milp"] if args.with_milp else [])
+    res = ResultsFile(f"maasn_quality_storage{st:g}.json", {
+        "scenario": "paper-default", "storage_gb": st, "held_out_seeds": args.seeds,
+        "command": "python benchmarks/bench_maasn.py " + " ".join(sys.argv[1:])})
+    if args.fresh:
+        res.data["rows"] = []
+    for seed in args.seeds:
+        inst = generate("paper-default", seed=seed, storage_gb=st)
+        oracle = BeamformingOracle()
+        for name in solvers:
+            if res.has(seed=seed, solver=name):
+                continue
+            spec = maasn_spec() if name == "maasn" else name
+            params = {"policy": args.policy} if name == "maasn" and args.policy else {}
+            run = run_solver(inst, get_solver(spec), params, seed=seed, oracle=oracle)
+            r = run.record
+            row = {"seed": seed, "solver": name, "status": r.solver_status,
+                   "verdict": r.verdict, "complete": r.complete,
+                   "total_delay_s": r.total_delay_s, "delivered_delay_s": r.delivered_delay_s,
+                   "migration_delay_s": r.migration_delay_s,
+                   "broadcast_delay_s": r.broadcast_delay_s,
+                   "qos_violating_users": r.qos_violating_users,
+                   "undelivered_users": r.undelivered_users, "bound_s": r.bound_s,
+                   "solve_time_s": r.solve_time_s, "message": r.message[:200]}
+            if name == "maasn":
+                row["decision_s_per_step"] = run.result.metadata.get("rollout", {}).get(
+                    "decision_s_per_step")
+            res.add(jsonable(row))
+            print(f"C_n {st} seed {seed} {name:12s} T={r.total_delay_s} delivered "
+                  f"{r.delivered_delay_s or 0:.3f}s undelivered {r.undelivered_users} qos "
+                  f"{r.qos_violating_users} ({r.solve_time_s:.1f}s)", flush=True)
+    rows = [r for r in res.rows if r["seed"] in args.seeds]
+    bound = {r["seed"]: r["bound_s"] for r in rows if r["solver"] == "milp" and r["bound_s"]}
+    summary = []
+    for name in dict.fromkeys(r["solver"] for r in rows):
+        rs = [r for r in rows if r["solver"] == name]
+        complete = [r for r in rs if r["total_delay_s"] is not None]
+        gaps = [(r["total_delay_s"] - bound[r["seed"]]) / r["total_delay_s"]
+                for r in complete if r["seed"] in bound]
+        summary.append({
+            "solver": name, "runs": len(rs), "complete_runs": len(complete),
+            "mean_delay_s_complete": float(np.mean([r["total_delay_s"] for r in complete]))
+            if complete else None,
+            "mean_delivered_delay_s": float(np.mean([r["delivered_delay_s"] or 0 for r in rs])),
+            "mean_qos_users": float(np.mean([r["qos_violating_users"] or 0 for r in rs])),
+            "mean_undelivered_users": float(np.mean([r["undelivered_users"] or 0 for r in rs])),
+            "mean_gap_to_bound": float(np.mean(gaps)) if gaps else None,
+            "mean_solve_s": float(np.mean([r["solve_time_s"] for r in rs]))})
+    res.data["summary"] = jsonable(summary)
+    from fgamcd_opt.jsonio import write_json_atomic
+
+    write_json_atomic(res.path, res.data)
+    print(table(summary, [("solver", "solver", "12s"), ("runs", "runs", "d"),
+                          ("complete", "complete_runs", "d"),
+                          ("delay s (complete)", "mean_delay_s_complete", ".3f"),
+                          ("delivered s", "mean_delivered_delay_s", ".3f"),
+                          ("QoS users", "mean_qos_users", ".1f"),
+                          ("undelivered", "mean_undelivered_users", ".1f"),
+                          ("gap", "mean_gap_to_bound", ".3f"),
+                          ("solve s", "mean_solve_s", ".1f")]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("training")
+    t.add_argument("--curve", help="a fgamcd-train curve.csv (default: the shipped policy's)")
+    i = sub.add_parser("inference")
+    i.add_argument("--policy", default="")
+    i.add_argument("--repeat", type=int, default=3)
+    i.add_argument("--tmp", default="/tmp")
+    q = sub.add_parser("quality")
+    q.add_argument("--storage", type=float, default=1.25)
+    q.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    q.add_argument("--solvers", nargs="+", default=BASELINES)
+    q.add_argument("--with-milp", action="store_true")
+    q.add_argument("--no-maasn", action="store_true", help="baselines only")
+    q.add_argument("--policy", default="")
+    q.add_argument("--fresh", action="store_true")
+    args = ap.parse_args()
+    {"training": cmd_training, "inference": cmd_inference, "quality": cmd_quality}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
