@@ -126,6 +126,11 @@ def amplitude_bound(problem: BeamProblem, achieved: float = 0.0, rtol: float = 0
     info = {"per_user": per_user, "sdp_evaluations": 0, "source": "per-user"}
     if problem.n_users <= 1 or per_user <= 0:
         return per_user, info  # a single user: robust MRT attains the per-user bound
+    # A node weaker than its error radius to every user of the group never raises anyone's
+    # worst-case amplitude (|g^H x_n| - rho ||x_n|| <= 0 for each u, triangle inequality), so
+    # the optimum silences it: dropping it is exact and shrinks the SDP.
+    live = np.flatnonzero((np.linalg.norm(problem.g, axis=2) > problem.rho).any(axis=1))
+    problem = BeamProblem(problem.g[live], problem.rho[live], problem.snr_required)
     reduced, _ = problem.reduce()
     # F is homogeneous of degree 2 in (g, rho, s): solve at O(1) scale (conditioning)
     sc = per_user
@@ -157,6 +162,32 @@ def amplitude_bound(problem: BeamProblem, achieved: float = 0.0, rtol: float = 0
 # ---------------------------------------------------------------------------------------------
 # 2. the partition bound of one PB
 # ---------------------------------------------------------------------------------------------
+def best_partition(n: int, cost) -> tuple[float, list[int]]:
+    """min over the partitions of {0..n-1} of sum cost(group bit mask), by a DP over subsets in
+    which each partition is enumerated once (the group holding the lowest remaining element is
+    chosen first); O(3^n). Returns (value, group masks)."""
+    full = (1 << n) - 1
+    best = [0.0] + [np.inf] * full
+    choice = [0] * (full + 1)
+    for mask in range(1, full + 1):
+        low = mask & -mask
+        rest = mask ^ low
+        sub = rest
+        while True:
+            g = sub | low
+            val = cost(g) + best[mask ^ g]
+            if val < best[mask]:
+                best[mask], choice[mask] = val, g
+            if sub == 0:
+                break
+            sub = (sub - 1) & rest
+    groups, m = [], full
+    while m and choice[m]:
+        groups.append(choice[m])
+        m ^= choice[m]
+    return best[full], groups
+
+
 @dataclass
 class GroupBoundStats:
     sdp_groups: int = 0
@@ -234,29 +265,8 @@ class PartitionBound:
         return self.bits / rate if rate > 0 else np.inf
 
     def _dp(self, nodes) -> tuple[float, list[int]]:
-        """min over partitions of sum of current group bounds; returns (value, groups)."""
-        n = len(self.users)
-        full = (1 << n) - 1
-        cost = {m: self.group_delay_lb(nodes, m) for m in range(1, full + 1)}
-        best = [0.0] + [np.inf] * full
-        choice = [0] * (full + 1)
-        for mask in range(1, full + 1):
-            low = mask & -mask  # the group containing the lowest user (each partition once)
-            rest = mask ^ low
-            sub = rest
-            while True:
-                g = sub | low
-                val = cost[g] + best[mask ^ g]
-                if val < best[mask]:
-                    best[mask], choice[mask] = val, g
-                if sub == 0:
-                    break
-                sub = (sub - 1) & rest
-        groups, m = [], full
-        while m:
-            groups.append(choice[m])
-            m ^= choice[m]
-        return best[full], groups
+        """min over partitions of the sum of the current group bounds: (value, groups)."""
+        return best_partition(len(self.users), lambda m: self.group_delay_lb(nodes, m))
 
     def delay_lb(self, nodes, time_budget_s: float = np.inf) -> tuple[float, dict]:
         """Lower bound (s) on the broadcast time of PB k over every partition of its requesters

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .bounds import link_amplitude_bound
+from .group_bound import best_partition
 from .instance import Instance
 from .oracle import BeamformingOracle, BeamResult
 from .plan import DeliveryUnit, Migration
@@ -236,31 +237,6 @@ def _partition_cost(g: GroupDelivery | None) -> float:
         + 1e3 * QOS_PENALTY_S * len(g.beam.zero_rate_users)
 
 
-def _best_partition(n: int, cost) -> tuple[float, list[int]]:
-    """min over partitions of {0..n-1} of sum cost(group mask): DP over subsets, each partition
-    enumerated once (the group holding the lowest remaining element is chosen first)."""
-    full = (1 << n) - 1
-    best = [0.0] + [np.inf] * full
-    choice = [0] * (full + 1)
-    for mask in range(1, full + 1):
-        low = mask & -mask
-        rest = mask ^ low
-        sub = rest
-        while True:
-            g = sub | low
-            val = cost(g) + best[mask ^ g]
-            if val < best[mask]:
-                best[mask], choice[mask] = val, g
-            if sub == 0:
-                break
-            sub = (sub - 1) & rest
-    groups, m = [], full
-    while m:
-        groups.append(choice[m])
-        m ^= choice[m]
-    return best[full], groups
-
-
 def plan_partition(inst: Instance, k: int, users, holders, oracle: BeamformingOracle,
                    options: PlannerOptions = PlannerOptions(), received=(), sources=None,
                    block_data: BlockData | None = None) -> list[GroupDelivery]:
@@ -302,14 +278,14 @@ def plan_partition(inst: Instance, k: int, users, holders, oracle: BeamformingOr
 
     if n <= options.exact_users:
         while True:
-            _, groups = _best_partition(
+            _, groups = best_partition(
                 n, lambda m: _partition_cost(plans[m]) if m in plans else lower(m))
             todo = [g for g in groups if g not in plans]
             if not todo or len(plans) + len(todo) > options.max_group_plans:
                 break
             for g in todo:
                 plan(g)
-        _, groups = _best_partition(n, lambda m: _partition_cost(plans.get(m)))
+        _, groups = best_partition(n, lambda m: _partition_cost(plans.get(m)))
     else:
         groups = _greedy_partition(n, plan, lambda g: _partition_cost(plans.get(g)),
                                    lambda m: [i for i in range(n) if m >> i & 1], users)

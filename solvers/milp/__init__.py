@@ -29,7 +29,7 @@ from fgamcd_opt.caching import repair_storage, warm_caching
 from fgamcd_opt.jsonio import jsonable
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
-from fgamcd_opt.planner import BlockData, DeliveryResult, PlannerOptions, plan_group
+from fgamcd_opt.planner import BlockData, DeliveryResult, PlannerOptions, plan_transmissions
 from fgamcd_opt.solver import SolveResult, SolveStatus
 
 from . import formulation as milp
@@ -137,26 +137,22 @@ class MilpSolver:
         planner = DeliveryResult()
         planner_cluster: dict[int, tuple[int, ...]] = {}
         planner_delay = 0.0  # the oracle's delays of the planner's units (+ migrations)
+        partitions: dict[int, list] = {}
         for o in bdata.blocks:
             holders = np.flatnonzero(holds[:, o.block])
-            bd = BlockData(inst, o.block)
-            g = plan_group(inst, o.block, o.users, holders, oracle, popts, block_data=bd)
-            if g is None:
+            parts = plan_transmissions(inst, o.block, o.users, holders, oracle, popts,
+                                       block_data=BlockData(inst, o.block))
+            if not parts:
                 planner.undeliverable[o.block] = o.users
                 continue
-            planner_cluster[o.block] = g.nodes
-            if np.isfinite(g.total_s):
-                planner.add(g)
+            planner.note_qos(inst, o.block, parts, holders)
+            planner_cluster[o.block] = tuple(sorted({n for g in parts for n in g.nodes}))
+            if len(parts) > 1:
+                partitions[o.block] = [[g.beam for g in parts]]
+            for g in parts:
+                planner.add(g, mode="unicast" if len(parts) > 1 and len(g.users) == 1
+                            else "broadcast")
                 planner_delay += g.total_s
-                continue
-            # no common beam reaches every user: one unit per user, sent one after another
-            received: set[int] = set()
-            for u in o.users:
-                gu = plan_group(inst, o.block, (u,), holders, oracle, popts, received=received,
-                                block_data=bd)
-                received.update(m.dst for m in gu.migrations)
-                planner.add(gu, mode="unicast")
-                planner_delay += gu.total_s
         meta.update(planner_primal_delay_s=planner_delay)
         statuses = {"optimistic": out_b.status}
         if params["rate_model"] == "optimistic":
@@ -179,7 +175,7 @@ class MilpSolver:
             candidates[o.block] = cands
             users[o.block] = o.users
         pdata = milp.oracle_data(inst, oracle, candidates, users, params["qos_penalty"],
-                                 excluded=bdata.excluded)
+                                 excluded=bdata.excluded, partitions=partitions)
         start = milp.complete(pdata, holds)
         out_p = milp.solve_milp(pdata, inst.n_blocks, budget(), params["mip_gap"],
                                 params["threads"],

@@ -91,7 +91,7 @@ from fgamcd_opt.bounds import link_amplitude_bound
 from fgamcd_opt.instance import Instance
 from fgamcd_opt.oracle import BeamformingOracle, BeamResult
 from fgamcd_opt.plan import DeliveryUnit, Migration, Plan
-from fgamcd_opt.rates import rate_from_amplitude
+from fgamcd_opt.rates import rate_from_amplitude, transfer_delay_s
 
 RATE_MODELS = ("optimistic", "oracle")
 FULL_ENUMERATION_MAX_NODES = 8  # 2^8 - 1 = 255 candidate sets per PB at most
@@ -270,12 +270,17 @@ def optimistic_data(inst: Instance, max_cluster: int | None = None) -> MilpData:
 def oracle_data(inst: Instance, oracle: BeamformingOracle,
                 candidates: dict[int, list[tuple[int, ...]]], users: dict[int, tuple[int, ...]],
                 qos_penalty_s: float = 10.0, method: str | None = None,
-                excluded: dict[int, tuple[int, ...]] | None = None) -> MilpData:
+                excluded: dict[int, tuple[int, ...]] | None = None,
+                partitions: dict[int, list[list[BeamResult]]] | None = None) -> MilpData:
     """The primal model: for each PB k in ``candidates`` and each candidate cluster S, the
     oracle's broadcast of k from S to ``users[k]``. When that broadcast gives some user rate 0 or
     misses a QoS floor, the *split* option is added too: one unit per user from S, sent one
     after another (delay = sum of the units' delays), which helps a group whose members cannot
-    be served well by one common beam. Options of infinite delay are dropped; a PB left with no
+    be served well by one common beam. ``partitions[k]``: further *partial-group* options, each
+    a list of transmissions (the oracle results of groups that partition ``users[k]``, each from
+    its own cluster, sent in turn); the option's participants are the union of the groups'
+    clusters and its delay the sum of the groups' delays (docs/milp.md section 2.2). Options of
+    infinite delay are dropped; a PB left with no
     option is excluded with all its served users."""
     t0 = time.perf_counter()
     calls0 = oracle.hits + oracle.misses
@@ -301,6 +306,17 @@ def oracle_data(inst: Instance, oracle: BeamformingOracle,
                 delay.append(d_opt)
                 qos.append(all(r.qos_feasible for r in results))
                 units.append(results)
+        for results in (partitions or {}).get(k, []):
+            served = sorted(u for r in results for u in r.users)
+            d_opt = float(sum(transfer_delay_s(size, r.min_rate_bps) for r in results))
+            if served != sorted(us) or not np.isfinite(d_opt):
+                continue  # not a partition of the PB's users, or some group at rate 0
+            row = np.zeros(inst.n_nodes, dtype=bool)
+            row[[n for r in results for n in r.nodes]] = True
+            rows.append(row)
+            delay.append(d_opt)
+            qos.append(all(r.qos_feasible for r in results))
+            units.append(list(results))
         if not rows:
             excluded[k] = tuple(sorted(set(excluded.get(k, ())) | set(us)))
             continue
@@ -817,8 +833,8 @@ def assignment_plan(inst: Instance, data: MilpData, asg: Assignment, solver: str
         o = by_block[ch.block]
         migrations.extend(ch.migrations)
         results = o.units[ch.index]
-        mode = "unicast" if len(results) > 1 else "broadcast"
         for res in results:
+            mode = "unicast" if len(results) > 1 and len(res.users) == 1 else "broadcast"
             units.append(DeliveryUnit(ch.block, res.users, res.nodes, mode=mode,
                                       beams=res.beams, beamforming=res.method))
     return Plan(cache=cache, migrations=migrations, units=units, solver=solver)

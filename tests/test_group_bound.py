@@ -1,0 +1,137 @@
+"""The multicast group bound and the partition bound (fgamcd_opt/group_bound.py,
+docs/milp.md section 3.5): no beam may beat a group bound, no partition may beat a PB bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fgamcd_opt.generators import generate
+from fgamcd_opt.group_bound import PartitionBound, amplitude_bound, best_partition
+from fgamcd_opt.oracle import BeamformingOracle
+from fgamcd_opt.oracle.core import normalised_problem
+from fgamcd_opt.oracle.fast import solve_fast
+from fgamcd_opt.oracle.methods import amplitude_upper_bound
+from fgamcd_opt.oracle.problem import BeamProblem
+from fgamcd_opt.planner import PlannerOptions, plan_group
+
+
+def random_problem(seed: int, p: int, v: int, d: int, rho_scale: float = 0.3) -> BeamProblem:
+    rng = np.random.default_rng(seed)
+    g = (rng.standard_normal((p, v, d)) + 1j * rng.standard_normal((p, v, d))) \
+        * rng.uniform(0.2, 2.0, (p, v, 1))
+    rho = rng.uniform(0.0, rho_scale, (p, v)) * np.linalg.norm(g, axis=2).mean()
+    return BeamProblem(g, rho, np.zeros(v))
+
+
+def best_beam_amplitude(pr: BeamProblem, starts: int = 10, seed: int = 0) -> float:
+    out = solve_fast(pr, n_random_starts=starts, seed=seed)
+    return float(pr.amplitude(out.x).min())
+
+
+def grid_amplitude(pr: BeamProblem, steps: int = 60) -> float:
+    """Brute force for scalar beams (d = 1) from two nodes: node 0 real in [0, 1] (a common
+    phase is free), node 1 over a polar grid of the unit disc."""
+    assert pr.dim == 1 and pr.n_nodes == 2
+    best = 0.0
+    mags = np.linspace(0, 1, steps)
+    phases = np.linspace(0, 2 * np.pi, 2 * steps, endpoint=False)
+    for a in mags:
+        for b in mags:
+            x1 = b * np.exp(1j * phases)  # all phases at once
+            sig = np.abs(pr.g[0, :, 0].conj()[:, None] * a + pr.g[1, :, 0].conj()[:, None] * x1)
+            amp = sig - (pr.rho[0][:, None] * a + pr.rho[1][:, None] * b)
+            best = max(best, float(np.maximum(amp, 0).min(axis=0).max()))
+    return best
+
+
+def test_orthogonal_users_bound_is_tight_and_beats_per_user():
+    # one node, two users on orthogonal channels, no error: max-min |x_1|, |x_2| = 1/sqrt(2)
+    g = np.zeros((1, 2, 2), complex)
+    g[0, 0, 0] = g[0, 1, 1] = 1.0
+    pr = BeamProblem(g, np.zeros((1, 2)), np.zeros(2))
+    ub, info = amplitude_bound(pr)
+    assert info["per_user"] == pytest.approx(1.0)
+    assert 1 / np.sqrt(2) - 1e-6 <= ub <= 0.72
+    assert info["source"] == "sdp"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bound_above_brute_force_scalar_beams(seed):
+    pr = random_problem(seed, p=2, v=3, d=1)
+    ub, _ = amplitude_bound(pr)
+    assert grid_amplitude(pr) <= ub * (1 + 1e-9)
+    assert ub <= amplitude_upper_bound(pr).min() * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("seed,p,v,d", [(0, 2, 2, 2), (1, 3, 3, 2), (2, 3, 4, 3), (3, 2, 5, 3),
+                                        (4, 4, 3, 2)])
+def test_no_multistart_beam_beats_the_bound(seed, p, v, d):
+    pr = random_problem(seed, p, v, d)
+    ub, _ = amplitude_bound(pr)
+    assert best_beam_amplitude(pr) <= ub * (1 + 1e-9)
+
+
+def test_no_beam_beats_the_bound_on_real_clusters():
+    """Real paper-default groups (the largest requester sets, several node sets), 10-start
+    beams; and the bound must be strictly tighter than the per-user bound on a 5+ user group."""
+    inst = generate("paper-default", seed=1)
+    blocks = sorted(inst.requested_blocks, key=lambda k: (-len(inst.requesters(k)), k))
+    tighter = 0
+    for k, nodes in [(blocks[0], (0, 1, 2, 3, 4, 5)), (blocks[1], (1, 2, 4)),
+                     (blocks[30], (0, 3)), (blocks[60], (2, 3, 5))]:
+        users = inst.requesters(k)
+        pr = normalised_problem(inst, int(k), nodes, users)
+        ub, info = amplitude_bound(pr)
+        assert best_beam_amplitude(pr, starts=6) <= ub * (1 + 1e-9)
+        tighter += len(users) >= 5 and ub < 0.9 * info["per_user"]
+    assert tighter >= 1
+
+
+def _partitions(items):
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for part in _partitions(rest):
+        for i in range(len(part)):
+            yield part[:i] + [[first, *part[i]]] + part[i + 1:]
+        yield [[first], *part]
+
+
+def test_partition_dp_matches_enumeration():
+    rng = np.random.default_rng(0)
+    for n in range(1, 6):
+        costs = {m: float(rng.uniform(0.5, 3.0)) for m in range(1, 1 << n)}
+        want = min(sum(costs[sum(1 << i for i in grp)] for grp in part)
+                   for part in _partitions(list(range(n))))
+        assert best_partition(n, costs.__getitem__)[0] == pytest.approx(want)
+
+
+def test_partition_count_bell_number():
+    assert sum(1 for _ in _partitions(list(range(7)))) == 877
+
+
+def test_pb_bound_below_every_partition_plan():
+    """Exhaustive over the partitions of a PB's requesters (each group planned by the planner
+    with every node free): the partition bound is below every plan's broadcast time."""
+    inst = generate("tiny", seed=5, n_nodes=3, n_users=6)
+    oracle = BeamformingOracle("fast")
+    nodes = tuple(range(inst.n_nodes))
+    checked = 0
+    for k in inst.requested_blocks:
+        users = [int(u) for u in inst.requesters(k)]
+        if len(users) < 2 or len(users) > 4:
+            continue
+        pb = PartitionBound(inst, int(k), users)
+        lb, info = pb.delay_lb(nodes)
+        best = np.inf
+        for part in _partitions(users):
+            t = 0.0
+            for grp in part:
+                g = plan_group(inst, int(k), grp, nodes, oracle, PlannerOptions())
+                t += g.broadcast_s
+            best = min(best, t)
+        assert lb <= best * (1 + 1e-9)
+        checked += 1
+    assert checked >= 2
