@@ -36,7 +36,7 @@ from .learner import LearnerConfig, MaasnLearner
 from .policy import _atomic_write_bytes, save_policy
 from .replay import ReplayBuffer
 
-CURVE_FIELDS = ("episode", "instance", "steps", "reward", "delay_s", "qos_violations",
+CURVE_FIELDS = ("episode", "instance", "storage_gb", "steps", "reward", "delay_s", "qos_violations",
                 "undelivered_pbs", "cached", "migrations", "synthetic_kept", "esn_error",
                 "critic_loss", "actor_loss", "eval_delay_s", "eval_penalised_pbs", "env_s",
                 "oracle_s", "act_s", "esn_s", "update_s", "wall_s")
@@ -194,7 +194,9 @@ class Trainer:
                 losses = self.learner.update(self.buffer.sample(cfg.batch, self.rng))
         t3 = time.perf_counter()
         env = self.env
-        row_env = {"instance": env.inst.name, "steps": t_steps,
+        row_env = {"instance": env.inst.name,
+                   "storage_gb": float(env.inst.nodes.storage_bytes.mean()) / 1e9,
+                   "steps": t_steps,
                    "reward": float(ep["reward"].sum()), "delay_s": env.total_delay_s,
                    "qos_violations": env.qos_violations, "undelivered_pbs": len(env.undelivered),
                    "cached": int(env.holds.sum()), "migrations": len(env.migrations)}
@@ -377,19 +379,25 @@ def plot_curve(csv_path: str | os.PathLike, png_path: str | os.PathLike, title: 
             out[i] = (c[i + 1] - c[lo]) / (i + 1 - lo)
         return out
 
+    storage = np.array([float(r.get("storage_gb") or "nan") for r in rows])
+    groups = sorted({round(x, 4) for x in storage if np.isfinite(x)}) or [None]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, y, label in ((axes[0], rew, "episode reward (eq. 12)"),
                          (axes[1], dly, "total delay (s)"),
                          (axes[2], qos, "PBs with QoS violation or undelivered")):
-        ax.plot(ep, y, color="0.75", lw=0.8, label="episode")
-        ax.plot(ep, smooth(y), color="C0", lw=1.6, label="mean of last 20")
+        ax.plot(ep, y, color="0.8", lw=0.6, label="episode")
+        for i, g in enumerate(groups):
+            sel = np.ones(len(ep), bool) if g is None else np.isclose(storage, g)
+            tag = "" if g is None else f", C_n {g:g} GB"
+            ax.plot(ep[sel], smooth(y[sel]), color=f"C{i}", lw=1.6,
+                    label=f"mean of last 20{tag}")
         ax.set_xlabel("episode")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
     ev = [(int(r["episode"]), float(r["eval_delay_s"])) for r in rows if r.get("eval_delay_s")]
     if ev:
         axes[1].plot(*zip(*ev, strict=True), "o-", color="C3", ms=3, lw=1.2,
-                     label="greedy policy (eval)")
+                     label="greedy policy (eval, mean of its instances)")
         axes[1].legend(fontsize=8)
     axes[0].legend(fontsize=8)
     if title:
