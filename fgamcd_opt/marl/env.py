@@ -57,40 +57,19 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from ..errors import ParameterError
+from ..evaluator import score_block
 from ..instance import Instance
 from ..oracle import BeamformingOracle, default_oracle
 from ..plan import DeliveryUnit, Migration, Plan
 from ..planner import BlockData, PlannerOptions, plan_transmissions
 
 R_REF_BPS = 1e10
-
-
-def _score_block(inst, k, units, migrations, oracle, holds):
-    """The evaluator's per-PB scorer (``evaluator.score_block``); until it exists in this tree,
-    the evaluator scores a plan holding just this PB's units (same numbers, slower)."""
-    from .. import evaluator
-
-    if hasattr(evaluator, "score_block"):
-        return evaluator.score_block(inst, k, units, migrations, oracle=oracle, holds=holds)
-    ev = evaluator.evaluate(inst, Plan.from_holds(holds, migrations, units), oracle)
-    req = set(int(u) for u in inst.requesters(k))
-    qos = sorted({u for v in ev.violations if v.kind in ("qos", "zero_rate") and k in v.blocks
-                  for u in v.users})
-    und = sorted(u for u, kk in ev.undelivered if kk == k and u in req)
-    mig = ev.block_migration_s.get(k, 0.0)
-    bc = ev.block_broadcast_s.get(k, 0.0)
-    zero = any(v.kind == "zero_rate" and k in v.blocks for v in ev.violations)
-    total = float("inf") if (zero or und) else mig + bc
-    return SimpleNamespace(block=k, migration_s=mig, broadcast_s=bc if not zero else
-                           float("inf"), total_s=total, qos_violating_users=qos,
-                           undelivered_users=und, feasible=not (qos or und))
 
 
 @dataclass
@@ -367,7 +346,7 @@ class FgamcdParallelEnv(ParallelEnv):
                                   mode="unicast" if len(parts) > 1 and len(g.users) == 1
                                   else "broadcast", beams=g.beam.beams, beamforming=cfg.method)
                      for g in parts]
-        score = _score_block(inst, k, units, migs, self.oracle, self.holds)
+        score = score_block(inst, k, units, migs, oracle=self.oracle, holds=self.holds[:, k])
         self.units.extend(units)
         self.migrations.extend(migs)
         lam = bool(score.qos_violating_users or score.undelivered_users
