@@ -28,6 +28,7 @@ from fgamcd_opt.params import parse_assignments
 from fgamcd_opt.registry import builtin_solvers
 from fgamcd_opt.runner import run_solver
 
+BASELINES = ["milp", "coarse", "full-comp", "hybrid", "nocoop", "tdma", "trimcaching"]
 INVALIDATING = {"storage", "migration_source", "not_holding", "power", "malformed"}
 
 
@@ -74,6 +75,8 @@ def run_seed(scenario: str, seed: int, overrides: dict, solvers: list[str],
         "trivial_bound": m.get("trivial_bound"), "excluded_pairs": m.get("excluded_pairs"),
         "optimistic": m.get("optimistic"), "oracle_model": m.get("oracle_model"),
         "planner_primal_delay": m.get("planner_primal_delay_s"),
+        "per_user_bound": m.get("per_user_trivial_bound"), "group_bound": m.get("group_bound"),
+        "milp_total_s": m.get("total_time_s"),
         "solvers": {},
     }
     for name in ["milp", *[s for s in solvers if s != "milp"]]:
@@ -83,8 +86,9 @@ def run_seed(scenario: str, seed: int, overrides: dict, solvers: list[str],
         delay = rec.total_delay_s
         covered = ev is not None and bound_covers(inst, ev, excluded)
         row["solvers"][name] = {
-            "status": rec.status, "solver_status": rec.solver_status, "delay": delay,
+            "verdict": rec.verdict, "solver_status": rec.solver_status, "delay": delay,
             "gap_to_bound": (delay - bound) / delay if delay and bound is not None else None,
+            "record_gap": rec.gap,
             "bound_covers": covered, "qos_violating_users": rec.qos_violating_users,
             "undelivered_users": rec.undelivered_users, "solve_time_s": rec.solve_time_s,
             "violations": ev.summary(inst)["violations_by_kind"] if ev else None,
@@ -101,29 +105,35 @@ def _fmt(v, spec=".3f") -> str:
 
 
 def print_table(rows: list[dict], solvers: list[str]) -> None:
-    head = (f"{'seed':>4} {'build_s':>7} {'solve_s':>7} {'oracle_s':>8} {'gap_b%':>6} "
-            f"{'gap_p%':>6} {'bound':>7} {'milp':>7} {'milp%':>6}")
+    head = (f"{'seed':>4} {'total_s':>7} {'build_s':>7} {'solve_s':>7} {'oracle_s':>8} "
+            f"{'grp_s':>6} {'gap_b%':>6} {'gap_p%':>6} {'pu_bnd':>7} {'bound':>7} {'milp':>7} "
+            f"{'milp%':>6}")
     others = [s for s in solvers if s != "milp"]
     head += "".join(f" {s[:11]:>11} {'%':>5}" for s in others)
     print(head)
     for r in rows:
         mil = r["solvers"]["milp"]
         mil_gap = None if mil["gap_to_bound"] is None else 100 * mil["gap_to_bound"]
-        line = (f"{r['seed']:>4} {_fmt(r['build_s'], '.2f'):>7} {_fmt(r['solve_s'], '.2f'):>7} "
-                f"{_fmt(r['oracle_s'], '.1f'):>8} "
+        grp = (r.get("group_bound") or {}).get("time_s")
+        line = (f"{r['seed']:>4} {_fmt(r.get('milp_total_s'), '.1f'):>7} "
+                f"{_fmt(r['build_s'], '.2f'):>7} {_fmt(r['solve_s'], '.2f'):>7} "
+                f"{_fmt(r['oracle_s'], '.1f'):>8} {_fmt(grp, '.1f'):>6} "
                 f"{_fmt(None if r['bound_gap'] is None else 100 * r['bound_gap'], '.2f'):>6} "
                 f"{_fmt(None if r['primal_gap'] is None else 100 * r['primal_gap'], '.2f'):>6} "
-                f"{_fmt(r['bound']):>7} {_fmt(mil['delay']):>7} "
+                f"{_fmt(r.get('per_user_bound')):>7} {_fmt(r['bound']):>7} "
+                f"{_fmt(mil['delay']):>7} "
                 f"{_fmt(mil_gap, '.1f'):>6}")
         for s in others:
             d = r["solvers"].get(s, {})
             g = d.get("gap_to_bound")
             mark = "" if d.get("bound_covers") else "*"
+            mark += "q" if d.get("qos_violating_users") else ""
             line += (f" {_fmt(d.get('delay')):>11}"
                      f" {_fmt(None if g is None else 100 * g, '.1f') + mark:>5}")
         print(line)
     print("gap_b / gap_p: final MIP gap of the bound / oracle-rate MILP; milp% and the other %: "
           "(delay - bound) / delay; * = the bound does not cover that plan (see docstring); "
+          "q = some user below QoS; pu_bnd = the per-user (Cauchy-Schwarz) bound alone; "
           "delays and bound in seconds")
 
 
@@ -135,11 +145,12 @@ def main(argv=None) -> int:
                     help="scenario override, e.g. storage_gb=0.25")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="milp solver parameter, e.g. time_limit=60")
-    ap.add_argument("--solvers", nargs="*", default=None, help="default: every built-in")
+    ap.add_argument("--solvers", nargs="*", default=None,
+                    help="default: milp and the planner/baseline solvers")
     ap.add_argument("--output", default=str(Path(__file__).parent / "results" / "milp.json"))
     args = ap.parse_args(argv)
     overrides = {k: _num(v) for k, v in parse_assignments(args.set).items()}
-    solvers = sorted(builtin_solvers()) if args.solvers is None else args.solvers
+    solvers = BASELINES if args.solvers is None else args.solvers
     rows = []
     for seed in args.seeds:
         t = time.perf_counter()
