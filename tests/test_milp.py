@@ -315,3 +315,30 @@ def test_bound_below_every_builtin_solver(seed, storage_gb):
                                                        run.evaluation.total_delay_s)
     assert checked > 0
 
+
+
+def test_certified_lower_bound_memoised_and_at_least_per_user_bound():
+    from fgamcd_solvers.milp import certified_lower_bound
+
+    inst = generate("tiny", seed=2, n_nodes=3, n_users=6)
+    bound, info = certified_lower_bound(inst, oracle=ORACLE, time_limit_s=60.0)
+    assert bound is not None and info["milp_status"] == "optimal"
+    assert bound >= info["per_user_trivial_bound"] * (1 - 1e-6)
+    again, info2 = certified_lower_bound(inst, oracle=ORACLE, time_limit_s=30.0)
+    assert again == bound and info2.get("memoised")
+    run = run_solver(inst, get_solver("milp"), {}, seed=0, oracle=ORACLE)
+    assert run.record.total_delay_s is None or bound <= run.record.total_delay_s * (1 + 1e-9)
+
+
+def test_group_refinement_raises_costs_and_keeps_dominance():
+    inst = generate("tiny", seed=2, n_nodes=3, n_users=6)
+    data = milp.optimistic_data(inst)
+    before = milp.trivial_bound(data)
+    rep = milp.refine_group_bounds(inst, data, ORACLE, time_budget_s=60.0)
+    assert milp.trivial_bound(data) >= before
+    assert rep.blocks_refined >= 1 and rep.clusters_after <= rep.clusters_before
+    for o in data.blocks:
+        for i, row in enumerate(o.clusters):
+            subs = [j for j, r in enumerate(o.clusters)
+                    if j != i and not (r & ~row).any() and r.sum() < row.sum()]
+            assert all(o.cost_s[j] > o.cost_s[i] for j in subs)
