@@ -60,6 +60,8 @@ def _sidecar_path(rel: str, file: str, base_dir: Path, allow_external: bool) -> 
     """Resolve the sidecar relative to the instance file's folder. Absolute paths, '..' and
     symlinks leading out of that folder are refused unless ``allow_external``: an instance file
     from elsewhere must not make the loader read arbitrary files of this machine."""
+    if "\x00" in rel:
+        raise InstanceError(file, "sidecar", "path contains a NUL character")
     p = Path(rel)
     if not allow_external:
         if p.is_absolute() or p.drive:
@@ -453,6 +455,8 @@ def load_instance(path: str | os.PathLike, verify_channels: str = "probe",
         raise InstanceError(file, "", "file not found") from None
     except OSError as exc:
         raise InstanceError(file, "", f"cannot access file ({exc.strerror})") from None
+    except ValueError as exc:  # e.g. an embedded NUL character
+        raise InstanceError(repr(file), "", f"invalid path ({exc})") from None
     if stat.S_ISDIR(st.st_mode):
         raise InstanceError(file, "", "is a directory, expected a JSON file")
     if not stat.S_ISREG(st.st_mode):

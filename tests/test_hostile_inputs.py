@@ -532,3 +532,42 @@ def test_lazy_steering_gives_the_same_bits_as_the_precomputed_tensor(monkeypatch
     assert cached._steering is not None and lazy._steering is None
     for k in (0, 3):
         np.testing.assert_array_equal(cached.channel(k), lazy.channel(k))
+
+
+_FRAGMENTS = st.sampled_from(["c.npz", "..", ".", "sub", "/", "/etc", "passwd", "c.npy", "",
+                              "~", "link", "sub/../c.npz", "\\\\", "C:", "\x00", " "])
+
+
+@settings(max_examples=60, deadline=None)
+@given(parts=st.lists(_FRAGMENTS, min_size=1, max_size=4), absolute=st.booleans())
+def test_fuzz_sidecar_paths_never_escape_or_crash(_tiny_dict_master, tmp_path_factory, parts,
+                                                   absolute):
+    """Whatever the sidecar string, the loader either reads the folder's own c.npz or raises
+    InstanceError; nothing outside the instance's folder is opened without the opt-in."""
+    import copy
+
+    root = tmp_path_factory.mktemp("side")
+    folder = root / "inst"
+    (folder / "sub").mkdir(parents=True)
+    d = copy.deepcopy(_tiny_dict_master)
+    arr = _channels_array(d)
+    np.savez(folder / "c.npz", channels=arr)
+    np.savez(root / "c.npz", channels=arr * 2)  # outside: must never be the one loaded
+    (folder / "link").symlink_to(root / "c.npz")
+    rel = "/".join(parts)
+    rel = ("/" + rel) if absolute else rel
+    if not rel:
+        return
+    path = folder / "i.json"
+    path.write_text(json.dumps(_sidecar_instance(d, rel)))
+    try:
+        inst = load_instance(path)
+    except InstanceError as exc:
+        assert "\n" not in str(exc)
+        return
+    np.testing.assert_array_equal(inst.channel(0), arr[0])  # the folder's own file
+
+
+def test_nul_in_instance_path_is_an_instance_error():
+    with pytest.raises(InstanceError, match="invalid path"):
+        load_instance("bad\x00name.json")
