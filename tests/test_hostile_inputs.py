@@ -571,3 +571,19 @@ def test_fuzz_sidecar_paths_never_escape_or_crash(_tiny_dict_master, tmp_path_fa
 def test_nul_in_instance_path_is_an_instance_error():
     with pytest.raises(InstanceError, match="invalid path"):
         load_instance("bad\x00name.json")
+
+
+def test_info_reachability_switch(tiny, tmp_path, capsys, monkeypatch):
+    import fgamcd_opt.cli.main as cli
+
+    path = tmp_path / "t.json"
+    save_instance(tiny, path)
+    assert cli_main(["info", str(path), "--json", "--reachability", "off"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["qos_reachability"] is None and s["requested_pairs"] == int(tiny.demand.sum())
+    monkeypatch.setattr(cli, "REACHABILITY_AUTO_PAIRS", 10)  # as for a huge instance
+    assert cli_main(["info", str(path)]) == 0
+    assert "not computed" in capsys.readouterr().out
+    assert cli_main(["info", str(path), "--json", "--reachability", "on"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["qos_reachability"]["blocks_qos_reachable_share"] > 0

@@ -31,6 +31,8 @@ from .solve import (
     cmd_solvers,
 )
 
+REACHABILITY_AUTO_PAIRS = 1_000_000
+
 
 def cmd_gen(args) -> int:
     from ..generators import SCENARIOS, generate, scenario_params_declared
@@ -68,7 +70,15 @@ def cmd_info(args) -> int:
                          else "probe", allow_external_sidecar=args.allow_external_sidecar,
                          max_memory=args.max_memory)
     s = inst.summary()
-    s["qos_reachability"] = qos_reachability(inst)
+    pairs = sum(len(inst.requesters(k)) for k in inst.requested_blocks)
+    # the bound draws the channels of every requested (user, PB) pair (~40 us each): by
+    # default only up to REACHABILITY_AUTO_PAIRS pairs (10^6 users would take ~10 minutes)
+    if args.reachability == "on" or (args.reachability == "auto"
+                                     and pairs <= REACHABILITY_AUTO_PAIRS):
+        s["qos_reachability"] = qos_reachability(inst)
+    else:
+        s["qos_reachability"] = None
+    s["requested_pairs"] = pairs
     s["fingerprint"] = inst.fingerprint
     if args.json:
         print(json.dumps(s, indent=1))
@@ -97,10 +107,14 @@ def cmd_info(args) -> int:
           f"{s['top_model_requests']}")
     print(f"  QoS {s['qos_bps_min'] / 1e9:.2f} .. {s['qos_bps_max'] / 1e9:.2f} Gbps")
     q = s["qos_reachability"]
-    print(f"  QoS reachable (bound, all nodes at full power): "
-          f"{100 * q['blocks_qos_reachable_share']:.1f}% of requested PBs, "
-          f"{100 * q['users_qos_reachable_share']:.1f}% of users; zero-rate users "
-          f"{100 * q['users_zero_rate_share']:.1f}%")
+    if q is None:
+        print(f"  QoS reachability not computed ({pairs:,} requested (user, PB) pairs; "
+              "--reachability on computes it)")
+    else:
+        print(f"  QoS reachable (bound, all nodes at full power): "
+              f"{100 * q['blocks_qos_reachable_share']:.1f}% of requested PBs, "
+              f"{100 * q['users_qos_reachable_share']:.1f}% of users; zero-rate users "
+              f"{100 * q['users_zero_rate_share']:.1f}%")
     if args.verify_channels:
         print("channels: regenerated and matched the recorded full fingerprint")
     return 0
@@ -146,6 +160,9 @@ def _info_args(p):
     p.add_argument("--json", action="store_true")
     p.add_argument("--verify-channels", action="store_true",
                    help="regenerate every PB's channels and check the full fingerprint")
+    p.add_argument("--reachability", choices=("auto", "on", "off"), default="auto",
+                   help="QoS reachability bound (auto: when at most "
+                        f"{REACHABILITY_AUTO_PAIRS:,} requested (user, PB) pairs)")
     p.add_argument("--allow-external-sidecar", action="store_true",
                    help="accept a sidecar path that is absolute or outside the instance's folder")
     _memory_arg(p)
