@@ -272,6 +272,7 @@ def _plot(data, metric: str, x: str | None, panel: str | None, path: Path, title
     markers = "osDvP*Xh<>p"  # "^" is reserved for incomplete points
     any_inf = False
     csv_rows = []
+    tops = []  # incomplete markers go on the top edge once every panel is drawn (shared y)
     for ax, pv in zip(axs[0], panels, strict=True):
         ser = data[pv]
         refs = {s: d[None] for s, d in ser.items() if x is not None and set(d) == {None}}
@@ -328,17 +329,7 @@ def _plot(data, metric: str, x: str | None, panel: str | None, path: Path, title
                 top.append((None, None, d[xv], i))
         if logy:
             ax.set_yscale("log")
-        ylo, yhi = ax.get_ylim()
-        for px_, col, a, i in top:
-            if px_ is None:
-                continue
-            any_inf = True
-            ax.plot([px_], [yhi], marker="^", color=col, ms=9, clip_on=False, ls="none",
-                    markeredgecolor="k")
-            ax.annotate(f"{a['incomplete']}/{a['n']}", (px_, yhi), textcoords="offset points",
-                        xytext=(0, 7 + 7 * (i % 3)), ha="center", fontsize=7, color=col,
-                        annotation_clip=False)
-        ax.set_ylim(ylo, yhi)
+        tops.append((ax, top))
         if categorical:
             ax.set_xticks(range(len(xs_all)))
             ax.set_xticklabels([_axis_text(json.loads(v)) if isinstance(v, str) and
@@ -349,6 +340,18 @@ def _plot(data, metric: str, x: str | None, panel: str | None, path: Path, title
             pval = json.loads(pv) if isinstance(pv, str) and pv.startswith("[") else pv
             ax.set_title(f"{panel} = {_axis_text(pval)}", fontsize=10)
         ax.grid(alpha=0.3)
+    ylo, yhi = axs[0][0].get_ylim()
+    for ax, top in tops:
+        for px_, col, a, i in top:
+            if px_ is None:
+                continue
+            any_inf = True
+            ax.plot([px_], [yhi], marker="^", color=col, ms=9, clip_on=False, ls="none",
+                    markeredgecolor="k")
+            ax.annotate(f"{a['incomplete']}/{a['n']}", (px_, yhi), textcoords="offset points",
+                        xytext=(0, 7 + 7 * (i % 3)), ha="center", fontsize=7, color=col,
+                        annotation_clip=False)
+        ax.set_ylim(ylo, yhi)
     axs[0][0].set_ylabel(METRIC_LABEL.get(metric, metric))
     handles, labels = axs[0][0].get_legend_handles_labels()
     if any_inf:
