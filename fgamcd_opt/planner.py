@@ -33,7 +33,7 @@ more), then zero-rate users, then delay.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -43,6 +43,7 @@ from .instance import Instance
 from .oracle import BeamformingOracle, BeamResult
 from .plan import DeliveryUnit, Migration
 from .rates import rate_from_amplitude, transfer_delay_s
+from .solver import SolveStatus
 
 QOS_PENALTY_S = 1e6  # partition search: a group that misses QoS costs this much more (QoS first)
 
@@ -175,6 +176,20 @@ class DeliveryResult:
     undeliverable: dict[int, tuple[int, ...]] = field(default_factory=dict)  # PB -> users
     # PB -> (users below their QoS floor in the chosen groups, why no choice meets it)
     qos_unmet: dict[int, tuple[tuple[int, ...], str]] = field(default_factory=dict)
+    # PBs planned with the quick fallback because the time limit had passed (ctx.should_stop)
+    hurried: list[int] = field(default_factory=list)
+
+    @property
+    def solve_status(self) -> SolveStatus:
+        """``time_limit`` when the limit cut the search short, else ``feasible``."""
+        return SolveStatus.TIME_LIMIT if self.hurried else SolveStatus.FEASIBLE
+
+    def time_limit_message(self) -> str:
+        """'' unless the time limit cut the search short, else how many PBs it affected."""
+        if not self.hurried:
+            return ""
+        return (f"time limit reached: {len(self.hurried)} PB(s) planned with the quick fallback "
+                "(one node, no partition search)")
 
     def qos_message(self, inst: Instance) -> str:
         """'' when every planned group meets QoS, else which users miss it and why."""
@@ -204,8 +219,10 @@ class DeliveryResult:
         self.qos_unmet[int(k)] = (tuple(bad), why)
 
     def message(self, inst: Instance) -> str:
-        """Undelivered users and QoS shortfalls, for a solver's result message."""
-        return "; ".join(filter(None, [self.undelivered_message(inst), self.qos_message(inst)]))
+        """Undelivered users, QoS shortfalls and a time-limit cut, for a solver's result
+        message."""
+        return "; ".join(filter(None, [self.undelivered_message(inst), self.qos_message(inst),
+                                       self.time_limit_message()]))
 
     def undelivered_message(self, inst: Instance) -> str:
         """'' when every requester is served, else which PBs and users are not (for the
@@ -371,19 +388,32 @@ def plan_transmissions(inst: Instance, k: int, users, holders, oracle: Beamformi
     return parts
 
 
+def quick_options(options: PlannerOptions) -> PlannerOptions:
+    """The fallback once the time limit has passed: one node per transmission, no partition
+    search (a few oracle calls per PB instead of dozens)."""
+    return replace(options, max_cluster=1, screen=1, partition=False)
+
+
 def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
-                   options: PlannerOptions = PlannerOptions()) -> DeliveryResult:
+                   options: PlannerOptions = PlannerOptions(), ctx=None) -> DeliveryResult:
     """CoMP delivery of every requested PB to all its requesters: the best partition of them
     into sequential groups, each with its own cluster and beams (plan_transmissions); users still
     below QoS are recorded with the reason (``DeliveryResult.qos_unmet``).
 
     holds: (N, K) bool, what each node caches (a_n(k)).
+    ctx: the solver's SolveContext (optional): progress per PB, and past its time limit the
+    remaining PBs get :func:`quick_options` (listed in ``DeliveryResult.hurried``).
     """
     out = DeliveryResult()
-    for k in inst.requested_blocks:
+    blocks = inst.requested_blocks
+    for i, k in enumerate(blocks):
         users = inst.requesters(k)
         holders = np.flatnonzero(holds[:, k])
-        parts = plan_transmissions(inst, int(k), users, holders, oracle, options)
+        opts = options
+        if ctx is not None and ctx.step(i, len(blocks), "PB"):
+            opts = quick_options(options)
+            out.hurried.append(int(k))
+        parts = plan_transmissions(inst, int(k), users, holders, oracle, opts)
         if not parts:
             out.undeliverable[int(k)] = tuple(int(u) for u in users)
             continue
@@ -396,16 +426,22 @@ def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
 
 def plan_unicast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
                  options: PlannerOptions = PlannerOptions(method="mrt"),
-                 blocks=None) -> DeliveryResult:
+                 blocks=None, ctx=None) -> DeliveryResult:
     """TDMA unicast: one slot per (PB, user), each with its own cluster; a PB migrated to a node
-    for one user is reused (free) for the next users of the same PB."""
+    for one user is reused (free) for the next users of the same PB. ``ctx`` as in
+    :func:`plan_broadcast`."""
     out = DeliveryResult()
-    for k in (inst.requested_blocks if blocks is None else blocks):
+    blocks = inst.requested_blocks if blocks is None else blocks
+    for i, k in enumerate(blocks):
         holders = np.flatnonzero(holds[:, k])
         received: set[int] = set()
         bd = BlockData(inst, int(k))
+        opts = options
+        if ctx is not None and ctx.step(i, len(blocks), "PB"):
+            opts = quick_options(options)
+            out.hurried.append(int(k))
         for u in inst.requesters(k):
-            g = plan_group(inst, int(k), (u,), holders, oracle, options, received=received,
+            g = plan_group(inst, int(k), (u,), holders, oracle, opts, received=received,
                            block_data=bd)
             if g is None:
                 out.undeliverable.setdefault(int(k), ())

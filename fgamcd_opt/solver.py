@@ -87,6 +87,15 @@ class SolveContext:
         so far with status ``time_limit``."""
         return self.stop_event.is_set() or self.time_left() <= 0
 
+    def step(self, done: int, total: int, what: str = "") -> bool:
+        """Report that ``done`` of ``total`` work items are finished and return
+        :meth:`should_stop`: the loop helper of long solvers (past the limit they switch to a
+        quick fallback for the remaining items and report status ``time_limit``)."""
+        if self.progress_callback is not None:
+            self.progress(done / total if total else 1.0,
+                          f"{what} {done}/{total}" if what else f"{done}/{total}")
+        return self.should_stop()
+
     def progress(self, fraction: float, message: str = "") -> None:
         """Report progress (fraction of the work done, 0..1); cheap when nobody listens."""
         if self.progress_callback is not None:

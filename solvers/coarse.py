@@ -16,8 +16,14 @@ import numpy as np
 from fgamcd_opt.caching import coarse_caching
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
-from fgamcd_opt.planner import BlockData, DeliveryResult, PlannerOptions, plan_transmissions
-from fgamcd_opt.solver import SolveResult, SolveStatus
+from fgamcd_opt.planner import (
+    BlockData,
+    DeliveryResult,
+    PlannerOptions,
+    plan_transmissions,
+    quick_options,
+)
+from fgamcd_opt.solver import SolveResult
 
 
 class CoarseSolver:
@@ -35,13 +41,19 @@ class CoarseSolver:
         opts = PlannerOptions(max_cluster=params["max_cluster"], migration=params["migration"])
         out = DeliveryResult()
         block_data: dict = {}
-        for j in (int(j) for j in inst.requested_models):
+        models = [int(j) for j in inst.requested_models]
+        quick = quick_options(opts)
+        for i, j in enumerate(models):
+            use = opts
+            if ctx.step(i, len(models), "model"):
+                use = quick
+                out.hurried.extend(int(k) for k in rep.models[j].blocks)
             users = tuple(np.flatnonzero(inst.users.model == j))
             holders = tuple(n for n in range(inst.n_nodes) if j in copies[n])
             for k in rep.models[j].blocks:
                 if k not in block_data:  # bounds and backhaul of a PB, shared by its models
                     block_data[k] = BlockData(inst, k)
-                parts = plan_transmissions(inst, k, users, holders, ctx.oracle, opts,
+                parts = plan_transmissions(inst, k, users, holders, ctx.oracle, use,
                                            block_data=block_data[k]) if holders else []
                 if not parts:
                     out.undeliverable[k] = out.undeliverable.get(k, ()) + users
@@ -54,9 +66,9 @@ class CoarseSolver:
         missing = sorted({u for us in out.undeliverable.values() for u in us})
         msg = (f"{len(missing)} user(s) request a model no node caches: "
                + ", ".join(inst.users.ids[u] for u in missing)) if missing else ""
-        msg = "; ".join(filter(None, [msg, out.qos_message(inst)]))
+        msg = "; ".join(filter(None, [msg, out.qos_message(inst), out.time_limit_message()]))
         plan.metadata["cached_models"] = [len(c) for c in copies]
-        return SolveResult(plan, SolveStatus.FEASIBLE, msg)
+        return SolveResult(plan, out.solve_status, msg)
 
 
 __solvers__ = [CoarseSolver]

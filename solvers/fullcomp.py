@@ -26,7 +26,12 @@ class FullCompSolver:
         holds = default_caching(inst)
         everyone = tuple(range(inst.n_nodes))
         units, migrations, missing = [], [], []
-        for k in (int(k) for k in inst.requested_blocks):
+        blocks = [int(k) for k in inst.requested_blocks]
+        method = params["beamforming"]
+        hurried = 0
+        for i, k in enumerate(blocks):
+            if method != "mrt" and ctx.step(i, len(blocks), "PB"):
+                method, hurried = "mrt", len(blocks) - i  # closed form from here on
             holders = np.flatnonzero(holds[:, k])
             users = tuple(int(u) for u in inst.requesters(k))
             if holders.size == 0:
@@ -37,12 +42,15 @@ class FullCompSolver:
                 if not holds[m, k]:
                     src = int(holders[np.argmax(rates[holders, m])])
                     migrations.append(Migration(src, m, k))
-            res = ctx.oracle.solve(inst, k, everyone, users, method=params["beamforming"])
-            units.append(DeliveryUnit(k, users, everyone, beams=res.beams,
-                                      beamforming=params["beamforming"]))
+            res = ctx.oracle.solve(inst, k, everyone, users, method=method)
+            units.append(DeliveryUnit(k, users, everyone, beams=res.beams, beamforming=method))
         plan = Plan.from_holds(holds, migrations=migrations, units=units, solver=self.name)
         msg = f"{len(missing)} requested PB(s) cached nowhere" if missing else ""
-        return SolveResult(plan, SolveStatus.FEASIBLE, msg)
+        if hurried:
+            msg = "; ".join(filter(None, [msg, f"time limit reached: {hurried} PB(s) beamformed "
+                                          "with MRT"]))
+        return SolveResult(plan, SolveStatus.TIME_LIMIT if hurried else SolveStatus.FEASIBLE,
+                           msg)
 
 
 __solvers__ = [FullCompSolver]

@@ -19,7 +19,7 @@ from fgamcd_opt.planner import (
     plan_broadcast,
     plan_unicast,
 )
-from fgamcd_opt.solver import SolveResult, SolveStatus
+from fgamcd_opt.solver import SolveResult
 
 
 class HybridSolver:
@@ -39,19 +39,20 @@ class HybridSolver:
         cold_blocks = [int(k) for k in inst.requested_blocks if not hot[k]]
         hot_holds = holds & hot[None, :]
         bc = plan_broadcast(inst, hot_holds, ctx.oracle,
-                            PlannerOptions(max_cluster=params["max_cluster"]))
+                            PlannerOptions(max_cluster=params["max_cluster"]), ctx=ctx)
         # plan_broadcast visits every requested PB; the cold ones have no holder in hot_holds
         for k in cold_blocks:
             bc.undeliverable.pop(k, None)
         uc = plan_unicast(inst, holds, ctx.oracle,
                           PlannerOptions(max_cluster=params["unicast_cluster"], method=None),
-                          blocks=cold_blocks)
+                          blocks=cold_blocks, ctx=ctx)
         out = DeliveryResult(units=bc.units + uc.units, migrations=bc.migrations + uc.migrations,
                              undeliverable={**bc.undeliverable, **uc.undeliverable},
-                             qos_unmet={**bc.qos_unmet, **uc.qos_unmet})
+                             qos_unmet={**bc.qos_unmet, **uc.qos_unmet},
+                             hurried=bc.hurried + uc.hurried)
         plan = Plan.from_holds(holds, migrations=out.migrations, units=out.units, solver=self.name)
         plan.metadata["hot_blocks"] = int(hot[inst.requested_blocks].sum())
-        return SolveResult(plan, SolveStatus.FEASIBLE, out.message(inst))
+        return SolveResult(plan, out.solve_status, out.message(inst))
 
 
 __solvers__ = [HybridSolver]

@@ -33,8 +33,13 @@ class NoCoopSolver:
         holds = trimcaching_placement(inst, users_of_node_only=True)
         units = []
         missing: dict[int, list[int]] = {}
-        for slot, k in enumerate(inst.requested_blocks):
+        blocks = inst.requested_blocks
+        method = params["beamforming"]
+        hurried = 0
+        for slot, k in enumerate(blocks):
             k = int(k)
+            if method != "mrt" and ctx.step(slot, len(blocks), "PB"):
+                method, hurried = "mrt", len(blocks) - slot  # closed form from here on
             req = inst.requesters(k)
             for n in np.unique(inst.users.node[req]):
                 users = tuple(int(u) for u in req[inst.users.node[req] == n])
@@ -42,16 +47,20 @@ class NoCoopSolver:
                     for u in users:
                         missing.setdefault(u, []).append(k)
                     continue
-                res = ctx.oracle.solve(inst, k, (int(n),), users, method=params["beamforming"])
+                res = ctx.oracle.solve(inst, k, (int(n),), users, method=method)
                 units.append(DeliveryUnit(k, users, (int(n),),
                                           slot=slot if params["concurrent"] else None,
-                                          beams=res.beams, beamforming=params["beamforming"]))
+                                          beams=res.beams, beamforming=method))
         plan = Plan.from_holds(holds, units=units, solver=self.name)
         msg = ""
         if missing:
             msg = (f"{len(missing)} user(s) lack PBs at their own node and are not served: "
                    + ", ".join(inst.users.ids[u] for u in sorted(missing)))
-        return SolveResult(plan, SolveStatus.FEASIBLE, msg)
+        if hurried:
+            msg = "; ".join(filter(None, [msg, f"time limit reached: {hurried} PB(s) beamformed "
+                                          "with MRT (closed form)"]))
+        return SolveResult(plan, SolveStatus.TIME_LIMIT if hurried else SolveStatus.FEASIBLE,
+                           msg)
 
 
 __solvers__ = [NoCoopSolver]

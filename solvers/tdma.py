@@ -13,7 +13,7 @@ from fgamcd_opt.caching import default_caching, trimcaching_placement
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
 from fgamcd_opt.planner import PlannerOptions, plan_unicast
-from fgamcd_opt.solver import SolveResult, SolveStatus
+from fgamcd_opt.solver import SolveResult
 
 
 class TdmaSolver:
@@ -30,9 +30,9 @@ class TdmaSolver:
         holds = default_caching(inst) if params["caching"] == "default" \
             else trimcaching_placement(inst)
         out = plan_unicast(inst, holds, ctx.oracle, PlannerOptions(
-            max_cluster=params["max_cluster"], method=params["beamforming"]))
+            max_cluster=params["max_cluster"], method=params["beamforming"]), ctx=ctx)
         plan = Plan.from_holds(holds, migrations=out.migrations, units=out.units, solver=self.name)
-        return SolveResult(plan, SolveStatus.FEASIBLE, out.message(inst))
+        return SolveResult(plan, out.solve_status, out.message(inst))
 
 
 __solvers__ = [TdmaSolver]

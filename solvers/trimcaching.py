@@ -24,7 +24,7 @@ from fgamcd_opt.caching import trimcaching_placement
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
 from fgamcd_opt.planner import PlannerOptions, plan_broadcast
-from fgamcd_opt.solver import SolveResult, SolveStatus
+from fgamcd_opt.solver import SolveResult
 
 
 class TrimCachingSolver:
@@ -40,9 +40,9 @@ class TrimCachingSolver:
         inst = instance
         holds = trimcaching_placement(inst)
         out = plan_broadcast(inst, holds, ctx.oracle, PlannerOptions(
-            max_cluster=params["max_cluster"], migration=params["migration"]))
+            max_cluster=params["max_cluster"], migration=params["migration"]), ctx=ctx)
         plan = Plan.from_holds(holds, out.migrations, out.units, solver=self.name)
-        return SolveResult(plan, SolveStatus.FEASIBLE, out.message(inst))
+        return SolveResult(plan, out.solve_status, out.message(inst))
 
 
 __solvers__ = [TrimCachingSolver]

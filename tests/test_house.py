@@ -275,3 +275,17 @@ def test_solver_protocol_is_enforced(tmp_path):
 
 def test_stop_event_is_a_threading_event():
     assert isinstance(SolveContext().stop_event, threading.Event)
+
+
+# ---- long solves: progress and the time limit (issue 9 item 4) -----------------------------
+@pytest.mark.parametrize("name", ["trimcaching", "tdma", "coarse", "hybrid", "nocoop",
+                                  "full-comp"])
+def test_baselines_report_progress_and_honour_a_time_limit(tiny, name):
+    from fgamcd_opt.registry import get_solver
+
+    seen = []
+    free = run_solver(tiny, get_solver(name), progress=lambda f, m: seen.append(f))
+    assert free.record.solver_status == "feasible" and seen and max(seen) <= 1.0
+    cut = run_solver(tiny, get_solver(name), time_limit_s=0.0).record
+    assert cut.solver_status == "time_limit" and "time limit reached" in cut.message
+    assert cut.verdict != "not_evaluated"  # a plan is still returned and scored
