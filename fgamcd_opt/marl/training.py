@@ -10,7 +10,9 @@ per episode; that is ``--updates-per-episode 1``).
 Checkpoints (``checkpoint.pt``, every ``checkpoint_every`` episodes and at the end, written to a
 temporary file and renamed, so a kill never leaves a torn file) hold the networks, optimisers,
 replay buffer, ESN, every random generator and the curve rows, and are read with
-``torch.load(weights_only=True)``. ``resume`` restarts from the last checkpoint: the episodes run
+``torch.load(weights_only=True)``. Every greedy evaluation that beats the previous ones (fewer
+penalised PBs, then lower delay, on the training pool's first instances) is also written as
+``best_policy.pt``. ``resume`` restarts from the last checkpoint: the episodes run
 after it are re-run identically (same seeds, same generator states), so none is lost and the
 curve is the one an uninterrupted run gives. Same seed -> same curve on CPU (torch runs with
 ``threads`` threads, default 1, so reductions keep their order).
@@ -158,6 +160,7 @@ class Trainer:
         self.rows: list[dict] = []
         self.episode = 0
         self.command = command
+        self.best_key: list | None = None
 
     # ---- one episode -------------------------------------------------------------------
     def train_episode(self) -> dict:
@@ -203,6 +206,15 @@ class Trainer:
         ev = {"eval_delay_s": None, "eval_penalised_pbs": None}
         if cfg.eval_every and (e + 1) % cfg.eval_every == 0:
             ev = self.greedy_eval()
+            key = [ev["eval_penalised_pbs"], ev["eval_delay_s"]]
+            if self.best_key is None or key < self.best_key:
+                # the best greedy policy on the training pool (never on held-out seeds)
+                self.best_key = key
+                if self.out_dir is not None:
+                    self.save_policy(self.out_dir / "best_policy.pt",
+                                     extra={"selected_at_episode": e + 1,
+                                            "selection": "lowest (penalised PBs, delay) of "
+                                                         "the greedy evaluations"})
         row = {"episode": e + 1, **row_env, **ev,
                "synthetic_kept": int(esn_stats["synthetic_kept"]),
                "esn_error": float(esn_stats["esn_error_mean"]),
@@ -276,6 +288,7 @@ class Trainer:
             "esn": _np_tensors(self.esn.state_dict()) if self.esn is not None else None,
             "rng": json.dumps(self.rng.bit_generator.state),
             "rows": json.dumps(self.rows),
+            "best_key": json.dumps(self.best_key),
             "config": json.dumps({"train": self.cfg.to_dict(),
                                   "learner": self.learner_cfg.to_dict(),
                                   "env": self.env_cfg.card()}, default=str),
@@ -296,6 +309,7 @@ class Trainer:
             self.esn.load_state_dict(_tensors_np(state["esn"]))
         self.rng.bit_generator.state = json.loads(state["rng"])
         self.rows = json.loads(state["rows"])
+        self.best_key = json.loads(state.get("best_key", "null"))
         self.episode = int(state["episode"])
         return True
 
@@ -351,8 +365,9 @@ class Trainer:
             },
         }
 
-    def save_policy(self, path: Path) -> Path:
-        return save_policy(path, self.learner.actor.state_dict(), self.card())
+    def save_policy(self, path: Path, extra: dict | None = None) -> Path:
+        return save_policy(path, self.learner.actor.state_dict(), {**self.card(),
+                                                                    **(extra or {})})
 
 
 def plot_curve(csv_path: str | os.PathLike, png_path: str | os.PathLike, title: str = ""
