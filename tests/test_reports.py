@@ -107,7 +107,7 @@ def test_oracle_level_figures_on_tiny(tmp_path):
     from fgamcd_opt.experiments.figures import run_figure
 
     specs = {
-        "cdf": 'kind = "rate-cdf"\n[options]\nerror_c = [1e10, 1e9]\ndraws = 30\ncases = 2\n',
+        "cdf": 'kind = "rate-cdf"\n[options]\nerror_c = [1e11, 1e10]\ndraws = 30\ncases = 3\n',
         "beams": 'kind = "beampattern"\n[options]\ncases = 1\npoints = 181\n',
         "times": 'kind = "oracle-time"\n[options]\ngrid = [[3, 4]]\nseeds = [1]\ncases = 2\n',
     }
@@ -127,9 +127,10 @@ def test_oracle_level_figures_on_tiny(tmp_path):
     from fgamcd_opt.experiments.store import read_store
 
     _, rows = read_store(tmp_path / "cdf")
-    for r in rows:
-        if r["method"] == "fast":
-            q = r["qos_bps"]
-            floor = [w / qq for w, qq in zip(r["worst_case_bps"], q, strict=True)]
-            assert min(r["rate_over_qos"]) >= min(floor) * (1 - 1e-9)
+    robust = [r for r in rows if r["method"] == "fast" and not r.get("excluded")]
+    assert robust
+    for r in robust:
+        q = r["qos_bps"]
+        floor = [w / qq for w, qq in zip(r["worst_case_bps"], q, strict=True)]
+        assert min(r["rate_over_qos"]) >= min(floor) * (1 - 1e-9)
     assert "robust" in cdf

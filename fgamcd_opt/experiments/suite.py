@@ -96,7 +96,7 @@ def run_suite(suite_name: str, solver_refs: list[str], out_dir, executor, check:
 
     from .. import registry
     from ..testing import check_solver
-    from .sweep import crash_row, run_cell
+    from .sweep import crash_rows, group_by_instance, run_cells
 
     suite, src = load_suite(suite_name)
     out = Path(out_dir)
@@ -133,11 +133,12 @@ def run_suite(suite_name: str, solver_refs: list[str], out_dir, executor, check:
                    unit="run", disable=not progress)
         failed = 0
         try:
-            for row in executor.map_unordered(run_cell, todo, crash_row):
-                store.append(row)
-                failed += row["state"] != "done"
+            for rows in executor.map_unordered(run_cells, group_by_instance(todo), crash_rows):
+                for row in rows:
+                    store.append(row)
+                    failed += row["state"] != "done"
                 bar.set_postfix(failed=failed, refresh=False)
-                bar.update(1)
+                bar.update(len(rows))
         finally:
             bar.close()
         latest = store.latest()

@@ -143,6 +143,26 @@ def run_cell(cell: dict) -> dict:
     return row
 
 
+def run_cells(cells: list[dict]) -> list[dict]:
+    """Run the cells of one instance in one worker, so its solvers share the generated instance
+    and the memoised oracle (splitting them over workers would solve the same beamforming
+    subproblems once per worker)."""
+    return [run_cell(c) for c in cells]
+
+
+def group_by_instance(cells: list[dict]) -> list[list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for c in cells:
+        key = json.dumps([c["scenario"], c["generator_params"], c["instance_seed"],
+                          c["oracle"], c.get("oracle_options")], sort_keys=True)
+        groups.setdefault(key, []).append(c)
+    return list(groups.values())
+
+
+def crash_rows(cells: list[dict], exc: BaseException) -> list[dict]:
+    return [crash_row(c, exc) for c in cells]
+
+
 def crash_row(cell: dict, exc: BaseException) -> dict:
     row = {k: cell[k] for k in ("cell", "spec", "point", "solver_point", "replicate",
                                 "instance_seed", "solver_label", "solver")}
@@ -195,13 +215,14 @@ def run_sweep(spec: Spec, out_dir, executor, progress: bool = True, command: str
         bar = tqdm(total=len(cells), initial=counts["resumed_done"], desc=spec.name,
                    unit="cell", disable=not progress, dynamic_ncols=True, file=sys.stderr)
         try:
-            for row in executor.map_unordered(run_cell, todo, crash_row):
-                store.append(row)
-                counts["ran"] += 1
-                counts[row["state"]] = counts.get(row["state"], 0) + 1
+            for rows in executor.map_unordered(run_cells, group_by_instance(todo), crash_rows):
+                for row in rows:
+                    store.append(row)
+                    counts["ran"] += 1
+                    counts[row["state"]] = counts.get(row["state"], 0) + 1
                 bar.set_postfix(done=counts["done"] + counts["resumed_done"],
                                 failed=counts["failed"], refresh=False)
-                bar.update(1)
+                bar.update(len(rows))
         finally:
             bar.close()
         elapsed = time.time() - t0
