@@ -57,8 +57,10 @@ def main() -> None:
             r = run.record
             ev = run.evaluation
             res.add({
-                "scenario": args.scenario, "seed": seed, "solver": name, "status": r.status,
-                "total_delay_s": r.total_delay_s, "migration_delay_s": r.migration_delay_s,
+                "scenario": args.scenario, "seed": seed, "solver": name, "verdict": r.verdict,
+                "solver_status": r.solver_status, "complete": r.complete,
+                "total_delay_s": r.total_delay_s, "delivered_delay_s": r.delivered_delay_s,
+                "migration_delay_s": r.migration_delay_s,
                 "broadcast_delay_s": r.broadcast_delay_s,
                 "qos_violating_users": r.qos_violating_users,
                 "qos_violating_units": sum(1 for v in ev.violations if v.kind in
@@ -67,8 +69,8 @@ def main() -> None:
                 "oracle_calls": r.oracle_calls, "oracle_cache_hits": r.oracle_cache_hits,
                 "n_units": len(ev.units) if ev else None,
             })
-            print(f"seed {seed} {name:12s} T={r.total_delay_s:.3f}s ({r.solve_time_s:.1f}s)",
-                  flush=True)
+            total = r.total_delay_s if r.total_delay_s is not None else float("inf")
+            print(f"seed {seed} {name:12s} T={total:.3f}s ({r.solve_time_s:.1f}s)", flush=True)
     rows = [r for r in res.rows if r["scenario"] == args.scenario and r["seed"] in args.seeds]
     cols = [("seed", "seed", ""), ("solver", "solver", "12s"),
             ("delay s", "total_delay_s", ".3f"), ("migration s", "migration_delay_s", ".3f"),
@@ -84,7 +86,8 @@ def main() -> None:
         m = {"solver": name, "seeds": len(rs)}
         for key in ("total_delay_s", "migration_delay_s", "broadcast_delay_s",
                     "qos_violating_users", "undelivered_users", "solve_time_s"):
-            m[key] = float(np.mean([r[key] for r in rs]))
+            # an incomplete plan's total is null in the record: its mean is infinite
+            m[key] = float(np.mean([np.inf if r[key] is None else r[key] for r in rs]))
         mean_rows.append(m)
     print("\nmean over seeds")
     print(table(sorted(mean_rows, key=lambda r: r["total_delay_s"]),

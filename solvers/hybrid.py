@@ -2,8 +2,8 @@
 
 PBs requested by more than ``eps_hot`` users are CoMP-broadcast (shared planner, clusters up to
 ``max_cluster``); the others are unicast to each requester in its own slot from its best nearby
-node(s) (planner run per user, clusters up to ``unicast_cluster``; robust beams from the oracle,
-which for one user is the optimal robust MRT). Caching: the planner's default.
+node(s) (planner run per user, clusters up to ``unicast_cluster``, default no cap; robust beams
+from the oracle, which for one user is the optimal robust MRT). Caching: the planner's default.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class HybridSolver:
     params = (
         Param("eps_hot", int, 2, "popularity threshold: broadcast when requesters > eps_hot"),
         Param("max_cluster", int, 0, "most nodes in one broadcast (0: no cap)"),
-        Param("unicast_cluster", int, 1, "most nodes in one unicast slot"),
+        Param("unicast_cluster", int, 0, "most nodes in one unicast slot (0: no cap)"),
     )
 
     def solve(self, instance, ctx, params) -> SolveResult:
