@@ -246,3 +246,23 @@ def test_suite_ranks_a_user_solver_against_builtins(tmp_path):
               progress=False, check=False)
     assert json.loads((tmp_path / "s" / "sweep-log.jsonl").read_text().splitlines()[-1])[
         "ran"] == 0
+
+
+SPECS = sorted((__import__("pathlib").Path(__file__).resolve().parents[1] / "reports" / "specs")
+               .glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_shipped_specs_are_valid(path):
+    """Every committed spec (the paper's figures) loads at each of its sizes; a sweep's quick
+    size is smaller than its full size."""
+    import tomllib
+
+    sizes = list(tomllib.loads(path.read_text()).get("sizes", {})) or [None]
+    loaded = {s: load_spec(path, s) for s in sizes}
+    for spec in loaded.values():
+        if spec.kind == "sweep":
+            cells = spec.cells()
+            assert cells and len({c["cell"] for c in cells}) == len(cells)
+    if {"quick", "full"} <= set(loaded) and loaded["quick"].kind == "sweep":
+        assert len(loaded["quick"].cells()) < len(loaded["full"].cells())
