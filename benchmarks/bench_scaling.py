@@ -31,6 +31,7 @@ import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -187,13 +188,14 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, nargs="+", default=[6, 12, 24])
     ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     ap.add_argument("--out", default="scaling.json")
-    ap.add_argument("--work", default=None, help="folder for instances and plans "
-                    "(default: benchmarks/results/.scaling-work)")
+    ap.add_argument("--work", default=None, help="folder for the generated instances "
+                    "(default: $TMPDIR/fgamcd-scaling-work)")
     ap.add_argument("--worker", choices=TASKS, help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--u", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    work = Path(args.work) if args.work else HERE / "results" / ".scaling-work"
+    # instances and plans are scratch data: outside the source tree
+    work = Path(args.work) if args.work else Path(tempfile.gettempdir()) / "fgamcd-scaling-work"
     if args.worker:
         print(json.dumps(worker(args.worker, args.n, args.u, work, args.cap)))
         return
