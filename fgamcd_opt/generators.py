@@ -119,6 +119,8 @@ def scenario_params_declared() -> list[Param]:
 # reach and (2) nodes on a regular grid instead of uniformly random positions (the paper does not
 # say where its nodes are; random nodes leave some users beyond every node's error radius, whose
 # worst-case rate is then 0 under any plan). Measured effect: see README, "Calibration".
+_BLOCK_BYTES = 600  # a Block and its Model entry in memory (estimate for huge J)
+
 PAPER_DEFAULT_CALIBRATION = {"qos_gbps": (1.0, 2.0), "node_layout": "grid"}
 
 # measured with fgamcd_opt.bounds.qos_reachability (every node at full power, an optimistic
@@ -248,11 +250,14 @@ def generate(scenario: str = "paper-default", seed: int | None = None,
         p = replace(p, seed=int(seed))
     _check(p)
 
+    # before anything is allocated: K and the mean model length from the block tables
+    tasks = p.n_models or p.tasks_per_base * len(p.base_models)
+    longest = max(len(arch_blocks(b)) for b in p.base_models)
+    what = f"scenario {scenario} with n_users={p.n_users}, n_nodes={p.n_nodes}, J={tasks}"
+    check_memory(estimate_memory_bytes(p.n_nodes, p.n_users, tasks * longest, p.antennas,
+                                       requested_pairs=p.n_users * longest)
+                 + _BLOCK_BYTES * tasks * longest, what, max_memory)
     repo = build_repository(p)
-    lengths = np.array([len(m.blocks) for m in repo.models])
-    check_memory(estimate_memory_bytes(p.n_nodes, p.n_users, repo.n_blocks, p.antennas,
-                                       requested_pairs=int(p.n_users * lengths.mean())),
-                 f"scenario {scenario} with n_users={p.n_users}, n_nodes={p.n_nodes}", max_memory)
     ss = np.random.SeedSequence(p.seed)
     s_layout, s_req, s_qos, s_ch, s_bh = ss.spawn(5)
     rng_layout = np.random.default_rng(s_layout)
@@ -340,9 +345,11 @@ def _check(p: ScenarioParams) -> None:
                       f"{lo},{hi}")
     # the instance file's physical ranges (schema.RANGES), in the units of the knobs: a
     # generated instance is always one the loader accepts
+    with np.errstate(over="ignore"):  # 10^(dBm / 10) of a huge dBm is inf: reported below
+        power_w, noise_w = dbm_to_watt(p.power_dbm), dbm_to_watt(p.noise_dbm)
     physical = {"bandwidth_mhz": ("bandwidth_hz", p.bandwidth_mhz * 1e6),
-                "power_dbm": ("power_max_w", dbm_to_watt(p.power_dbm)),
-                "noise_dbm": ("noise_w", dbm_to_watt(p.noise_dbm)),
+                "power_dbm": ("power_max_w", float(power_w)),
+                "noise_dbm": ("noise_w", float(noise_w)),
                 "area_m": ("area_m", p.area_m), "error_c": ("c", p.error_c),
                 "storage_gb": ("storage_bytes", p.storage_gb * 1e9),
                 "antennas": ("antennas", p.antennas), "k_factor": ("k_factor", p.k_factor),
@@ -359,11 +366,12 @@ def _check(p: ScenarioParams) -> None:
     if p.backhaul_gbps[1] * GBPS > RANGES["high_bps"][1]:
         bad("backhaul_gbps", f"high end above {RANGES['high_bps'][1]:g} bit/s")
     if p.qos_gbps[1] * GBPS / (p.bandwidth_mhz * 1e6) > MAX_SPECTRAL_EFFICIENCY:
-        bad("qos_gbps", f"Q / B above {MAX_SPECTRAL_EFFICIENCY:g} bit/s/Hz needs a worst-case "
-                        "SNR above 2^100 (301 dB), which no link reaches")
+        bad("qos_gbps", f"up to {p.qos_gbps[1]:g} Gbps over bandwidth_mhz = "
+                        f"{p.bandwidth_mhz:g} is above {MAX_SPECTRAL_EFFICIENCY:g} bit/s/Hz: it "
+                        "needs a worst-case SNR above 2^100 (301 dB), which no link reaches")
     if not 0 <= p.reuse_ratio <= 1:
         bad("reuse_ratio", "must be in [0, 1]")
-    if p.zipf < 0:
-        bad("zipf", "must be >= 0")
+    if not (p.zipf >= 0 and math.isfinite(p.zipf)):
+        bad("zipf", "must be a finite number >= 0")
     if p.node_layout not in ("random", "grid"):
         bad("node_layout", "must be 'random' or 'grid'")

@@ -587,3 +587,25 @@ def test_info_reachability_switch(tiny, tmp_path, capsys, monkeypatch):
     assert cli_main(["info", str(path), "--json", "--reachability", "on"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["qos_reachability"]["blocks_qos_reachable_share"] > 0
+
+
+_KNOB_VALUES = st.sampled_from([0.0, -1.0, 1e-300, 5e-324, 1e-3, 1.0, 40.0, 1e6, 1e12, 1e300,
+                                -1e300, math.nan, math.inf])
+
+
+@settings(max_examples=40, deadline=None)
+@given(knobs=st.dictionaries(st.sampled_from([
+    "bandwidth_mhz", "power_dbm", "noise_dbm", "storage_gb", "error_c", "area_m", "k_factor",
+    "path_loss_db", "path_loss_exponent", "info_radius_m", "zipf", "reuse_ratio"]),
+    _KNOB_VALUES, max_size=3), n_users=st.integers(0, 5))
+def test_fuzz_generator_knobs_give_a_loadable_instance_or_a_clean_error(knobs, n_users):
+    """The generator and the loader agree: whatever the knobs, either a ParameterError naming a
+    knob, or an instance whose JSON form the loader accepts (physical ranges included)."""
+    try:
+        inst = generate("tiny", seed=0, n_users=n_users, **knobs)
+    except ParameterError as exc:
+        assert "\n" not in str(exc) and any(k in str(exc) for k in knobs)
+        return
+    back = instance_from_dict(instance_to_dict(inst), verify_channels="probe")
+    assert back.n_users == n_users
+    assert np.all(np.isfinite(back.snr_required))
