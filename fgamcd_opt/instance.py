@@ -1,6 +1,6 @@
 """A problem instance: nodes, users, repository, backhaul, bandwidth and channels.
 
-Symbols and units (MODEL.md section 1): N nodes n with M antennas, power budget P_max (W) and
+Symbols and units (docs/model.md section 1): N nodes n with M antennas, power budget P_max (W) and
 storage C_n (bytes); U users u at positions (m), associated with node, requesting model r_u, QoS
 floor Q_u (bits/s), noise power sigma_u^2 (W); bandwidth B (Hz); backhaul R^bac_{n,m}(k) (bits/s);
 channels h~_{n,u}(k) (complex amplitude gain) with error ellipsoids C_{n,u} = c_{n,u} I_M.
