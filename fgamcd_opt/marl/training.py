@@ -409,11 +409,18 @@ def plot_curve(csv_path: str | os.PathLike, png_path: str | os.PathLike, title: 
         ax.set_xlabel("episode")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
-    ev = [(int(r["episode"]), float(r["eval_delay_s"])) for r in rows if r.get("eval_delay_s")]
+    ev = [(int(r["episode"]), float(r["eval_delay_s"]), float(r["eval_penalised_pbs"]))
+          for r in rows if r.get("eval_delay_s")]
     if ev:
-        axes[1].plot(*zip(*ev, strict=True), "o-", color="C3", ms=3, lw=1.2,
+        e_ep, e_delay, e_bad = (np.array(x) for x in zip(*ev, strict=True))
+        axes[1].plot(e_ep, e_delay, "o-", color="C3", ms=3, lw=1.2,
                      label="greedy policy (eval, mean of its instances)")
-        axes[1].legend(fontsize=8)
+        axes[2].plot(e_ep, e_bad, "o-", color="C3", ms=3, lw=1.2,
+                     label="greedy policy (eval, mean of its instances)")
+        axes[1].legend(fontsize=7)
+        axes[2].legend(fontsize=7)
+    # a few exploratory episodes with huge migrations would flatten the delay panel
+    axes[1].set_ylim(0, float(np.nanpercentile(dly, 98)) * 1.2 or 1.0)
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
