@@ -299,6 +299,7 @@ def bound_applies(ev, excluded: set[tuple[int, int]], demand: np.ndarray) -> boo
 def test_bound_below_every_builtin_solver(seed, storage_gb):
     inst = generate("tiny", seed=seed, storage_gb=storage_gb)
     data = milp.optimistic_data(inst)
+    milp.refine_group_bounds(inst, data, ORACLE, time_budget_s=60.0)  # the multicast bound too
     out = milp.solve_milp(data, inst.n_blocks, time_limit_s=20, mip_gap=1e-4, threads=1)
     bound = milp.certified_bound(out, data)
     if out.status == "infeasible":
