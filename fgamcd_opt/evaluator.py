@@ -422,13 +422,31 @@ def _transmissions(prepared: list[tuple], violations: list[Violation]) -> list[t
     return tx
 
 
+PAIR_BATCH = 65_536  # (transmission, user) pairs scored per call: bounds the padded arrays
+
+
 def _pair_rates(inst: Instance, tx: list[tuple]) -> np.ndarray:
     """Exact worst-case rate of every (transmission, user) pair (eq. 6, docs/model.md section 3).
 
     Every user hears every node of its transmission (they all send the same PB symbol), so its
-    worst case runs over all of them. All pairs are stacked, padded to the largest transmission,
-    and scored in one call."""
-    n_pairs = sum(len(t[3]) for t in tx)
+    worst case runs over all of them. Pairs are stacked in batches of at most ``PAIR_BATCH``,
+    each padded to its own largest transmission, and scored in one call per batch (memory stays
+    bounded at any U; the result does not depend on the batching)."""
+    rates = []
+    batch: list[tuple] = []
+    n_pairs = 0
+    for t in tx:
+        batch.append(t)
+        n_pairs += len(t[3])
+        if n_pairs >= PAIR_BATCH:
+            rates.append(_pair_rates_batch(inst, batch, n_pairs))
+            batch, n_pairs = [], 0
+    if batch or not rates:
+        rates.append(_pair_rates_batch(inst, batch, n_pairs))
+    return np.concatenate(rates)
+
+
+def _pair_rates_batch(inst: Instance, tx: list[tuple], n_pairs: int) -> np.ndarray:
     p_max = max((len(t[2]) for t in tx), default=1)
     h_all = np.zeros((n_pairs, p_max, inst.antennas), dtype=complex)
     w_all = np.zeros_like(h_all)

@@ -289,3 +289,16 @@ def test_baselines_report_progress_and_honour_a_time_limit(tiny, name):
     cut = run_solver(tiny, get_solver(name), time_limit_s=0.0).record
     assert cut.solver_status == "time_limit" and "time limit reached" in cut.message
     assert cut.verdict != "not_evaluated"  # a plan is still returned and scored
+
+
+def test_pair_batching_does_not_change_the_evaluation(tiny, monkeypatch):
+    from fgamcd_opt import evaluator
+    from fgamcd_opt.registry import get_solver
+
+    plan = run_solver(tiny, get_solver("tdma")).plan
+    whole = evaluate(tiny, plan)
+    monkeypatch.setattr(evaluator, "PAIR_BATCH", 3)
+    small = evaluate(tiny, plan)
+    assert small.total_delay_s == whole.total_delay_s
+    for a, b in zip(small.units, whole.units, strict=True):
+        np.testing.assert_array_equal(a.rates_bps, b.rates_bps)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import FgamcdError
-from .shared import _common, _fmt_bytes
+from .shared import _common, _fmt_bytes, _instance_input_args
 from .solve import (
     _eval_args,
     _solve_args,
@@ -163,9 +163,7 @@ def _info_args(p):
     p.add_argument("--reachability", choices=("auto", "on", "off"), default="auto",
                    help="QoS reachability bound (auto: when at most "
                         f"{REACHABILITY_AUTO_PAIRS:,} requested (user, PB) pairs)")
-    p.add_argument("--allow-external-sidecar", action="store_true",
-                   help="accept a sidecar path that is absolute or outside the instance's folder")
-    _memory_arg(p)
+    _instance_input_args(p)
     _common(p)
 
 

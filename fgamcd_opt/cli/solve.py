@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import FgamcdError
-from .shared import _common, _fmt_bytes
+from .shared import _common, _fmt_bytes, _instance_input_args
 
 
 def _print_evaluation(inst, ev, header: str) -> None:
@@ -102,7 +102,8 @@ def cmd_solve(args) -> int:
         print("fgamcd-solve: give an instance file and --solver NAME (or --list-solvers)",
               file=sys.stderr)
         return 2
-    inst = load_instance(args.instance)
+    inst = load_instance(args.instance, allow_external_sidecar=args.allow_external_sidecar,
+                         max_memory=args.max_memory)
     cls = registry.get_solver(args.solver)
     params = parse_assignments(args.param or [])
     oracle = BeamformingOracle(args.beamforming)
@@ -169,7 +170,8 @@ def cmd_eval(args) -> int:
     from ..oracle import BeamformingOracle
     from ..plan_io import load_plan
 
-    inst = load_instance(args.instance)
+    inst = load_instance(args.instance, allow_external_sidecar=args.allow_external_sidecar,
+                         max_memory=args.max_memory)
     plan = load_plan(args.plan, inst)
     ev = evaluate(inst, plan, BeamformingOracle(args.beamforming))
     if args.json:
@@ -229,6 +231,7 @@ def _solve_args(p):
     p.add_argument("--progress", action="store_true",
                    help="show the progress bar even when stderr is not a terminal")
     p.add_argument("--list-solvers", action="store_true")
+    _instance_input_args(p)
     _common(p)
 
 
@@ -239,4 +242,5 @@ def _eval_args(p):
     p.add_argument("-o", "--output", help="write the full evaluation JSON here")
     p.add_argument("--beamforming", default="fast", choices=["fast", "sdr", "mrt", "nonrobust"],
                    help="oracle method for units without beams")
+    _instance_input_args(p)
     _common(p)
