@@ -10,7 +10,7 @@ import pytest
 
 from fgamcd_opt.cli.report import main as report_main
 from fgamcd_opt.experiments.executors import InlineExecutor
-from fgamcd_opt.experiments.report import aggregate, build_report, reductions
+from fgamcd_opt.experiments.reporting import aggregate, build_report, reductions
 from fgamcd_opt.experiments.spec import load_spec
 from fgamcd_opt.experiments.sweep import run_sweep
 

@@ -104,7 +104,7 @@ def run(args) -> int:
           f"{counts['ran']} run: {counts['done']} done, {counts['failed']} failed) in "
           f"{counts['elapsed_s']:.1f} s; store {out / 'store.jsonl'}, CSV {out / 'results.csv'}")
     if not args.no_report:
-        from ..experiments.report import build_report
+        from ..experiments.reporting import build_report
 
         index = build_report(out)
         print(f"report: {index} and {index.with_suffix('.html')}")

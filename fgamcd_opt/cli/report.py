@@ -33,7 +33,7 @@ def main(argv=None) -> int:
                 print(f"  cell {cell}: {', '.join(fields)}")
             print("same rows (timings aside)" if same else "rows differ")
             return 0 if same else 1
-        from ..experiments.report import build_report
+        from ..experiments.reporting import build_report
 
         index = build_report(args.store, args.output, args.title)
     except FgamcdError as exc:

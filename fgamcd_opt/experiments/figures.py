@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from .report import Doc
+from .reporting import Doc
 from .spec import Spec, SpecError, spec_summary
 from .store import Store, export_csv
 

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import FgamcdError
-from .report import Doc, delay_of, fmt
+from .reporting import Doc, delay_of, fmt
 from .spec import SpecError, _digest
 from .store import Store, export_csv
 
