@@ -4,7 +4,7 @@ held-out generator seeds against the baselines.
     python benchmarks/bench_maasn.py training [--curve PATH]     # from a fgamcd-train curve.csv
     python benchmarks/bench_maasn.py inference [--policy PATH]
     python benchmarks/bench_maasn.py quality --storage 1.25 [--seeds 0 .. 9] [--solvers ...]
-                                     [--with-milp] [--policy PATH]
+                                     [--with-milp] [--policy PATH] [--maasn-episodes E]
 
 training: sums the per-episode timings of the learning curve (the shipped policy's by default):
   environment steps without the oracle, oracle, action selection, ESN augmentation, network
@@ -129,8 +129,9 @@ def cmd_inference(args) -> None:
 
 def cmd_quality(args) -> None:
     st = args.storage
-    solvers = (["maasn"] if not args.no_maasn else []) + args.solvers + (
-        ["milp"] if args.with_milp else [])
+    maasn = "maasn" if not args.maasn_episodes else f"maasn-ft{args.maasn_episodes}"
+    solvers = ([maasn] if not args.no_maasn else []) + [
+        s for s in args.solvers if s != "maasn"] + (["milp"] if args.with_milp else [])
     res = ResultsFile(f"maasn_quality_storage{st:g}.json", {
         "scenario": "paper-default", "storage_gb": st, "held_out_seeds": args.seeds,
         "command": "python benchmarks/bench_maasn.py " + " ".join(sys.argv[1:])})
@@ -142,8 +143,11 @@ def cmd_quality(args) -> None:
         for name in solvers:
             if res.has(seed=seed, solver=name):
                 continue
-            spec = maasn_spec() if name == "maasn" else name
-            params = {"policy": args.policy} if name == "maasn" and args.policy else {}
+            is_maasn = name.startswith("maasn")
+            spec = maasn_spec() if is_maasn else name
+            params = {"policy": args.policy} if is_maasn and args.policy else {}
+            if is_maasn and args.maasn_episodes:
+                params["episodes"] = args.maasn_episodes
             run = run_solver(inst, get_solver(spec), params, seed=seed, oracle=oracle)
             r = run.record
             row = {"seed": seed, "solver": name, "status": r.solver_status,
@@ -154,7 +158,8 @@ def cmd_quality(args) -> None:
                    "qos_violating_users": r.qos_violating_users,
                    "undelivered_users": r.undelivered_users, "bound_s": r.bound_s,
                    "solve_time_s": r.solve_time_s, "message": r.message[:200]}
-            if name == "maasn":
+            if is_maasn:
+                row["fine_tuned"] = run.result.metadata.get("fine_tuned")
                 row["decision_s_per_step"] = run.result.metadata.get("rollout", {}).get(
                     "decision_s_per_step")
             res.add(jsonable(row))
@@ -208,6 +213,8 @@ def main() -> None:
     q.add_argument("--with-milp", action="store_true")
     q.add_argument("--no-maasn", action="store_true", help="baselines only")
     q.add_argument("--policy", default="")
+    q.add_argument("--maasn-episodes", type=int, default=0,
+                   help="run maasn with episodes=E (fine-tuning), reported as maasn-ftE")
     q.add_argument("--fresh", action="store_true")
     args = ap.parse_args()
     {"training": cmd_training, "inference": cmd_inference, "quality": cmd_quality}[args.cmd](args)
