@@ -343,3 +343,28 @@ def test_group_refinement_raises_costs_and_keeps_dominance():
             subs = [j for j, r in enumerate(o.clusters)
                     if j != i and not (r & ~row).any() and r.sum() < row.sum()]
             assert all(o.cost_s[j] > o.cost_s[i] for j in subs)
+
+
+def test_pb_larger_than_every_node_gives_a_partial_plan_naming_the_users():
+    inst = generate("tiny", seed=1, storage_gb=0.017)
+    cap = int(inst.nodes.storage_bytes.max())
+    big = [int(k) for k in inst.requested_blocks if inst.repository.sizes[k] > cap]
+    assert big, "the fixture needs a PB that no node can hold"
+    run = run_solver(inst, get_solver("milp"), params={"group_bound_time": 0.0})
+    assert run.plan is not None, run.record.message
+    lost = sorted({int(u) for k in big for u in inst.requesters(k)})
+    assert "users not fully served" in run.record.message
+    for u in lost:
+        assert inst.users.ids[u] in run.record.message
+    ev = run.evaluation
+    assert set(ev.undelivered_users()) == set(lost)
+    served = [k for k in inst.requested_blocks if int(k) not in big]
+    assert all(int(k) in ev.block_broadcast_s for k in served)  # the rest is delivered
+    assert run.record.to_dict()["total_delay_s"] is None and run.record.gap is None
+
+
+def test_zero_users_gives_the_empty_plan():
+    inst = generate("tiny", seed=0, n_users=0)
+    run = run_solver(inst, get_solver("milp"))
+    assert run.record.solver_status == "optimal" and run.record.total_delay_s == 0.0
+    assert run.record.gap == 0.0

@@ -69,6 +69,9 @@ class MilpSolver:
 
     def solve(self, instance, ctx, params) -> SolveResult:
         inst = instance
+        if len(inst.requested_blocks) == 0:  # nobody requests anything: the empty plan is optimal
+            return SolveResult(Plan.empty(inst.n_nodes, solver=self.name), SolveStatus.OPTIMAL,
+                               "no requested PB", bound=0.0)
         t_start = time.perf_counter()
         oracle = ctx.oracle
         calls0, otime0 = oracle.hits + oracle.misses, oracle.solve_time_s
@@ -162,7 +165,8 @@ class MilpSolver:
                         solve_time_s=out_b.solve_time_s, n_variables=out_b.n_variables,
                         n_clusters=bdata.n_clusters, mip_gap=out_b.gap)
             self._oracle_meta(meta, oracle, calls0, otime0, t_start)
-            return SolveResult(plan, SolveStatus.FEASIBLE, self._message(out_b, None, excluded),
+            return SolveResult(plan, SolveStatus.FEASIBLE,
+                               self._message(out_b, None, excluded, inst),
                                bound=bound, metadata=jsonable(meta))
 
         # ---- 3. the oracle-rate MILP -------------------------------------------------------
@@ -210,7 +214,7 @@ class MilpSolver:
         # PBs whose every oracle option left some user at rate 0 are not delivered to anyone
         unserved = sorted(set(pdata.excluded_pairs()) - set(excluded))
         meta["primal_unserved_pairs"] = len(unserved)
-        message = self._message(out_b, out_p, excluded)
+        message = self._message(out_b, out_p, excluded, inst)
         if unserved:
             message = "; ".join(filter(None, [message, (
                 f"{len(unserved)} reachable (user, PB) pair(s) undelivered: no candidate cluster's "
@@ -226,7 +230,7 @@ class MilpSolver:
                     total_time_s=time.perf_counter() - t_start)
 
     @staticmethod
-    def _message(out_b, out_p, excluded) -> str:
+    def _message(out_b, out_p, excluded, inst=None) -> str:
         parts = []
         for label, out in (("bound MILP", out_b), ("oracle MILP", out_p)):
             if out is None:
@@ -235,7 +239,13 @@ class MilpSolver:
             if out.status != "optimal":
                 parts.append(f"{label} stopped: {out.status} (gap {gap})")
         if excluded:
-            parts.append(f"{len(excluded)} unreachable (user, PB) pair(s) excluded")
+            text = f"{len(excluded)} unreachable (user, PB) pair(s) excluded"
+            if inst is not None:
+                users = sorted({u for u, _ in excluded})
+                text += (" (no node can reach them or hold the PB); users not fully served: "
+                         + ", ".join(inst.users.ids[u] for u in users[:20])
+                         + (f" and {len(users) - 20} more" if len(users) > 20 else ""))
+            parts.append(text)
         return "; ".join(parts)
 
 

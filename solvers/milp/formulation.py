@@ -255,7 +255,12 @@ def optimistic_data(inst: Instance, max_cluster: int | None = None) -> MilpData:
     """The bound model: minimal clusters of every requested PB (module docstring)."""
     t0 = time.perf_counter()
     blocks, excluded, n_trunc = [], {}, 0
+    largest = int(inst.nodes.storage_bytes.max()) if inst.n_nodes else 0
     for k in inst.requested_blocks:
+        if int(inst.repository.sizes[k]) > largest:
+            # no node can ever hold it: its requesters are unservable, the rest still is
+            excluded[int(k)] = tuple(int(u) for u in inst.requesters(k))
+            continue
         opts, dead, truncated = optimistic_block(inst, int(k), max_cluster)
         if dead:
             excluded[int(k)] = dead
@@ -809,11 +814,6 @@ def storage_infeasibility(inst: Instance, data: MilpData) -> str:
     simple reason is found)."""
     sizes = np.array([o.size_bytes for o in data.blocks], dtype=np.int64)
     cap = inst.nodes.storage_bytes
-    too_big = [inst.repository.blocks[o.block].id for o in data.blocks
-               if o.size_bytes > cap.max()]
-    if too_big:
-        return (f"PB(s) {', '.join(too_big[:10])} larger than every node's storage "
-                f"({int(cap.max())} B); no plan can deliver them")
     if sizes.sum() > cap.sum():
         return (f"requested PBs need {int(sizes.sum())} B to be cached once, total storage is "
                 f"{int(cap.sum())} B; some requested PB cannot be held by any node")
