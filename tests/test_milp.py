@@ -222,11 +222,12 @@ def test_complete_matches_milp_start():
 # ---------------------------------------------------------------------------------------------
 # statuses
 # ---------------------------------------------------------------------------------------------
-def test_unstorable_block_is_infeasible_with_reason():
+def test_unstorable_block_is_excluded_and_its_users_named():
     inst = tiny_instance(5, capacity_bytes=2_000_000)  # requested PBs of 1 and 8 MB
     run = run_solver(inst, get_solver("milp"), oracle=ORACLE)
-    assert run.record.solver_status == SolveStatus.INFEASIBLE
-    assert "larger than every node's storage" in run.record.message
+    assert run.plan is not None and run.record.solver_status != SolveStatus.INFEASIBLE
+    assert "no node can reach them or hold the PB" in run.record.message
+    assert run.record.complete is False and run.record.undelivered_users > 0
 
 
 def test_unreachable_users_excluded_or_infeasible():
