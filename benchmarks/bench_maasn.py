@@ -130,6 +130,8 @@ def cmd_inference(args) -> None:
 def cmd_quality(args) -> None:
     st = args.storage
     maasn = "maasn" if not args.maasn_episodes else f"maasn-ft{args.maasn_episodes}"
+    if args.tag:
+        maasn += f"[{args.tag}]"
     solvers = ([maasn] if not args.no_maasn else []) + [
         s for s in args.solvers if s != "maasn"] + (["milp"] if args.with_milp else [])
     res = ResultsFile(f"maasn_quality_storage{st:g}.json", {
@@ -213,6 +215,7 @@ def main() -> None:
     q.add_argument("--with-milp", action="store_true")
     q.add_argument("--no-maasn", action="store_true", help="baselines only")
     q.add_argument("--policy", default="")
+    q.add_argument("--tag", default="", help="label maasn rows maasn[TAG] (another policy)")
     q.add_argument("--maasn-episodes", type=int, default=0,
                    help="run maasn with episodes=E (fine-tuning), reported as maasn-ftE")
     q.add_argument("--fresh", action="store_true")
