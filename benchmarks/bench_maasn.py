@@ -1,7 +1,7 @@
 """MAASN-DA numbers (docs/maasn.md): training time breakdown, inference time, and quality on
 held-out generator seeds against the baselines.
 
-    python benchmarks/bench_maasn.py training [--curve PATH]     # from a fgamcd-train curve.csv
+    python benchmarks/bench_maasn.py training [--curve PATH] [--after E] [--note TEXT]
     python benchmarks/bench_maasn.py inference [--policy PATH]
     python benchmarks/bench_maasn.py quality --storage 1.25 [--seeds 0 .. 9] [--solvers ...]
                                      [--with-milp] [--policy PATH] [--maasn-episodes E]
@@ -54,7 +54,7 @@ def cmd_training(args) -> None:
     from fgamcd_opt.marl.policy import shipped_policy_path
 
     path = Path(args.curve) if args.curve else shipped_policy_path().with_suffix(".curve.csv")
-    rows = list(csv.DictReader(open(path)))
+    rows = [r for r in csv.DictReader(open(path)) if int(r["episode"]) > args.after]
     if not rows:
         raise SystemExit(f"{path}: empty learning curve")
 
@@ -62,7 +62,8 @@ def cmd_training(args) -> None:
         return float(sum(float(r[key]) for r in rows))
 
     wall, env, oracle = total("wall_s"), total("env_s"), total("oracle_s")
-    out = {"curve": str(path), "episodes": len(rows), "wall_s": wall,
+    out = {"curve": str(path), "note": args.note, "after_episode": args.after,
+           "episodes": len(rows), "wall_s": wall,
            "env_without_oracle_s": env - oracle, "oracle_s": oracle, "act_s": total("act_s"),
            "esn_s": total("esn_s"), "update_s": total("update_s"),
            "other_s": wall - env - total("act_s") - total("esn_s") - total("update_s"),
@@ -70,11 +71,12 @@ def cmd_training(args) -> None:
            "projected_600_episodes_min": wall / len(rows) * 600 / 60}
     for lo, hi in ((0, 50), (len(rows) - 50, len(rows))):
         part = rows[max(lo, 0):hi]
-        out[f"episodes_{max(lo, 0) + 1}_{hi}_wall_per_episode_s"] = float(
+        out[f"episodes_{part[0]['episode']}_{part[-1]['episode']}_wall_per_episode_s"] = float(
             np.mean([float(r["wall_s"]) for r in part]))
     res = ResultsFile("maasn_training.json", {"command": "python benchmarks/bench_maasn.py "
                                               + " ".join(sys.argv[1:])})
-    res.data["rows"] = [out]
+    res.data["rows"] = [r for r in res.rows if (r.get("curve"), r.get("after_episode", 0))
+                        != (str(path), args.after)] + [out]
     from fgamcd_opt.jsonio import write_json_atomic
 
     write_json_atomic(res.path, res.data)
@@ -204,6 +206,8 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("training")
     t.add_argument("--curve", help="a fgamcd-train curve.csv (default: the shipped policy's)")
+    t.add_argument("--after", type=int, default=0, help="only episodes after this one")
+    t.add_argument("--note", default="", help="what the run was (stored with the row)")
     i = sub.add_parser("inference")
     i.add_argument("--policy", default="")
     i.add_argument("--repeat", type=int, default=3)
