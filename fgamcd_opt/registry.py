@@ -30,6 +30,7 @@ BUILTIN_SOLVERS: dict[str, str] = {
     "hybrid": "fgamcd_solvers.hybrid:HybridSolver",
     "full-comp": "fgamcd_solvers.fullcomp:FullCompSolver",
     "milp": "fgamcd_solvers.milp:MilpSolver",
+    "maasn": "fgamcd_solvers.maasn:MaasnSolver",
 }
 
 

@@ -8,6 +8,11 @@ cluster and the oracle the beams), so the comparison with the baselines is on eq
 ``delivery=group`` is the paper's literal one-group broadcast by every participant. Migrations
 the planner does not use are dropped.
 
+``guard`` (default on): a coverage guard around the policy's caching decisions: a copy is kept
+only while the storage left still holds one copy of every later requested PB, and a PB the
+policy caches nowhere is cached at the fitting node with the strongest links to its requesters.
+Without it a policy that fills storage early leaves later PBs uncached when storage binds.
+
 ``policy``: a policy file (``.pt`` with its ``.json`` card) written by ``fgamcd-train``; default:
 the shipped paper-default policy. ``episodes=E`` first fine-tunes that policy on this instance
 (the paper trains per scenario) within the time limit, with progress, and keeps the fine-tuned
@@ -33,7 +38,8 @@ def _rollout(policy_act, inst, ctx, card: dict, params: dict):
                     reward_scale=float(envc.get("reward_scale", 10.0)),
                     r1=float(envc.get("r1", 10.0)), r2=float(envc.get("r2", 10.0)),
                     storage_ref_bytes=float(envc.get("storage_ref_bytes", 1e9)),
-                    delivery=params["delivery"], max_cluster=params["max_cluster"])
+                    delivery=params["delivery"], max_cluster=params["max_cluster"],
+                    guard=params["guard"])
     env = FgamcdParallelEnv(cfg, oracle=ctx.oracle)
     ep = run_episode(env, policy_act, seed=ctx.seed)
     steps = max(len(ep["reward"]), 1)
@@ -57,6 +63,9 @@ class MaasnSolver:
               "every participant broadcasts to all requesters (the paper)",
               choices=("planner", "group")),
         Param("max_cluster", int, 3, "planner delivery: most nodes in one transmission"),
+        Param("guard", bool, True, "coverage guard: keep storage for one copy of every later "
+              "PB and cache a PB the policy placed nowhere at its best fitting node "
+              "(false: the policy's decisions only, as in training)"),
     )
 
     def __init__(self):
@@ -124,7 +133,8 @@ class MaasnSolver:
                        reward_scale=float(envc.get("reward_scale", 10.0)),
                        r1=float(envc.get("r1", 10.0)), r2=float(envc.get("r2", 10.0)),
                        storage_ref_bytes=float(envc.get("storage_ref_bytes", 1e9)),
-                       delivery=params["delivery"], max_cluster=params["max_cluster"])
+                       delivery=params["delivery"], max_cluster=params["max_cluster"],
+                       guard=params["guard"])
         trainer = Trainer(ec, lc, tc, oracle=ctx.oracle)
         trainer.learner.actor.load_state_dict(policy.actor.state_dict())
         trainer.learner.actor_t.load_state_dict(policy.actor.state_dict())

@@ -13,9 +13,18 @@ from fgamcd_opt.testing import assert_conforms
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", sorted(registry.available()))
+# maasn's shipped policy is for N = 6 and the fixtures have N = 2-3: its conformance check runs
+# in tests/test_maasn.py with a policy trained for the fixture size.
+OWN_CHECK = {"maasn"}
+
+
+@pytest.mark.parametrize("name", sorted(set(registry.available()) - OWN_CHECK))
 def test_registered_solver_conforms(name):
     assert_conforms(registry.get_solver(name))
+
+
+def test_solvers_with_their_own_check_are_registered():
+    assert OWN_CHECK <= set(registry.available())
 
 
 def test_example_plugin_conforms():

@@ -204,3 +204,25 @@ def test_solver_module_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_coverage_guard_caches_every_requested_pb_when_storage_binds():
+    """With binding storage a policy may fill nodes early; the solver's guard keeps room for one
+    copy of every later PB (the evaluator then finds every requester served)."""
+    from fgamcd_opt.generators import generate
+    from fgamcd_opt.marl.env import EnvConfig, FgamcdParallelEnv
+
+    inst = generate("tiny", seed=1, storage_gb=0.03)
+    sizes = inst.repository.sizes[inst.requested_blocks]
+    assert sizes.sum() > inst.nodes.storage_bytes.sum() / 2  # storage binds
+    greedy = {f"node_{n}": np.ones(inst.n_nodes) for n in range(inst.n_nodes)}  # cache all
+    for guard in (False, True):
+        env = FgamcdParallelEnv(EnvConfig(instance=inst, max_users_per_node=8, guard=guard))
+        env.reset(seed=0)
+        while env.agents:
+            env.step(greedy)
+        cached = env.holds[:, inst.requested_blocks].any(axis=0)
+        if guard:
+            assert cached.all() and not env.undelivered
+        else:
+            assert not cached.all()  # caching everything everywhere starves later PBs

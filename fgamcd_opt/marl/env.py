@@ -91,6 +91,9 @@ class EnvConfig:
     # name of the mask entry in the observation dict; TorchRL 0.14's PettingZoo wrapper cannot
     # apply a mask to Binary actions (it expects a one-hot mask), so it is renamed there
     mask_key: str = "action_mask"
+    # coverage guard (off in training, on in the maasn solver): keep room for one copy of every
+    # later PB and cache a PB nobody chose at the fitting node that can serve it best
+    guard: bool = False
 
     def card(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "instance"}
@@ -201,6 +204,8 @@ class FgamcdParallelEnv(ParallelEnv):
         self._t = 0
         self.remaining = inst.nodes.storage_bytes.astype(np.float64).copy()
         self.holds = np.zeros((n, inst.n_blocks), dtype=bool)
+        if self.config.guard:
+            self._reserve_storage()
         self.migrations: list[Migration] = []
         self.units: list[DeliveryUnit] = []
         self.undelivered: dict[int, tuple[int, ...]] = {}
@@ -312,6 +317,8 @@ class FgamcdParallelEnv(ParallelEnv):
         size = float(inst.repository.sizes[k])
         fits = self.remaining >= size
         a = np.diag(d) & fits
+        if cfg.guard:
+            a = self._guarded(k, a, fits)
         b = d & a[:, None]
         np.fill_diagonal(b, False)
         b &= ~a[None, :]  # a holder needs no copy
@@ -336,12 +343,21 @@ class FgamcdParallelEnv(ParallelEnv):
                                   beamforming=cfg.method)]
             migs = [Migration(s, m, k) for m, s in sorted(src_of.items())]
         else:
-            opts = PlannerOptions(max_cluster=cfg.max_cluster, migration=False, method=cfg.method)
+            # with the guard (the solver), the planner may also migrate from the holders, so a
+            # copy the guard placed away from the requesters still reaches them
+            opts = PlannerOptions(max_cluster=cfg.max_cluster, migration=cfg.guard,
+                                  method=cfg.method)
             parts = plan_transmissions(inst, k, users, holders, self.oracle, opts,
                                        received=tuple(sorted(src_of)), sources=holders,
                                        block_data=BlockData(inst, k))
             used = {n for g in parts for n in g.nodes}
             migs = [Migration(s, m, k) for m, s in sorted(src_of.items()) if m in used]
+            have = {m.dst for m in migs}
+            for g in parts:  # the planner's own migrations (guard on)
+                for mg in g.migrations:
+                    if mg.dst not in have:
+                        migs.append(mg)
+                        have.add(mg.dst)
             units = [DeliveryUnit(g.block, g.users, g.nodes,
                                   mode="unicast" if len(parts) > 1 and len(g.users) == 1
                                   else "broadcast", beams=g.beam.beams, beamforming=cfg.method)
@@ -360,6 +376,48 @@ class FgamcdParallelEnv(ParallelEnv):
                     migrations=len(migs), nodes=len(used) if cfg.delivery == "planner"
                     else len(units[0].nodes))
         return -cfg.reward_scale * finite - cfg.r1 * float(lam), info
+
+    def _reserve_storage(self) -> None:
+        """The guard's reservation: one copy of every requested PB assigned to a node by
+        best-fit decreasing (a packing, when one is found); PBs it cannot place get none."""
+        sizes = self.inst.repository.sizes.astype(float)
+        free = self.remaining.copy()
+        self._reserved: dict[int, int] = {}
+        for k in sorted(self._k_list.tolist(), key=lambda k: (-sizes[k], k)):
+            ok = np.flatnonzero(free >= sizes[k])
+            if ok.size:
+                n = int(ok[np.argmin(free[ok])])
+                free[n] -= sizes[k]
+                self._reserved[int(k)] = n
+        self._reserved_load = self.remaining - free  # bytes reserved per node
+
+    def _guarded(self, k: int, a: np.ndarray, fits: np.ndarray) -> np.ndarray:
+        """The coverage guard: PB k's reservation (``_reserve_storage``) is released, then the
+        policy's copies are kept (most free storage first) wherever the node still has room
+        for the later PBs reserved on it; if none is kept, k goes to its reserved node (which
+        has room by construction), or else to the fitting node with the strongest links to
+        k's requesters (bounds.py). So the policy decides wherever its decisions leave room for
+        one copy of every later PB, and no requested PB ends up cached nowhere when a packing
+        exists."""
+        size = float(self.inst.repository.sizes[k])
+        r = self._reserved.pop(int(k), None)
+        if r is not None:
+            self._reserved_load[r] -= size
+        out = np.zeros_like(a)
+        room = self.remaining - self._reserved_load
+        for n in sorted(np.flatnonzero(a), key=lambda n: -room[n]):
+            if room[n] >= size:
+                out[n] = True
+                room[n] -= size
+        if out.any() or not fits.any():
+            return out
+        if r is not None and self.remaining[r] >= size:
+            out[r] = True
+            return out
+        value = BlockData(self.inst, k).link.sum(axis=1)
+        cand = np.flatnonzero(fits)
+        out[int(cand[np.argmax(value[cand])])] = True
+        return out
 
     # ---- results -----------------------------------------------------------------------
     def plan(self, solver: str = "maasn") -> Plan:
