@@ -50,7 +50,7 @@ from .instance import Instance
 from .oracle.core import normalised_problem
 from .oracle.methods import amplitude_upper_bound
 from .oracle.problem import BeamProblem
-from .rates import rate_from_amplitude
+from .rates import rate_from_amplitude, transfer_delay_s
 
 SCS_EPS = 1e-5  # SCS's primal/dual residual and gap tolerances
 # slack added to SCS's objective before it is used as an upper bound on F(s): the problem is
@@ -203,7 +203,7 @@ class PartitionBound:
         self.inst = inst
         self.k = int(k)
         self.users = tuple(int(u) for u in users)
-        self.bits = 8.0 * float(inst.repository.sizes[k])
+        self.size_bytes = float(inst.repository.sizes[k])
         self._amp: dict[tuple[tuple[int, ...], int], float] = {}  # (nodes, group mask) -> amp
         self._refined: set[tuple[tuple[int, ...], int]] = set()
         self._problem: dict[tuple[int, ...], BeamProblem] = {}
@@ -262,7 +262,7 @@ class PartitionBound:
         if amp is None:
             amp = self._per_user_amp(nodes, group_mask)
         rate = float(rate_from_amplitude(amp, 1.0, self.inst.bandwidth_hz))
-        return self.bits / rate if rate > 0 else np.inf
+        return transfer_delay_s(self.size_bytes, rate)
 
     def _dp(self, nodes) -> tuple[float, list[int]]:
         """min over partitions of the sum of the current group bounds: (value, groups)."""

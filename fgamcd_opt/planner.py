@@ -88,7 +88,6 @@ class BlockData:
     def __init__(self, inst: Instance, k: int):
         self.k = k
         self.size_bytes = int(inst.repository.sizes[k])
-        self.bits = 8.0 * float(self.size_bytes)
         req = inst.requesters(k)
         self.column = {int(u): i for i, u in enumerate(req)}
         self.link = link_amplitude_bound(inst, k, req)  # (N, requesters) sqrt(W)

@@ -182,12 +182,11 @@ def _subset_masks(nodes: np.ndarray, n_nodes: int, max_size: int) -> np.ndarray:
 
 
 def _optimistic_delays(masks: np.ndarray, link: np.ndarray, noise: np.ndarray,
-                       bandwidth_hz: float, bits: float) -> np.ndarray:
+                       bandwidth_hz: float, size_bytes: float) -> np.ndarray:
     """(C,) seconds: 8 S / min_u rate bound of each subset (inf when some user gets 0)."""
     amp = masks.astype(float) @ link  # (C, V) sqrt(W)
     rmin = rate_from_amplitude(amp, noise[None, :], bandwidth_hz).min(axis=1)
-    with np.errstate(divide="ignore"):
-        return np.where(rmin > 0, bits / np.where(rmin > 0, rmin, 1.0), np.inf)
+    return transfer_delay_s(size_bytes, rmin)
 
 
 def _minimal(masks: np.ndarray, delay: np.ndarray) -> np.ndarray:
@@ -233,21 +232,22 @@ def optimistic_block(inst: Instance, k: int, max_cluster: int | None = None,
     else:
         s_max = max(1, int(max_cluster))
     truncated = s_max < len(useful)
-    bits = 8.0 * float(inst.repository.sizes[k])
+    size = float(inst.repository.sizes[k])
     noise = inst.users.noise_w[live]
     masks = _subset_masks(useful, inst.n_nodes, s_max)
-    delay = _optimistic_delays(masks, link, noise, inst.bandwidth_hz, bits)
+    delay = _optimistic_delays(masks, link, noise, inst.bandwidth_hz, size)
     keep = _minimal(masks, delay)
     opts = BlockOptions(
         block=int(k), users=tuple(int(u) for u in live), size_bytes=int(inst.repository.sizes[k]),
         clusters=masks[keep], cost_s=delay[keep], delay_s=delay[keep],
-        qos_ok=np.ones(int(keep.sum()), dtype=bool), migration_s=bits / inst.backhaul_rates(k))
+        qos_ok=np.ones(int(keep.sum()), dtype=bool),
+        migration_s=transfer_delay_s(size, inst.backhaul_rates(k)))
     if truncated:
         full = np.zeros((1, inst.n_nodes), dtype=bool)
         full[0, useful] = True
         opts.overflow_min_nodes = s_max + 1
         opts.overflow_cost_s = float(
-            _optimistic_delays(full, link, noise, inst.bandwidth_hz, bits)[0])
+            _optimistic_delays(full, link, noise, inst.bandwidth_hz, size)[0])
     return opts, dead_t, truncated
 
 
@@ -330,7 +330,8 @@ def oracle_data(inst: Instance, oracle: BeamformingOracle,
         blocks.append(BlockOptions(
             block=int(k), users=us, size_bytes=size, clusters=np.array(rows),
             cost_s=delay_a + np.where(qos_a, 0.0, qos_penalty_s), delay_s=delay_a,
-            qos_ok=qos_a, migration_s=8.0 * size / inst.backhaul_rates(k), units=units))
+            qos_ok=qos_a, migration_s=transfer_delay_s(size, inst.backhaul_rates(k)),
+            units=units))
     return MilpData("oracle", inst.n_nodes, inst.nodes.storage_bytes.copy(), blocks, excluded,
                     complete=False, prep_time_s=time.perf_counter() - t0,
                     oracle_calls=oracle.hits + oracle.misses - calls0)
@@ -345,9 +346,8 @@ def rank_clusters(inst: Instance, opts: BlockOptions, holds_col: np.ndarray, max
     link = link_amplitude_bound(inst, k, opts.users)
     useful = np.flatnonzero(link.sum(axis=1) > 0)
     masks = _subset_masks(useful, inst.n_nodes, max_size)
-    bits = 8.0 * opts.size_bytes
     delay = _optimistic_delays(masks, link, inst.users.noise_w[list(opts.users)],
-                               inst.bandwidth_hz, bits)
+                               inst.bandwidth_hz, opts.size_bytes)
     p = _participation_cost(opts.migration_s, holds_col)
     score = delay + masks.astype(float) @ np.where(np.isfinite(p), p, 0.0)
     order = np.argsort(score, kind="stable")
