@@ -62,7 +62,8 @@ class MaasnSolver:
         Param("delivery", str, "planner", "planner: the shared planner picks clusters; group: "
               "every participant broadcasts to all requesters (the paper)",
               choices=("planner", "group")),
-        Param("max_cluster", int, 3, "planner delivery: most nodes in one transmission"),
+        Param("max_cluster", int, 0, "planner delivery: most nodes in one transmission (0: no "
+              "cap, as for the baselines)"),
         Param("guard", bool, True, "coverage guard: keep storage for one copy of every later "
               "PB and cache a PB the policy placed nowhere at its best fitting node "
               "(false: the policy's decisions only, as in training)"),
