@@ -316,7 +316,47 @@ def plan_partition(inst: Instance, k: int, users, holders, oracle: BeamformingOr
             got |= {m.dst for m in p.migrations}
         if sum(map(_partition_cost, seq)) < sum(map(_partition_cost, parts)):
             parts = seq
-    return parts
+    return _split_unreachable(inst, k, parts, holders, oracle, options, received, sources, bd)
+
+
+def _split_unreachable(inst, k, parts, holders, oracle, options, received, sources, bd):
+    """Users a group's common beam leaves at worst-case rate 0 are served alone (robust MRT,
+    the single-user optimum) and the rest of the group re-planned, as without partitions; kept
+    where that lowers the partition cost. The greedy partition search (large groups) can miss
+    such splits; a zero-rate member makes the whole plan incomplete."""
+    if not options.split_zero_rate:
+        return parts
+    out = []
+    for p in parts:
+        dead = set(p.beam.zero_rate_users) if p is not None else set()
+        if not dead or len(p.users) == 1:
+            out.append(p)
+            continue
+        alive = tuple(u for u in p.users if u not in dead)
+        pieces = []
+        if alive:
+            pieces += plan_partition(inst, k, alive, holders, oracle, options, received,
+                                     sources, bd)
+        pieces += [plan_group(inst, k, (u,), holders, oracle, options, received=received,
+                              sources=sources, block_data=bd) for u in sorted(dead)]
+        if not pieces or any(q is None for q in pieces):
+            out.append(p)
+            continue
+        # copies p migrated that the other groups use stay (they are sent in turn)
+        others = [q for q in parts if q is not p]
+        needed = ({n for q in others for n in q.nodes} - {int(h) for h in holders}
+                  - {int(n) for n in received} - {m.dst for q in others for m in q.migrations}
+                  - {m.dst for q in pieces for m in q.migrations})
+        keep = [m for m in p.migrations if m.dst in needed]
+        if keep:
+            pieces[0].migrations = [*pieces[0].migrations, *keep]
+            pieces[0].migration_s += float(sum(
+                transfer_delay_s(bd.size_bytes, bd.backhaul[m.src, m.dst]) for m in keep))
+        if sum(map(_partition_cost, pieces)) < _partition_cost(p):
+            out.extend(pieces)
+        else:
+            out.append(p)
+    return out
 
 
 def _greedy_partition(n: int, plan, cost, idx, users) -> list[int]:
