@@ -31,7 +31,10 @@ from _common import RESULTS, machine  # noqa: E402
 from fgamcd_opt.backhaul import MatrixBackhaul  # noqa: E402
 from fgamcd_opt.channels import ArrayChannels, ErrorShape  # noqa: E402
 from fgamcd_opt.generators import generate  # noqa: E402
-from fgamcd_opt.group_bound import PartitionBound  # noqa: E402
+from fgamcd_opt.group_bound import (
+    PartitionBound,  # noqa: E402, set_partitions
+    set_partitions,  # noqa: E402
+)
 from fgamcd_opt.instance import Instance, Nodes, Users  # noqa: E402
 from fgamcd_opt.jsonio import write_json_atomic  # noqa: E402
 from fgamcd_opt.oracle import BeamformingOracle  # noqa: E402
@@ -116,15 +119,7 @@ def tiny_instance(seed: int, n_nodes: int = 3, n_blocks: int = 3, n_users: int =
                     error=ErrorShape(1.0 / radius**2, n_nodes, n_users))
 
 
-def _partitions(items):
-    if not items:
-        yield []
-        return
-    first, rest = items[0], items[1:]
-    for part in _partitions(rest):
-        for i in range(len(part)):
-            yield part[:i] + [[first, *part[i]]] + part[i + 1:]
-        yield [[first], *part]
+_partitions = set_partitions  # one implementation, in group_bound.py
 
 
 def exhaustive(inst: Instance, oracle: BeamformingOracle) -> float:

@@ -310,3 +310,16 @@ def partition_bound(inst: Instance, k: int, users, stats: GroupBoundStats | None
         if stats is not None:
             pb.stats = stats
     return pb
+
+
+def set_partitions(items):
+    """Every partition of ``items`` into non-empty groups (lists of lists; Bell(n) of them,
+    877 for 7 items): the exhaustive references of the tests and bench_bound.py."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for part in set_partitions(rest):
+        for i in range(len(part)):
+            yield part[:i] + [[first, *part[i]]] + part[i + 1:]
+        yield [[first], *part]

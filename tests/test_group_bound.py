@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fgamcd_opt.generators import generate
-from fgamcd_opt.group_bound import PartitionBound, amplitude_bound, best_partition
+from fgamcd_opt.group_bound import PartitionBound, amplitude_bound, best_partition, set_partitions
 from fgamcd_opt.oracle import BeamformingOracle
 from fgamcd_opt.oracle.core import normalised_problem
 from fgamcd_opt.oracle.fast import solve_fast
@@ -88,15 +88,7 @@ def test_no_beam_beats_the_bound_on_real_clusters():
     assert tighter >= 1
 
 
-def _partitions(items):
-    if not items:
-        yield []
-        return
-    first, rest = items[0], items[1:]
-    for part in _partitions(rest):
-        for i in range(len(part)):
-            yield part[:i] + [[first, *part[i]]] + part[i + 1:]
-        yield [[first], *part]
+_partitions = set_partitions  # one implementation, in group_bound.py
 
 
 def test_partition_dp_matches_enumeration():

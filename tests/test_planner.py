@@ -9,6 +9,7 @@ import pytest
 
 from fgamcd_opt.evaluator import evaluate
 from fgamcd_opt.generators import generate
+from fgamcd_opt.group_bound import set_partitions
 from fgamcd_opt.oracle import BeamformingOracle
 from fgamcd_opt.plan import Plan
 from fgamcd_opt.planner import (
@@ -23,15 +24,7 @@ from fgamcd_opt.planner import (
 ORACLE = BeamformingOracle("fast")
 
 
-def _partitions(items):
-    if not items:
-        yield []
-        return
-    first, rest = items[0], items[1:]
-    for part in _partitions(rest):
-        for i in range(len(part)):
-            yield part[:i] + [[first, *part[i]]] + part[i + 1:]
-        yield [[first], *part]
+_partitions = set_partitions  # one implementation, in group_bound.py
 
 
 def _cases(inst, lo=2, hi=4):
