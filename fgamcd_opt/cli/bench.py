@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ..errors import FgamcdError
+from .shared import run_guarded
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -122,16 +123,7 @@ def main(argv=None) -> int:
 
     # a batch scheduler's SIGTERM stops a sweep like Ctrl-C: finished cells are in the store
     signal.signal(signal.SIGTERM, _term_as_interrupt)
-    try:
-        return run(args)
-    except FgamcdError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_guarded(run, args)
 
 
 if __name__ == "__main__":

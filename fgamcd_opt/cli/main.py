@@ -20,8 +20,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__
-from ..errors import FgamcdError
-from .shared import _common, _fmt_bytes, _instance_input_args
+from .shared import _common, _fmt_bytes, _instance_input_args, run_guarded
 from .solve import (
     _eval_args,
     _solve_args,
@@ -178,21 +177,7 @@ _COMMANDS = {"gen": cmd_gen, "info": cmd_info, "solve": cmd_solve, "eval": cmd_e
 
 
 def _run(func, args) -> int:
-    try:
-        return func(args)
-    except FgamcdError as exc:
-        if getattr(args, "debug", False):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    return run_guarded(func, args)
 
 
 def main(argv=None) -> int:

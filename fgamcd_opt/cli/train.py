@@ -16,7 +16,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..errors import FgamcdError, ParameterError
+from ..errors import ParameterError
+from .shared import run_guarded
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,16 +150,8 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except FgamcdError as exc:
-        if args.debug:
-            raise
-        print(f"fgamcd-train: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("fgamcd-train: interrupted; continue with --resume", file=sys.stderr)
-        return 130
+    return run_guarded(run, args, prefix="fgamcd-train",
+                       interrupted="fgamcd-train: interrupted; continue with --resume")
 
 
 if __name__ == "__main__":
