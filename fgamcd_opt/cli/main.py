@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__
-from .shared import _common, _fmt_bytes, _instance_input_args, run_guarded
+from .shared import _common, _fmt_bytes, _instance_input_args, _memory_arg, run_guarded
 from .solve import (
     _eval_args,
     _solve_args,
@@ -165,11 +165,6 @@ def _info_args(p):
     _instance_input_args(p)
     _common(p)
 
-
-def _memory_arg(p):
-    p.add_argument("--max-memory", metavar="SIZE", default=None,
-                   help="refuse instances whose estimated memory exceeds SIZE (e.g. 4G; "
-                        "default: $FGAMCD_MAX_MEMORY or 80%% of RAM)")
 
 
 _COMMANDS = {"gen": cmd_gen, "info": cmd_info, "solve": cmd_solve, "eval": cmd_eval,

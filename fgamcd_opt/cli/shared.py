@@ -25,6 +25,10 @@ def _instance_input_args(p):
     """Flags of every command that reads an instance file."""
     p.add_argument("--allow-external-sidecar", action="store_true",
                    help="accept a sidecar path that is absolute or outside the instance's folder")
+    _memory_arg(p)
+
+
+def _memory_arg(p):
     p.add_argument("--max-memory", metavar="SIZE", default=None,
                    help="refuse instances whose estimated memory exceeds SIZE (e.g. 4G; "
                         "default: $FGAMCD_MAX_MEMORY or 80%% of RAM)")
