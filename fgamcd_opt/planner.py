@@ -59,6 +59,8 @@ class PlannerOptions:
     partition: bool = True  # plan_transmissions: best partition into sequential groups
     exact_users: int = 4  # partition search exact (DP with bounds) up to this many requesters
     max_group_plans: int = 16  # most groups planned with the oracle per PB (exact search)
+    # every transmission uses all nodes that hold or received the PB, no growth (full-comp's rule)
+    use_all_free: bool = False
 
 
 @dataclass
@@ -122,6 +124,9 @@ def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle
         res = oracle.solve(inst, k, cluster, users, method=options.method)
         return GroupDelivery(k, users, cluster, list(migs), res, mig_s,
                              transfer_delay_s(bd.size_bytes, res.min_rate_bps))
+
+    if options.use_all_free:
+        return solve(tuple(free), [], 0.0)
 
     # 1. best single node among the free ones
     singles = sorted(free, key=lambda n: -rate_bound((n,)).min())

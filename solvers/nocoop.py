@@ -1,23 +1,34 @@
-"""nocoop: without edge cooperation (Wu, Zeng, Huang, TWC 2024; docs/model.md section 11.3).
+"""nocoop: without edge cooperation (Wu, Zeng, Huang, TWC 2024; docs/model.md section 11).
 
 Caching: each node places whole models for its *own* users only, with the sharing-aware greedy of
 TrimCaching restricted to one node (a shared PB is stored once). Delivery: for every requested PB,
-each node that caches it broadcasts it to its own users that request it, with its own beam
-(oracle, one node, no CoMP); no migration. By default the cells take turns (one transmission per
-cell). With ``concurrent=true`` the cells of one PB transmit at the same time (one slot); then
-every user also hears the other cells' nodes, whose channel-error margins count against its
-worst case (the evaluator is exact about this), which with Table II's absolute error radius
-usually costs more than the turns save. Users whose model is not completely at their own node
-are reported undelivered, never dropped silently.
+each node that caches it serves its own users that request it, alone (one node, no CoMP, no
+migration). With ``grouping=true`` (default) those users are split into groups sent one after
+another, each with its own beam: the shared planner's partition search
+(``planner.plan_transmissions``) with the candidate nodes fixed to the own node (holders = (n,),
+no migration, clusters of one node), so exact over partitions for small groups and the planner's
+documented heuristic above, QoS first, then delay. ``grouping=false`` restores the old rule: one
+broadcast per cell with one beam (the numbers before grouping).
+
+By default the cells take turns (every transmission sequential). With ``concurrent=true`` the
+cells of one PB transmit at the same time: the r-th group of every cell shares slot r of the PB
+(one slot per PB without grouping); every user of a slot also hears the other cells' nodes,
+whose channel-error margins count against its worst case (the evaluator is exact about this;
+the partitions and beams are chosen per cell as if it were alone, as before grouping), which
+with Table II's absolute error radius usually costs more than the turns save. Users whose model
+is not completely at their own node are reported undelivered, never dropped silently.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
 from fgamcd_opt.caching import trimcaching_placement
 from fgamcd_opt.params import Param
-from fgamcd_opt.plan import DeliveryUnit, Plan
+from fgamcd_opt.plan import Plan
+from fgamcd_opt.planner import BlockData, DeliveryResult, PlannerOptions, plan_transmissions
 from fgamcd_opt.solver import SolveResult, SolveStatus
 
 
@@ -26,39 +37,67 @@ class NoCoopSolver:
     description = "without edge cooperation: own-cell caching and broadcasting, no migration/CoMP"
     params = (Param("beamforming", str, "fast", "oracle method for the per-cell beams",
                     choices=("fast", "sdr", "mrt", "nonrobust")),
-              Param("concurrent", bool, False, "cells transmit a PB at the same time"))
+              Param("concurrent", bool, False, "cells transmit a PB at the same time (the r-th "
+                    "group of every cell in one slot)"),
+              Param("grouping", bool, True, "split a cell's requesters into sequential groups "
+                    "(false: one broadcast per cell, the rule before grouping)"))
 
     def solve(self, instance, ctx, params) -> SolveResult:
         inst = instance
         holds = trimcaching_placement(inst, users_of_node_only=True)
-        units = []
+        # own node only: no migration, one-node clusters; grouping off = one common beam as before
+        opts = PlannerOptions(max_cluster=1, migration=False, method=params["beamforming"],
+                              partition=params["grouping"],
+                              split_zero_rate=params["grouping"])
+        out = DeliveryResult()
         missing: dict[int, list[int]] = {}
+        qos: list[str] = []
         blocks = inst.requested_blocks
-        method = params["beamforming"]
         hurried = 0
-        for slot, k in enumerate(blocks):
+        slot = 0
+        for i, k in enumerate(blocks):
             k = int(k)
-            if method != "mrt" and ctx.step(slot, len(blocks), "PB"):
-                method, hurried = "mrt", len(blocks) - slot  # closed form from here on
+            if opts.method != "mrt" and ctx.step(i, len(blocks), "PB"):
+                # closed form and no partition search from here on
+                opts = replace(opts, method="mrt", partition=False, split_zero_rate=False)
+                hurried = len(blocks) - i
             req = inst.requesters(k)
+            bd = BlockData(inst, k)
+            rounds: list[list] = []
             for n in np.unique(inst.users.node[req]):
+                n = int(n)
                 users = tuple(int(u) for u in req[inst.users.node[req] == n])
                 if not holds[n, k]:
                     for u in users:
                         missing.setdefault(u, []).append(k)
                     continue
-                res = ctx.oracle.solve(inst, k, (int(n),), users, method=method)
-                units.append(DeliveryUnit(k, users, (int(n),),
-                                          slot=slot if params["concurrent"] else None,
-                                          beams=res.beams, beamforming=method))
-        plan = Plan.from_holds(holds, units=units, solver=self.name)
+                parts = plan_transmissions(inst, k, users, (n,), ctx.oracle, opts,
+                                           block_data=bd)
+                cell = DeliveryResult()
+                cell.note_qos(inst, k, parts, (n,), migration=False)
+                for us, why in cell.qos_unmet.values():
+                    qos.append(f"PB {inst.repository.blocks[k].id} at {inst.nodes.ids[n]}: "
+                               + ", ".join(inst.users.ids[u] for u in us) + f" ({why})")
+                for r, g in enumerate(parts):
+                    while len(rounds) <= r:
+                        rounds.append([])
+                    rounds[r].append((g, len(parts)))
+            for r, groups in enumerate(rounds):
+                for g, n_parts in groups:
+                    mode = "unicast" if n_parts > 1 and len(g.users) == 1 else "broadcast"
+                    out.add(g, mode=mode, slot=slot + r if params["concurrent"] else None,
+                            beamforming=opts.method)
+            slot += max(len(rounds), 1)
+        plan = Plan.from_holds(holds, units=out.units, solver=self.name)
         msg = ""
         if missing:
             msg = (f"{len(missing)} user(s) lack PBs at their own node and are not served: "
                    + ", ".join(inst.users.ids[u] for u in sorted(missing)))
+        if qos:
+            msg = "; ".join(filter(None, [msg, "QoS not met: " + "; ".join(qos)]))
         if hurried:
             msg = "; ".join(filter(None, [msg, f"time limit reached: {hurried} PB(s) beamformed "
-                                          "with MRT (closed form)"]))
+                                          "with MRT (closed form), one group per cell"]))
         return SolveResult(plan, SolveStatus.TIME_LIMIT if hurried else SolveStatus.FEASIBLE,
                            msg)
 
