@@ -1,17 +1,19 @@
 """Partial groups in the nocoop and full-comp baselines, on vs off (issue 10, item 1).
 
     python benchmarks/bench_grouping.py [--seeds 0 1 2 3 4] [--storage default 0.25] [--fresh]
+        [--scenario paper-default]
 
-For each storage (``default``: paper-default's C_n = 1.25 GB; a number: ``storage_gb``, as
-``fgamcd-solve --set storage_gb=0.25``), paper-default seed and solver, runs the solver through
-the runner (``run_solver``, evaluator-scored) with ``grouping=false`` (the one-group rule) and
-``grouping=true``: delay, completeness, QoS-violating users, undelivered users, solve time and
-oracle calls. Each run gets its own fresh fast oracle, so no run is timed on another's memo
-(the sweep runner shares one per instance, which would flatter whichever runs second). The
+For each storage (``default``: the scenario's C_n, 1.25 GB for paper-default; a number:
+``storage_gb``, as ``fgamcd-solve --set storage_gb=0.25``), seed and solver, runs the solver
+through the runner (``run_solver``, evaluator-scored) with ``grouping=false`` (the one-group
+rule) and ``grouping=true``: delay, completeness, QoS-violating users, undelivered users, solve
+time and oracle calls. Each run gets its own fresh fast oracle, so no run is timed on another's
+memo (the sweep runner shares one per instance, which would flatter whichever runs second). The
 1-minute load average is recorded before and after each run (the machine is shared); ``split``
-counts the (PB, node set) pairs sent as several groups. Rows go
-to benchmarks/results/baselines_grouping.json (resumable: finished rows are skipped; --fresh
-starts over); a per-seed table and the means over seeds are printed.
+counts the (PB, node set) pairs sent as several groups. Rows go to
+benchmarks/results/baselines_grouping.json (another scenario: baselines_grouping_<scenario>.json;
+resumable: finished rows are skipped; --fresh starts over); a per-seed table and the means over
+seeds are printed.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import ResultsFile, table  # noqa: E402
 
-from fgamcd_opt.generators import generate  # noqa: E402
+from fgamcd_opt.generators import SCENARIOS, generate  # noqa: E402
 from fgamcd_opt.jsonio import write_json_atomic  # noqa: E402
 from fgamcd_opt.oracle import BeamformingOracle  # noqa: E402
 from fgamcd_opt.registry import get_solver  # noqa: E402
@@ -52,9 +54,9 @@ def _storage(text: str) -> str:
     return text
 
 
-def run_row(storage: str, seed: int, solver: str, grouping: bool) -> dict:
+def run_row(scenario: str, storage: str, seed: int, solver: str, grouping: bool) -> dict:
     overrides = {} if storage == "default" else {"storage_gb": float(storage)}
-    inst = generate("paper-default", seed=seed, **overrides)
+    inst = generate(scenario, seed=seed, **overrides)
     load0 = os.getloadavg()[0]
     run = run_solver(inst, get_solver(solver), {"grouping": grouping}, seed=0,
                      oracle=BeamformingOracle("fast"))
@@ -76,13 +78,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--storage", type=_storage, nargs="+", default=["default", "0.25"])
+    ap.add_argument("--scenario", default="paper-default")
     ap.add_argument("--fresh", action="store_true", help="discard finished rows and start over")
     args = ap.parse_args()
     command = "python benchmarks/bench_grouping.py " + " ".join(
         shlex.quote(a) for a in sys.argv[1:])
-    if args.fresh and (HERE / "results" / NAME).exists():
-        (HERE / "results" / NAME).unlink()
-    out = ResultsFile(NAME, {"scenario": "paper-default", "command": command,
+    if args.scenario not in SCENARIOS:
+        print(f"error: --scenario {args.scenario!r}: known: {', '.join(SCENARIOS)}",
+              file=sys.stderr)
+        return 2
+    name = NAME if args.scenario == "paper-default" else \
+        NAME.replace(".json", f"_{args.scenario}.json")
+    if args.fresh and (HERE / "results" / name).exists():
+        (HERE / "results" / name).unlink()
+    out = ResultsFile(name, {"scenario": args.scenario, "command": command,
                              "oracle": "fast, a fresh memo per run", "time_limit_s": None,
                              "cores": os.cpu_count()})
     for storage in args.storage:
@@ -92,7 +101,7 @@ def main() -> int:
                     key = dict(storage=storage, seed=seed, solver=solver, grouping=grouping)
                     if out.has(**key):
                         continue
-                    row = run_row(storage, seed, solver, grouping)
+                    row = run_row(args.scenario, storage, seed, solver, grouping)
                     out.add(row)
                     print(f"{storage} seed {seed} {solver} grouping={grouping}: "
                           f"{row['total_delay_s']} s, {row['solve_time_s']:.2f} s solve, "
