@@ -50,6 +50,7 @@ from .instance import Instance
 from .oracle.core import normalised_problem
 from .oracle.methods import amplitude_upper_bound
 from .oracle.problem import BeamProblem
+from .phase_bound import phase_bound
 from .rates import rate_from_amplitude, transfer_delay_s
 
 SCS_EPS = 1e-5  # SCS's primal/dual residual and gap tolerances
@@ -60,6 +61,10 @@ SAFETY_ATOL = 1e-4
 MAX_EXACT_USERS = 10  # partition DP over subsets up to this many requesters
 SECANT_STEPS = 3
 START_FRACTION = 0.35  # first trial amplitude, as a share of the per-user bound
+# phase branch and bound (phase_bound.py): box budget by group size (0: SDP only) and its
+# stopping tolerance in rate (delay) terms; the SDP also runs when the search stops unconverged
+PHASE_MAX_BOXES = {2: 2000, 3: 3000, 4: 4000, 5: 6000}
+PHASE_RTOL = 0.005
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,14 +121,20 @@ class _LiftedSdp:
 
 
 def amplitude_bound(problem: BeamProblem, achieved: float = 0.0, rtol: float = 0.02,
-                    steps: int = SECANT_STEPS) -> tuple[float, dict]:
-    """Upper bound on max_x min_u a_u(x) (normalised amplitude) for ``problem`` (any shape).
+                    steps: int = SECANT_STEPS, phase_boxes: int | None = None
+                    ) -> tuple[float, dict]:
+    """Upper bound on max_x min_u a_u(x) (normalised amplitude) for ``problem`` (any shape):
+    the least of the per-user bound, the phase branch and bound (``phase_boxes`` SOCPs at
+    most; default by group size, PHASE_MAX_BOXES) and, unless the branch and bound converged,
+    the lifted SDP.
 
     ``achieved``: an amplitude some beam reaches (only speeds up the search). Returns
-    (bound, info) with info = {"per_user": ..., "sdp_evaluations": ..., "source": ...}.
+    (bound, info) with info = {"per_user": ..., "sdp_evaluations": ..., "phase_boxes": ...,
+    "source": ..., "achieved": the best amplitude a beam is known to reach}.
     """
     per_user = float(amplitude_upper_bound(problem).min()) if problem.n_users else np.inf
-    info = {"per_user": per_user, "sdp_evaluations": 0, "source": "per-user"}
+    info = {"per_user": per_user, "sdp_evaluations": 0, "phase_boxes": 0, "source": "per-user",
+            "achieved": float(achieved)}
     if problem.n_users <= 1 or per_user <= 0:
         return per_user, info  # a single user: robust MRT attains the per-user bound
     # A node weaker than its error radius to every user of the group never raises anyone's
@@ -132,10 +143,22 @@ def amplitude_bound(problem: BeamProblem, achieved: float = 0.0, rtol: float = 0
     live = np.flatnonzero((np.linalg.norm(problem.g, axis=2) > problem.rho).any(axis=1))
     problem = BeamProblem(problem.g[live], problem.rho[live], problem.snr_required)
     reduced, _ = problem.reduce()
+    bound = per_user
+    boxes = PHASE_MAX_BOXES.get(problem.n_users, 0) if phase_boxes is None else phase_boxes
+    if boxes > 0:
+        res = phase_bound(reduced, achieved=achieved, rtol=PHASE_RTOL, max_boxes=boxes)
+        info["phase_boxes"] = res.boxes
+        info["phase_converged"] = res.converged
+        achieved = max(float(achieved), res.incumbent)
+        info["achieved"] = achieved
+        if res.bound < bound:
+            bound, info["source"] = res.bound, "phase"
+        if res.converged:
+            return bound, info
     # F is homogeneous of degree 2 in (g, rho, s): solve at O(1) scale (conditioning)
     sc = per_user
     sdp = _LiftedSdp(BeamProblem(reduced.g / sc, reduced.rho / sc, reduced.snr_required))
-    best = 1.0
+    best = min(1.0, bound / sc)
     lo = max(0.0, min(float(achieved) / sc, 1.0))
     s = lo if lo > 0 else START_FRACTION
     for _ in range(steps):
@@ -152,11 +175,10 @@ def amplitude_bound(problem: BeamProblem, achieved: float = 0.0, rtol: float = 0
             s = lo + 0.9 * (best - lo)
         if best - lo <= rtol * best:
             break
-    best, lo = best * sc, lo * sc
-    if best < per_user:
-        info["source"] = "sdp"
-    info["lower"] = lo
-    return best, info
+    best *= sc
+    if best < bound:
+        bound, info["source"] = best, "sdp"
+    return bound, info
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,6 +214,7 @@ def best_partition(n: int, cost) -> tuple[float, list[int]]:
 class GroupBoundStats:
     sdp_groups: int = 0
     sdp_evaluations: int = 0
+    phase_boxes: int = 0
     time_s: float = 0.0
 
 
@@ -251,6 +274,7 @@ class PartitionBound:
         amp, info = amplitude_bound(self._sub(nodes, mask), achieved=start)
         self.stats.sdp_groups += 1
         self.stats.sdp_evaluations += info["sdp_evaluations"]
+        self.stats.phase_boxes += info["phase_boxes"]
         self.stats.time_s += time.perf_counter() - t0
         self._amp[key] = min(self._amp.get(key, np.inf), amp)
 
