@@ -29,19 +29,17 @@ from fgamcd_opt.params import Param
 from fgamcd_opt.solver import SolveResult, SolveStatus
 
 
-def _rollout(policy_act, inst, ctx, card: dict, params: dict):
-    from fgamcd_opt.marl.env import EnvConfig, FgamcdParallelEnv
+def _env_config(policy, inst, params: dict):
+    return policy.env_config(inst, delivery=params["delivery"],
+                             max_cluster=params["max_cluster"], guard=params["guard"])
+
+
+def _rollout(policy, inst, ctx, params: dict):
+    from fgamcd_opt.marl.env import FgamcdParallelEnv
     from fgamcd_opt.marl.training import run_episode
 
-    envc = card.get("environment", {})
-    cfg = EnvConfig(instance=inst, max_users_per_node=int(card["max_users_per_node"]),
-                    reward_scale=float(envc.get("reward_scale", 10.0)),
-                    r1=float(envc.get("r1", 10.0)), r2=float(envc.get("r2", 10.0)),
-                    storage_ref_bytes=float(envc.get("storage_ref_bytes", 1e9)),
-                    delivery=params["delivery"], max_cluster=params["max_cluster"],
-                    guard=params["guard"])
-    env = FgamcdParallelEnv(cfg, oracle=ctx.oracle)
-    ep = run_episode(env, policy_act, seed=ctx.seed)
+    env = FgamcdParallelEnv(_env_config(policy, inst, params), oracle=ctx.oracle)
+    ep = run_episode(env, policy.act, seed=ctx.seed)
     steps = max(len(ep["reward"]), 1)
     stats = {"steps": len(ep["reward"]), "reward": float(ep["reward"].sum()),
              "decision_s_per_step": ep["act_s"] / steps, "rollout_s": ep["act_s"] + ep["env_s"],
@@ -100,7 +98,7 @@ class MaasnSolver:
         torch.set_num_threads(1)
         try:
             t0 = time.perf_counter()
-            env, stats = _rollout(policy.act, inst, ctx, policy.card, params)
+            env, stats = _rollout(policy, inst, ctx, params)
             meta = {"policy": str(policy.path), "rollout": stats, "fine_tuned": False}
             status = SolveStatus.FEASIBLE
             if params["episodes"] > 0:
@@ -116,12 +114,10 @@ class MaasnSolver:
     def _fine_tune(self, inst, ctx, params, policy, env, stats, meta):
         import copy
 
-        from fgamcd_opt.marl.env import EnvConfig
         from fgamcd_opt.marl.learner import LearnerConfig
         from fgamcd_opt.marl.training import TrainConfig, Trainer
 
         card = policy.card
-        envc = card.get("environment", {})
         lc = LearnerConfig(**{k: tuple(v) if isinstance(v, list) else v
                               for k, v in card["learner"].items()})
         tr = card.get("training", {})
@@ -130,13 +126,7 @@ class MaasnSolver:
                          batch=int(tr.get("batch", 256)), buffer=int(tr.get("buffer", 20000)),
                          augmentation=bool(tr.get("augmentation", True)), eval_every=0,
                          reservoir=int(tr.get("reservoir", 1024)))
-        ec = EnvConfig(instance=inst, max_users_per_node=policy.padding,
-                       reward_scale=float(envc.get("reward_scale", 10.0)),
-                       r1=float(envc.get("r1", 10.0)), r2=float(envc.get("r2", 10.0)),
-                       storage_ref_bytes=float(envc.get("storage_ref_bytes", 1e9)),
-                       delivery=params["delivery"], max_cluster=params["max_cluster"],
-                       guard=params["guard"])
-        trainer = Trainer(ec, lc, tc, oracle=ctx.oracle)
+        trainer = Trainer(_env_config(policy, inst, params), lc, tc, oracle=ctx.oracle)
         trainer.learner.actor.load_state_dict(policy.actor.state_dict())
         trainer.learner.actor_t.load_state_dict(policy.actor.state_dict())
         total = params["episodes"]
@@ -148,7 +138,7 @@ class MaasnSolver:
         result = trainer.train(progress=False, should_stop=ctx.should_stop, on_episode=report)
         tuned = copy.deepcopy(policy)
         tuned.actor = trainer.learner.actor.eval()
-        env2, stats2 = _rollout(tuned.act, inst, ctx, card, params)
+        env2, stats2 = _rollout(tuned, inst, ctx, params)
         better = (stats2["penalised_pbs"], stats2["delay_s"]) < (stats["penalised_pbs"],
                                                                stats["delay_s"])
         meta.update(fine_tune_episodes=result.episodes_done, fine_tuned_rollout=stats2,

@@ -38,14 +38,16 @@ def test_parallel_seed_test():
     parallel_seed_test(lambda: tiny_env(), num_cycles=60)
 
 
-def test_one_step_per_requested_pb_and_observation_layout():
-    env = tiny_env()
+@pytest.mark.parametrize("observe_demand", [False, True])
+def test_one_step_per_requested_pb_and_observation_layout(observe_demand):
+    env = tiny_env(observe_demand=observe_demand)
     obs, _ = env.reset(seed=3)
     inst = env.inst
     n, pad = inst.n_nodes, 6
+    bd = 2 + pad + observe_demand
     assert len(inst.requested_blocks) < inst.n_blocks  # some PBs are skipped
     o = obs["node_0"]["observation"]
-    assert o.shape == (n * (2 + pad),)
+    assert o.shape == (n * bd,)
     k = int(inst.requested_blocks[0])
     assert o[0] == pytest.approx(inst.repository.sizes[k] / inst.repository.sizes.max())
     # own request indicators: the users of node 0 that request k, in their padded slots
@@ -56,9 +58,23 @@ def test_one_step_per_requested_pb_and_observation_layout():
     assert o[1 + pad] == pytest.approx(inst.nodes.storage_bytes[0] / 1e9)
     um = obs["node_0"]["user_mask"].reshape(n, pad)
     assert np.array_equal(um.sum(axis=1), np.bincount(inst.users.node, minlength=n))
+    blocks = [int(b) for b in inst.requested_blocks]
+
+    def demand(node, t):  # bytes of the PBs of steps t.. that some user of `node` requests
+        users = np.flatnonzero(inst.users.node == node)
+        return sum(float(inst.repository.sizes[b]) for b in blocks[t:]
+                   if inst.demand[users, b].any()) / 1e9
+
     steps = 0
     while env.agents:
-        env.step(all_ones(env))
+        if observe_demand:
+            for a in range(n):
+                row = obs[agent_name(a)]["observation"].reshape(n, bd)
+                assert row[0, -1] == pytest.approx(demand(a, steps), rel=1e-6)
+                other = 1 if a == 0 else 0  # the first other node's block comes second
+                if inst.info_exchange[a, other]:
+                    assert row[1, -1] == pytest.approx(demand(other, steps), rel=1e-6)
+        obs, *_ = env.step(all_ones(env))
         steps += 1
     assert steps == len(inst.requested_blocks)
 

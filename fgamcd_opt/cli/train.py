@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated C_n values (GB) spread over the pool, e.g. 1.25,0.25")
     p.add_argument("--eval-every", type=int, default=20,
                    help="greedy evaluation episodes every this many episodes (0: never)")
+    p.add_argument("--eval-instances", type=int, default=2,
+                   help="greedy evaluations run on the first this many pool instances")
+    p.add_argument("--guard", action="store_true",
+                   help="train with the coverage guard on, as the maasn solver acts "
+                        "(docs/maasn.md)")
     p.add_argument("--max-users-per-node", type=int, default=14, help="observation padding P")
     p.add_argument("--delivery", choices=("planner", "group"), default="planner")
     p.add_argument("--max-cluster", type=int, default=3)
@@ -63,6 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-value-decomposition", action="store_true",
                    help="ablation: independent critics, no mixer")
     p.add_argument("--no-augmentation", action="store_true", help="ablation: no ESN samples")
+    p.add_argument("--no-observe-demand", action="store_true",
+                   help="observation exactly as eq. 10 (without the bytes each node's users "
+                        "still request)")
+    p.add_argument("--teacher", default="",
+                   help="demonstrations: a solver whose plans on the training pool start the "
+                        "actors (behaviour cloning) and stay in the actor loss (--bc-weight); "
+                        "e.g. milp (docs/maasn.md)")
+    p.add_argument("--teacher-param", action="append", default=[], metavar="NAME=VALUE",
+                   help="parameter of the teacher solver (repeatable)")
+    p.add_argument("--teacher-time-limit", type=float, default=300.0,
+                   help="seconds per teacher run")
+    p.add_argument("--bc-epochs", type=int, default=100,
+                   help="behaviour-cloning passes over the demonstrations")
+    p.add_argument("--bc-lr", type=float, default=1e-3)
+    p.add_argument("--bc-weight", type=float, default=0.4,
+                   help="weight of the behaviour-cloning term in the actor loss (with a "
+                        "teacher; the Q term is normalised as in TD3+BC)")
+    p.add_argument("--critic-warmup", type=int, default=500,
+                   help="critic-only updates on the demonstrations before episode 1")
     p.add_argument("--checkpoint-every", type=int, default=10)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: reproducible)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -98,19 +122,36 @@ def _configs(args):
                         storage_gb_choices=choices,
                         max_users_per_node=args.max_users_per_node,
                         reward_scale=args.reward_scale, r1=args.r1, r2=args.r2,
-                        delivery=args.delivery, max_cluster=args.max_cluster)
+                        delivery=args.delivery, max_cluster=args.max_cluster,
+                        observe_demand=not args.no_observe_demand, guard=args.guard)
+    teacher_params = {}
+    if args.teacher:
+        from ..registry import get_solver
+
+        cls = get_solver(args.teacher)  # an unknown solver fails here, in one line
+        teacher_params = dict(resolve(cls.params, parse_assignments(args.teacher_param),
+                                      owner=f"--teacher-param ({args.teacher})"))
+        teacher_params = {k: teacher_params[k] for k in parse_assignments(args.teacher_param)}
+    elif args.teacher_param:
+        raise ParameterError("--teacher-param: needs --teacher")
     learner_cfg = LearnerConfig(gamma=args.gamma, lr_actor=args.lr_actor,
                                 lr_critic=args.lr_critic, soft_tau=args.soft_tau,
                                 temperature=args.temperature,
                                 action_semantics=not args.no_action_semantics,
-                                value_decomposition=not args.no_value_decomposition)
+                                value_decomposition=not args.no_value_decomposition,
+                                bc_weight=args.bc_weight if args.teacher else 0.0)
     train_cfg = TrainConfig(episodes=args.episodes, seed=args.seed, batch=args.batch,
                             buffer=args.buffer, updates_per_episode=args.updates_per_episode,
                             augmentation=not args.no_augmentation, tau0=args.tau0, xi=args.xi,
                             attenuation=args.attenuation,
                             attenuation_every=args.attenuation_every, reservoir=args.reservoir,
                             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
-                            threads=args.threads)
+                            eval_instances=args.eval_instances,
+                            threads=args.threads, teacher=args.teacher,
+                            teacher_params=teacher_params,
+                            teacher_time_limit=args.teacher_time_limit,
+                            bc_epochs=args.bc_epochs, bc_lr=args.bc_lr,
+                            critic_warmup=args.critic_warmup)
     return env_cfg, learner_cfg, train_cfg
 
 

@@ -15,6 +15,12 @@ Observation of agent n (eq. 10), a flat float32 vector of N blocks of ``2 + P`` 
 
 S_max is the largest PB of the repository, R_ref = 1e10 bit/s, C~ the remaining storage in
 units of ``storage_ref_bytes`` (1 GB), so C_n itself is visible to the policy.
+With ``observe_demand`` (default on; off reproduces eq. 10 exactly) every node block ends with one
+more number, ``D_m(k) / C_ref``: the bytes of the PBs from step k on (k included) that some user
+of node m requests, in the same units as C~. It is what the node's own users will still ask for
+(the requests are known when the episode starts, as in the paper's model), so a node can weigh a
+copy now against the room its later PBs need when storage binds; without it that trade-off is
+invisible until storage runs out, 20+ steps later, beyond what gamma = 0.95 credits.
 **Padding**: users of a node fill the first slots of its P-slot block in user-index order; the
 remaining slots read 0. P (``max_users_per_node``) is fixed so one policy applies to every
 instance with the same N; ``observation["user_mask"]`` (N x P flattened, 1 = a real user) says
@@ -94,11 +100,18 @@ class EnvConfig:
     # coverage guard (off in training, on in the maasn solver): keep room for one copy of every
     # later PB and cache a PB nobody chose at the fitting node that can serve it best
     guard: bool = False
+    # one more observation entry per node block: bytes its users still request (module doc)
+    observe_demand: bool = True
 
     def card(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "instance"}
         d["instance"] = self.instance.name if self.instance is not None else None
         return d
+
+
+def block_dim(max_users_per_node: int, observe_demand: bool) -> int:
+    """Entries of one node block of the observation (module docstring)."""
+    return 2 + int(max_users_per_node) + int(bool(observe_demand))
 
 
 def agent_name(n: int) -> str:
@@ -126,7 +139,7 @@ class FgamcdParallelEnv(ParallelEnv):
             self._n = self._scenario_instance(self.config.pool_seed0).n_nodes
         self.possible_agents = [agent_name(n) for n in range(self._n)]
         self.agents: list[str] = []
-        self.block_dim = 2 + self._pad
+        self.block_dim = block_dim(self._pad, self.config.observe_demand)
         self.obs_dim = self._n * self.block_dim
         self.inst: Instance | None = None
         self._k_list = np.zeros(0, dtype=int)
@@ -221,6 +234,13 @@ class FgamcdParallelEnv(ParallelEnv):
             self._slot[us] = np.arange(len(us))
             self.user_mask[m, : len(us)] = 1
         self._varpi = inst.info_exchange.astype(np.float32)
+        if self.config.observe_demand:
+            # _demand[t, m]: bytes of the PBs of steps t.. that users of node m request
+            sizes = inst.repository.sizes.astype(np.float64)
+            wants = np.zeros((len(self._k_list) + 1, n))
+            for t, k in enumerate(self._k_list):
+                wants[t, np.unique(inst.users.node[inst.requesters(k)])] = sizes[k]
+            self._demand = np.cumsum(wants[::-1], axis=0)[::-1]
         obs = self._observe()
         return obs, {a: {} for a in self.agents}
 
@@ -236,7 +256,12 @@ class FgamcdParallelEnv(ParallelEnv):
         if k is not None:
             req = inst.requesters(k)
             blk[inst.users.node[req], 1 + self._slot[req]] = 1.0
-        blk[:, -1] = (self.remaining / self.config.storage_ref_bytes).astype(np.float32)
+        ref = self.config.storage_ref_bytes
+        if self.config.observe_demand:
+            blk[:, -2] = (self.remaining / ref).astype(np.float32)
+            blk[:, -1] = (self._demand[self._t] / ref).astype(np.float32)
+        else:
+            blk[:, -1] = (self.remaining / ref).astype(np.float32)
         return blk
 
     def _observe(self) -> dict:
@@ -378,45 +403,76 @@ class FgamcdParallelEnv(ParallelEnv):
         return -cfg.reward_scale * finite - cfg.r1 * float(lam), info
 
     def _reserve_storage(self) -> None:
-        """The guard's reservation: one copy of every requested PB assigned to a node by
-        best-fit decreasing (a packing, when one is found); PBs it cannot place get none."""
-        sizes = self.inst.repository.sizes.astype(float)
-        free = self.remaining.copy()
-        self._reserved: dict[int, int] = {}
-        for k in sorted(self._k_list.tolist(), key=lambda k: (-sizes[k], k)):
-            ok = np.flatnonzero(free >= sizes[k])
-            if ok.size:
-                n = int(ok[np.argmin(free[ok])])
-                free[n] -= sizes[k]
-                self._reserved[int(k)] = n
-        self._reserved_load = self.remaining - free  # bytes reserved per node
+        """The guard's bookkeeping: per step t, the bytes and the largest size of the PBs of
+        the later steps, and the steps in decreasing size order (best-fit decreasing)."""
+        sizes = self.inst.repository.sizes.astype(float)[self._k_list]
+        t_n = len(sizes)
+        self._step_size = sizes.tolist()
+        rev = sizes[::-1]
+        after = np.concatenate([np.cumsum(rev)[::-1][1:], [0.0]]) if t_n else np.zeros(0)
+        self._later_bytes = after.tolist()
+        self._later_max = (np.concatenate([np.maximum.accumulate(rev)[::-1][1:], [0.0]])
+                           if t_n else np.zeros(0)).tolist()
+        self._bfd = sorted(range(t_n), key=lambda t: (-self._step_size[t], t))
+        # a guard is only a guard when one copy of every requested PB fits at the start
+        self._guard_active = self._later_fit(self.remaining, -1)
+
+    def _later_fit(self, remaining: np.ndarray, t: int) -> bool:
+        """Does one copy of each PB of the steps after t fit into ``remaining`` (bytes per
+        node)? Best-fit decreasing, so True is a packing; False may miss one (then the guard
+        is conservative). Fast path: with items of at most s bytes, any fit rule succeeds
+        when their total is at most sum(remaining) - N s (a failing item leaves every node
+        with less than s free)."""
+        n = len(remaining)
+        if t + 1 >= len(self._step_size):
+            return True
+        total = self._later_bytes[t] if t >= 0 else self._later_bytes[0] + self._step_size[0]
+        big = self._later_max[t] if t >= 0 else max(self._step_size)
+        if total <= float(remaining.sum()) - n * big:
+            return True
+        free = remaining.tolist()
+        for s in self._bfd:
+            if s <= t:
+                continue
+            need = self._step_size[s]
+            best, best_free = -1, np.inf
+            for i in range(n):
+                f = free[i]
+                if need <= f < best_free:
+                    best, best_free = i, f
+            if best < 0:
+                return False
+            free[best] -= need
+        return True
 
     def _guarded(self, k: int, a: np.ndarray, fits: np.ndarray) -> np.ndarray:
-        """The coverage guard: PB k's reservation (``_reserve_storage``) is released, then the
-        policy's copies are kept (most free storage first) wherever the node still has room
-        for the later PBs reserved on it; if none is kept, k goes to its reserved node (which
-        has room by construction), or else to the fitting node with the strongest links to
-        k's requesters (bounds.py). So the policy decides wherever its decisions leave room for
-        one copy of every later PB, and no requested PB ends up cached nowhere when a packing
-        exists."""
+        """The coverage guard: the policy's copies of PB k are kept (most free storage first)
+        as long as one copy of every later PB still fits in the storage left (``_later_fit``);
+        if none is kept, k goes to the fitting node with the strongest links to its requesters
+        (bounds.py) among those that keep the later PBs placeable (or, failing that, the
+        strongest). So the policy decides wherever its decisions leave room for the rest, and
+        no requested PB ends up cached nowhere when a packing is found."""
         size = float(self.inst.repository.sizes[k])
-        r = self._reserved.pop(int(k), None)
-        if r is not None:
-            self._reserved_load[r] -= size
+        t = self._t
         out = np.zeros_like(a)
-        room = self.remaining - self._reserved_load
-        for n in sorted(np.flatnonzero(a), key=lambda n: -room[n]):
-            if room[n] >= size:
+        rem = self.remaining.copy()
+        for n in sorted(np.flatnonzero(a), key=lambda n: -rem[n]):
+            rem[n] -= size
+            if rem[n] >= 0 and (not self._guard_active or self._later_fit(rem, t)):
                 out[n] = True
-                room[n] -= size
+            else:
+                rem[n] += size
         if out.any() or not fits.any():
             return out
-        if r is not None and self.remaining[r] >= size:
-            out[r] = True
-            return out
         value = BlockData(self.inst, k).link.sum(axis=1)
-        cand = np.flatnonzero(fits)
-        out[int(cand[np.argmax(value[cand])])] = True
+        cand = sorted(np.flatnonzero(fits), key=lambda n: (-value[n], n))
+        for n in cand:
+            rem[n] -= size
+            if not self._guard_active or self._later_fit(rem, t):
+                out[n] = True
+                return out
+            rem[n] += size
+        out[cand[0]] = True
         return out
 
     # ---- results -----------------------------------------------------------------------

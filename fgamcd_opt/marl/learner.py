@@ -39,6 +39,9 @@ class LearnerConfig:
     grad_clip: float = 10.0
     action_semantics: bool = True
     value_decomposition: bool = True
+    # weight of the behaviour-cloning term added to the actor loss when the trainer has
+    # demonstrations (demo.py; 0: the paper's actor loss only)
+    bc_weight: float = 0.0
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -93,7 +96,11 @@ class MaasnLearner:
                               explore=explore)[0]
 
     # ---- learning ----------------------------------------------------------------------
-    def update(self, batch: dict) -> dict:
+    def update(self, batch: dict, demo_batch: dict | None = None,
+               train_actor: bool = True) -> dict:
+        """One critic and (``train_actor``) one actor step. ``demo_batch``: demonstrated
+        actions whose behaviour-cloning loss (demo.bc_loss), times ``bc_weight``, is added to
+        the actor loss."""
         cfg = self.cfg
         obs = torch.as_tensor(batch["obs"], dtype=torch.float32)
         nobs = torch.as_tensor(batch["next_obs"], dtype=torch.float32)
@@ -122,8 +129,22 @@ class MaasnLearner:
         torch.nn.utils.clip_grad_norm_(self.opt_critic.param_groups[0]["params"], cfg.grad_clip)
         self.opt_critic.step()
 
+        if not train_actor:
+            _soft_update(self.critics_t, self.critics, cfg.soft_tau)
+            if cfg.value_decomposition:
+                _soft_update(self.mixer_t, self.mixer, cfg.soft_tau)
+            self.updates += 1
+            return {"critic_loss": critic_loss.item(), "actor_loss": float("nan")}
         pi = masked_actions(self.actor(obs), mask, cfg.temperature, self.gen)
-        actor_loss = -self.critics(obs, pi).mean()
+        q_pi = self.critics(obs, pi)
+        actor_loss = -q_pi.mean()
+        if demo_batch is not None and cfg.bc_weight > 0:
+            from .demo import bc_loss
+
+            # TD3+BC: the Q term normalised by its own magnitude, so bc_weight means the same
+            # whatever the reward scale
+            actor_loss = (actor_loss / q_pi.abs().mean().detach().clamp(min=1e-6)
+                          + cfg.bc_weight * bc_loss(self.actor, demo_batch, cfg.temperature)[0])
         self.opt_actor.zero_grad()
         actor_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)

@@ -70,6 +70,7 @@ class Policy:
     def load(cls, path: str | os.PathLike) -> Policy:
         import torch
 
+        from .env import block_dim
         from .learner import LearnerConfig, build_actor
 
         path = Path(path)
@@ -85,7 +86,8 @@ class Policy:
             n, pad = int(card["n_nodes"]), int(card["max_users_per_node"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ParameterError(f"{cpath}: not a MAASN-DA policy card ({exc})") from None
-        actor = build_actor(lc, n, 2 + pad)
+        observe_demand = bool(card.get("environment", {}).get("observe_demand", False))
+        actor = build_actor(lc, n, block_dim(pad, observe_demand))
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             actor.load_state_dict(state)
@@ -93,6 +95,18 @@ class Policy:
             raise ParameterError(f"{path}: cannot load the policy weights ({exc})") from None
         actor.eval()
         return cls(actor, card, path)
+
+    def env_config(self, inst, **options):
+        """The environment this policy was trained in (its card), on the fixed instance
+        ``inst``; ``options`` (delivery, max_cluster, guard, ...) override the card."""
+        from .env import EnvConfig
+
+        envc = self.card.get("environment", {})
+        kw = {k: envc[k] for k in ("reward_scale", "r1", "r2", "storage_ref_bytes")
+              if k in envc}
+        return EnvConfig(instance=inst, max_users_per_node=self.padding,
+                         observe_demand=bool(envc.get("observe_demand", False)),
+                         **{**kw, **options})
 
     def check_fits(self, inst) -> None:
         import numpy as np

@@ -64,6 +64,14 @@ class TrainConfig:
     eval_every: int = 20  # greedy episodes on the first pool instances (0: never)
     eval_instances: int = 2
     threads: int = 1
+    # demonstrations (demo.py): a teacher solver's plans on the training pool, behaviour
+    # cloning of the actors, a critic warm-up on the demonstrated transitions; "" = none
+    teacher: str = ""
+    teacher_params: dict = field(default_factory=dict)
+    teacher_time_limit: float = 300.0
+    bc_epochs: int = 100
+    bc_lr: float = 1e-3
+    critic_warmup: int = 500
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,6 +169,59 @@ class Trainer:
         self.episode = 0
         self.command = command
         self.best_key: list | None = None
+        self.demos = None  # demo.Demonstrations, when cfg.teacher
+        self.pretrain_info: dict | None = None
+
+    # ---- demonstrations ----------------------------------------------------------------
+    def _teacher_instances(self) -> list:
+        if self.env_cfg.instance is not None:
+            return [self.env_cfg.instance]
+        if self.env_cfg.pool <= 0:
+            from ..errors import ParameterError
+
+            raise ParameterError("a teacher needs a fixed training pool (pool > 0) or an "
+                                 "instance")
+        return [self.env._scenario_instance(self.env_cfg.pool_seed0 + i)
+                for i in range(self.env_cfg.pool)]
+
+    def pretrain(self, log=None) -> dict:
+        """Demonstrations (demo.py): teacher plans replayed, actors cloned, critics warmed up
+        on the demonstrated transitions; the cloned policy is the first best_policy."""
+        from .demo import behaviour_clone, collect_demonstrations
+
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        demos = collect_demonstrations(self.env, cfg.teacher, cfg.teacher_params,
+                                       self._teacher_instances(), cfg.teacher_time_limit, log)
+        t1 = time.perf_counter()
+        self.buffer.add(demos.obs, demos.mask, demos.act, demos.reward, demos.next_obs,
+                        demos.next_mask, demos.done)
+        info = behaviour_clone(self.learner, demos, cfg.bc_epochs, cfg.batch, cfg.bc_lr,
+                               self.rng)
+        t2 = time.perf_counter()
+        for _ in range(cfg.critic_warmup):
+            self.learner.update(self.buffer.sample(cfg.batch, self.rng), train_actor=False)
+        t3 = time.perf_counter()
+        self.demos = demos
+        info.update(teacher=cfg.teacher, transitions=len(demos), runs=demos.runs,
+                    teacher_s=t1 - t0, bc_s=t2 - t1, critic_warmup_s=t3 - t2)
+        if cfg.eval_every:
+            ev = self.greedy_eval()
+            info.update(ev)
+            self.best_key = [ev["eval_penalised_pbs"], ev["eval_delay_s"]]
+            if self.out_dir is not None:
+                self.save_policy(self.out_dir / "best_policy.pt",
+                                 extra={"selected_at_episode": 0,
+                                        "selection": "behaviour cloning (before episode 1)"})
+        self.pretrain_info = info
+        if log:
+            log(f"demonstrations: {len(demos)} transitions from {cfg.teacher} in "
+                f"{t1 - t0:.1f} s; behaviour cloning accuracy {info['bc_accuracy']:.3f} "
+                f"(loss {info['bc_loss']:.4f}) in {t2 - t1:.1f} s; critic warm-up "
+                f"{t3 - t2:.1f} s" + (f"; greedy eval delay {info['eval_delay_s']:.4f} s, "
+                                      f"{info['eval_penalised_pbs']} penalised PBs"
+                                      if "eval_delay_s" in info else ""))
+        return info
 
     # ---- one episode -------------------------------------------------------------------
     def train_episode(self) -> dict:
@@ -193,8 +254,10 @@ class Trainer:
         t2 = time.perf_counter()
         losses = {"critic_loss": float("nan"), "actor_loss": float("nan")}
         if len(self.buffer) >= min(cfg.batch, 64):
+            use_demos = self.demos is not None and self.learner_cfg.bc_weight > 0
             for _ in range(cfg.updates_per_episode):
-                losses = self.learner.update(self.buffer.sample(cfg.batch, self.rng))
+                demo = self.demos.sample(cfg.batch, self.rng) if use_demos else None
+                losses = self.learner.update(self.buffer.sample(cfg.batch, self.rng), demo)
         t3 = time.perf_counter()
         env = self.env
         row_env = {"instance": env.inst.name,
@@ -249,6 +312,10 @@ class Trainer:
         bar = tqdm(total=cfg.episodes, initial=self.episode, disable=not progress,
                    unit="ep", file=sys.stderr, dynamic_ncols=True)
         stopped = False
+        if cfg.teacher and self.demos is None and self.episode == 0:
+            self.pretrain(log=(lambda m: print(m, file=sys.stderr)) if progress else None)
+            if self.out_dir is not None:
+                self.save_checkpoint()  # a kill from here on never re-runs the teacher
         try:
             while self.episode < cfg.episodes:
                 if should_stop is not None and should_stop():
@@ -289,6 +356,8 @@ class Trainer:
             "rng": json.dumps(self.rng.bit_generator.state),
             "rows": json.dumps(self.rows),
             "best_key": json.dumps(self.best_key),
+            "demos": _np_tensors(self.demos.state_dict()) if self.demos is not None else None,
+            "pretrain": json.dumps(self.pretrain_info),
             "config": json.dumps({"train": self.cfg.to_dict(),
                                   "learner": self.learner_cfg.to_dict(),
                                   "env": self.env_cfg.card()}, default=str),
@@ -311,6 +380,12 @@ class Trainer:
         self.rows = json.loads(state["rows"])
         self.best_key = json.loads(state.get("best_key", "null"))
         self.episode = int(state["episode"])
+        self.pretrain_info = json.loads(state.get("pretrain", "null"))
+        if state.get("demos") is not None:
+            from .demo import Demonstrations
+
+            self.demos = Demonstrations.from_state(
+                _tensors_np(state["demos"]), (self.pretrain_info or {}).get("runs", []))
         return True
 
     def write_curve(self) -> None:
@@ -342,14 +417,18 @@ class Trainer:
             "observation": {
                 "dim": env.obs_dim, "block_dim": env.block_dim,
                 "layout": "N blocks of [S(k)/S_max or R^bac_{n,m}(k)/1e10, request indicators "
-                          "of the node's users padded to max_users_per_node, C~(k)/C]; own "
-                          "block first, then other nodes ascending, zeroed beyond varpi",
+                          "of the node's users padded to max_users_per_node, C~(k)/C"
+                          + (", D(k)/C (bytes its users still request)"
+                             if self.env_cfg.observe_demand else "")
+                          + "]; own block first, then other nodes ascending, zeroed beyond "
+                          "varpi",
             },
             "action": "[a_n, b_{n,m} for m != n ascending]",
             "environment": self.env_cfg.card(),
             "learner": self.learner_cfg.to_dict(),
             "training": {**self.cfg.to_dict(), "episodes_done": self.episode,
                          "command": self.command},
+            "demonstrations": self.pretrain_info,
             "versions": {"fgamcd_opt": __version__, "torch": torch.__version__,
                          "pettingzoo": pettingzoo.__version__,
                          "gymnasium": gymnasium.__version__, "numpy": np.__version__},
