@@ -110,42 +110,56 @@ class _BoxSocp:
         self.b_const = np.concatenate([np.ones(p), np.zeros(row)])
         self.soc = [clarabel.SecondOrderConeT(2 * d + 1) for _ in range(p)]
 
+    def _template(self):
+        """The constant-pattern A of every box: 1 + 3 v dense user rows (explicit zeros where
+        a box leaves a row inactive), then the constant rows; only A.data and b change."""
+        n_user = 1 + 3 * self.v
+        a = sp.vstack([sp.csc_matrix(np.ones((n_user, self.nz))), self.a_const]).tocsc()
+        a.sort_indices()
+        # the user rows are the first n_user entries of every column (sorted row indices)
+        self._pos = (a.indptr[:-1, None] + np.arange(n_user)[None, :]).ravel()
+        self._a = a
+        self._cones = [clarabel.ZeroConeT(1), clarabel.NonnegativeConeT(3 * self.v + self.p),
+                       *self.soc]
+        self._b = np.concatenate([np.zeros(n_user), self.b_const])
+
     def solve(self, lo: np.ndarray, hi: np.ndarray):
         """U(box) for arcs [lo_u, hi_u] (user 0: lo = hi = 0). Returns (value or None, x)."""
-        v = self.v
+        v, p, nx = self.v, self.p, self.nx
+        if not hasattr(self, "_a"):
+            self._template()
         c = 0.5 * (lo + hi)
         half = 0.5 * (hi - lo)
         cc, sc = np.cos(c), np.sin(c)
         re_rot = cc[:, None] * self.re + sc[:, None] * self.im  # Re(e^{-jc} g^H x)
         im_rot = cc[:, None] * self.im - sc[:, None] * self.re
-        eq_rows = [im_rot[u] for u in range(v) if half[u] <= 0]
-        ineq = []
-        for u in range(v):
-            if half[u] > HALF_PI + 1e-12:
-                continue  # a sector wider than a half plane: no constraint
-            if half[u] >= HALF_PI - 1e-12:
-                ineq.append(np.concatenate([-re_rot[u], np.zeros(self.p + 1)]))
-                continue
-            cd = np.cos(half[u])
-            # cos(d) (s + rho^T t) - Re z <= 0
-            ineq.append(np.concatenate([-re_rot[u], cd * self.rho[u], [cd]]))
-            if half[u] > 0:
-                td = np.tan(half[u])
-                pad = np.zeros(self.p + 1)
-                ineq.append(np.concatenate([im_rot[u] - td * re_rot[u], pad]))
-                ineq.append(np.concatenate([-im_rot[u] - td * re_rot[u], pad]))
-        pad = np.zeros((len(eq_rows), self.p + 1))
-        blocks = []
-        cones = []
-        if eq_rows:
-            blocks.append(sp.csc_matrix(np.hstack([np.array(eq_rows), pad])))
-            cones.append(clarabel.ZeroConeT(len(eq_rows)))
-        blocks.append(sp.csc_matrix(np.array(ineq)))
-        blocks.append(self.a_const)
-        cones.append(clarabel.NonnegativeConeT(len(ineq) + self.p))
-        cones.extend(self.soc)
-        a = sp.vstack(blocks).tocsc()
-        b = np.concatenate([np.zeros(len(eq_rows) + len(ineq)), self.b_const])
+        rows = np.zeros((1 + 3 * v, self.nz))
+        b = self._b.copy()
+        rows[0, :nx] = self.im[0]  # Im(g_0^H x) = 0: the rotation fixed
+        sector = half < HALF_PI - 1e-12  # a proper sector: cos(d) (s + rho^T t) <= Re z
+        plane = np.abs(half - HALF_PI) <= 1e-12  # a half plane: 0 <= Re z
+        cd = np.where(sector, np.cos(np.minimum(half, HALF_PI)), 0.0)
+        r1 = rows[1::3]
+        r1[:, :nx] = -re_rot
+        r1[:, nx:nx + p] = cd[:, None] * self.rho
+        r1[:, -1] = cd
+        off = ~(sector | plane)  # wider than a half plane: no constraint (row 0 <= 1)
+        r1[off] = 0.0
+        b[1:1 + 3 * v:3][off] = 1.0
+        # |Im z| <= tan(d) Re z for proper sectors of users 1..v-1 (user 0 is pinned above)
+        cone = sector & (half > 0)
+        cone[0] = False
+        td = np.where(cone, np.tan(np.where(cone, half, 0.0)), 0.0)
+        r2, r3 = rows[2::3], rows[3::3]
+        r2[:, :nx] = im_rot - td[:, None] * re_rot
+        r3[:, :nx] = -im_rot - td[:, None] * re_rot
+        r2[~cone] = 0.0
+        r3[~cone] = 0.0
+        b[2:1 + 3 * v:3][~cone] = 1.0
+        b[3:1 + 3 * v:3][~cone] = 1.0
+        a = self._a
+        a.data[self._pos] = rows.T.ravel()
+        cones = self._cones
         try:
             sol = clarabel.DefaultSolver(self.P, self.q, a, b, cones, _SETTINGS).solve()
         except Exception:  # a solver failure only means this box is not refined
