@@ -13,7 +13,7 @@ of |.| that is tight at x0. Replacing |.| by it gives a second-order cone progra
 whose optimum is >= the current objective (x0 is feasible for it), so the exact objective never
 decreases; iterate until the relative gain is below ``tol``. Each SOCP is built as sparse
 matrices and handed to Clarabel directly (no modelling-layer compilation; the sparsity pattern is
-built once per call and only the user rows change). The problem is non-convex, so three
+built once per shape and shared, and only the user rows change). The problem is non-convex, so three
 deterministic starts (weighted MRT, robust MRT of the weakest user, plain MRT) each get a few SCA
 steps and only the most promising one is run to convergence (``n_random_starts`` adds seeded
 random starts: the multi-start reference of the benchmark).
@@ -48,80 +48,122 @@ def _settings(max_iter: int = 100) -> clarabel.DefaultSettings:
     return s
 
 
-class _SocpTemplate:
-    """The fixed sparsity pattern of the SCA subproblem for one (p, v, d, floors) shape.
+class _Structure:
+    """What the SCA subproblem's matrices share across every problem of one (p, v, d, floors)
+    shape: the CSC pattern of A, its constant entries, b's constant rows, q, P and the cones.
 
-    Variable layout: z = [Re x_1, Im x_1, ..., Re x_p, Im x_p, r_1..r_p, s]. Only the user rows
-    change between SCA iterations, so the constant blocks are built once.
+    Built once per shape and shared by every template of that shape, so its arrays are made
+    read-only: a template copies ``data0`` and writes its own values into the copy.
+
+    A's rows: the ``nu`` user rows (dense: every column), then r_n <= 1 (p rows), then one
+    second-order cone (r_n, Re x_n, Im x_n) per node (2 d + 1 rows each), i.e. s = b - A z with
+    A = -selector. Columns: z = [Re x_1, Im x_1, ..., Re x_p, Im x_p, r_1..r_p, s].
+    """
+
+    def __init__(self, p: int, v: int, d: int, has_floors: bool):
+        nx = 2 * p * d
+        nz = nx + p + 1
+        nu = v * (2 if has_floors else 1)
+        n_soc = 2 * d + 1
+        m = nu + p + p * n_soc
+        user_rows = np.arange(nu)
+        # column c = 2 d n + j of x_n: the user rows, then its row in node n's cone
+        x_soc = nu + p + np.arange(p)[:, None] * n_soc + 1 + np.arange(2 * d)[None, :]
+        x_rows = np.hstack([np.broadcast_to(user_rows, (nx, nu)), x_soc.reshape(nx, 1)])
+        x_data = np.hstack([np.ones((nx, nu)), -np.ones((nx, 1))])
+        # column r_n: the user rows, its power row, the head of node n's cone
+        r_rows = np.hstack([np.broadcast_to(user_rows, (p, nu)), (nu + np.arange(p))[:, None],
+                            (nu + p + np.arange(p) * n_soc)[:, None]])
+        r_data = np.hstack([np.ones((p, nu)), np.ones((p, 1)), -np.ones((p, 1))])
+        # scipy picks int32 index arrays for matrices this small; Clarabel gets the same values
+        self.indices = np.concatenate([x_rows.ravel(), r_rows.ravel(), user_rows]).astype(np.int32)
+        self.data0 = np.concatenate([x_data.ravel(), r_data.ravel(), np.ones(nu)])
+        counts = np.concatenate([np.full(nx, nu + 1), np.full(p, nu + 2), [nu]])
+        self.indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        # the user rows of column c start at indptr[c] (rows are sorted and users come first)
+        self.user_pos = (self.indptr[:nx, None] + user_rows[None, :]).ravel()
+        # user_const (nu, p + 1) goes to the r and s columns in (column, row) order
+        self.const_pos = (self.indptr[nx:nz, None] + user_rows[None, :]).ravel()
+        self.shape = (m, nz)
+        self.nx, self.nz, self.nu = nx, nz, nu
+        self.b_const = np.concatenate([np.ones(p), np.zeros(p * n_soc)])
+        self.q = np.zeros(nz)
+        self.q[nx + p] = -1.0
+        self.P = sp.csc_matrix((nz, nz))
+        for a in (self.indices, self.data0, self.indptr, self.user_pos, self.const_pos,
+                  self.b_const, self.q, self.P.data, self.P.indices, self.P.indptr):
+            a.flags.writeable = False
+        self.cones = (clarabel.NonnegativeConeT(nu + p),) + tuple(
+            clarabel.SecondOrderConeT(n_soc) for _ in range(p))
+
+
+_STRUCTURES: dict[tuple[int, int, int, bool], _Structure] = {}
+
+
+def _structure(p: int, v: int, d: int, has_floors: bool) -> _Structure:
+    key = (p, v, d, has_floors)
+    st = _STRUCTURES.get(key)
+    if st is None:
+        # shapes are few (nodes x users x antennas of one instance family); a bounded dict keeps
+        # a pathological stream of shapes from growing without limit
+        if len(_STRUCTURES) >= 4096:
+            _STRUCTURES.clear()
+        st = _STRUCTURES[key] = _Structure(p, v, d, has_floors)
+    return st
+
+
+class _SocpTemplate:
+    """The SCA subproblem of one problem: A, b, q, P and cones handed to Clarabel.
+
+    Variable layout: z = [Re x_1, Im x_1, ..., Re x_p, Im x_p, r_1..r_p, s]. The pattern of A
+    depends only on the shape and is shared (``_Structure``); this template owns a copy of A's
+    values, fills the problem's rho, t and floors once, and only the user rows of the x columns
+    change between SCA iterations (``solve``).
     """
 
     def __init__(self, problem: BeamProblem, t: np.ndarray, floors: np.ndarray | None):
         p, v, d = problem.g.shape
         self.p, self.v, self.d = p, v, d
-        nx = 2 * p * d
-        self.nz = nz = nx + p + 1
-        self.ir = nx  # index of r_1
-        self.i_s = nx + p  # index of s
         self.has_floors = floors is not None
-        n_user_rows = v * (2 if self.has_floors else 1)
+        st = _structure(p, v, d, self.has_floors)
+        self.nz = st.nz
+        self.ir = st.nx  # index of r_1
+        self.i_s = st.nx + p  # index of s
+        self.n_user_rows = n_user_rows = st.nu
         # user rows: s*t_u - Re(...) + rho^T r <= b_u (b_u = 0 or -sqrt(floor_u))
-        rho_block = np.tile(problem.rho.T, (2 if self.has_floors else 1, 1))
-        s_col = np.concatenate([t, np.zeros(v)]) if self.has_floors else np.asarray(t, float)
-        self.user_const = np.hstack([rho_block, s_col[:, None]])  # (rows, p + 1)
+        rho_t = np.asarray(problem.rho, dtype=float).T
+        s_col = np.asarray(t, dtype=float)
+        if self.has_floors:
+            rho_t = np.vstack([rho_t, rho_t])
+            s_col = np.concatenate([s_col, np.zeros(v)])
+        self.user_const = np.hstack([rho_t, s_col[:, None]])  # (rows, p + 1)
         self.b_user = np.zeros(n_user_rows)
         if self.has_floors:
             self.b_user[v:] = -np.sqrt(np.maximum(floors, 0.0))
-        # r_n <= 1
-        a_pow = sp.hstack([sp.csc_matrix((p, nx)), sp.identity(p), sp.csc_matrix((p, 1))])
-        b_pow = np.ones(p)
-        # SOC per node: (r_n, Re x_n, Im x_n) in SOC -> s = b - A z with A = -selector
-        rows, cols = [], []
-        row = 0
-        for n in range(p):
-            rows.append(row)
-            cols.append(self.ir + n)
-            row += 1
-            for j in range(2 * d):
-                rows.append(row)
-                cols.append(2 * d * n + j)
-                row += 1
-        a_soc = sp.csc_matrix((-np.ones(len(rows)), (rows, cols)), shape=(row, nz))
-        a_const = sp.vstack([a_pow, a_soc])
-        self.b_const = np.concatenate([b_pow, np.zeros(row)])
-        self.cones = [clarabel.NonnegativeConeT(n_user_rows + p)] + [
-            clarabel.SecondOrderConeT(2 * d + 1) for _ in range(p)
-        ]
-        self.P = sp.csc_matrix((nz, nz))
-        self.q = np.zeros(nz)
-        self.q[self.i_s] = -1.0
-        # Full A with the user rows dense (placeholder ones); later only their values change.
-        # Keeping the CSC structure fixed avoids rebuilding sparse matrices every iteration.
-        a_user = np.ones((n_user_rows, nz))
-        a_user[:, nx:] = np.where(self.user_const != 0, self.user_const, 1e-300)
-        self.A = sp.vstack([sp.csc_matrix(a_user), a_const]).tocsc()
-        self.A.sort_indices()
-        self.n_user_rows = n_user_rows
-        # positions in A.data of the user-row entries of the x columns, in (column, row) order
-        pos = []
-        for col in range(nx):
-            lo, hi = self.A.indptr[col], self.A.indptr[col + 1]
-            r = self.A.indices[lo:hi]
-            pos.append(lo + np.flatnonzero(r < n_user_rows))
-        self.user_pos = np.concatenate(pos)
-        self.b = np.concatenate([self.b_user, self.b_const])
+        self.b_const = st.b_const
+        self.b = np.concatenate([self.b_user, st.b_const])
+        data = st.data0.copy()
+        # zero coefficients keep a tiny placeholder so that the pattern stays the shared one
+        uc = self.user_const
+        data[st.const_pos] = np.where(uc != 0, uc, 1e-300).T.ravel()
+        self.A = sp.csc_matrix((data, st.indices, st.indptr), shape=st.shape, copy=False)
+        self.A.has_sorted_indices = True
+        self.user_pos = st.user_pos
+        # the x columns come first and hold n_user_rows + 1 entries each, users first
+        self._x_user = self.A.data[: st.nx * (n_user_rows + 1)].reshape(st.nx, n_user_rows + 1)
+        self.P, self.q = st.P, st.q
+        self.cones = list(st.cones)
 
     def solve(self, g_rot: np.ndarray):
         """One SOCP with user channels already rotated by e^{j phi_u}: g_rot (p, v, d)."""
         p, v, d = self.p, self.v, self.d
-        # Re(g^H x) = Re(g) . Re(x) + Im(g) . Im(x)
-        lin = np.concatenate([g_rot.real, g_rot.imag], axis=2)  # (p, v, 2d)
-        lin = lin.transpose(1, 0, 2).reshape(v, 2 * p * d)
+        # Re(g^H x) = Re(g) . Re(x) + Im(g) . Im(x); column 2 d n + j of x_n, row u
+        lin = np.stack([g_rot.real, g_rot.imag], axis=1).transpose(0, 1, 3, 2)
+        lin = lin.reshape(2 * p * d, v)
+        np.negative(lin, out=self._x_user[:, :v])
         if self.has_floors:
-            lin = np.vstack([lin, lin])
-        # column-major order matches user_pos (columns outer, rows inner)
-        self.A.data[self.user_pos] = -lin.T.ravel()
-        a, b = self.A, self.b
-        solver = clarabel.DefaultSolver(self.P, self.q, a, b, self.cones, _settings())
+            np.negative(lin, out=self._x_user[:, v:2 * v])
+        solver = clarabel.DefaultSolver(self.P, self.q, self.A, self.b, self.cones, _settings())
         sol = solver.solve()
         z = np.asarray(sol.x)
         xr = z[: 2 * p * d].reshape(p, 2, d)
