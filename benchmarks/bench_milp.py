@@ -76,6 +76,7 @@ def run_seed(scenario: str, seed: int, overrides: dict, solvers: list[str],
         "optimistic": m.get("optimistic"), "oracle_model": m.get("oracle_model"),
         "planner_primal_delay": m.get("planner_primal_delay_s"),
         "per_user_bound": m.get("per_user_trivial_bound"), "group_bound": m.get("group_bound"),
+        "cluster_bound_rounds": m.get("cluster_bound_rounds"),
         "milp_total_s": m.get("total_time_s"),
         "solvers": {},
     }

@@ -196,12 +196,13 @@ def delay_target(amplitude: float, rtol: float) -> float:
 
 def phase_bound(problem: BeamProblem, achieved: float = 0.0, rtol: float = 0.01,
                 max_boxes: int = 20000, time_budget_s: float = np.inf,
-                cap: float = np.inf) -> PhaseBoundResult:
+                cap: float = np.inf, atol: float = 1e-3) -> PhaseBoundResult:
     """Branch and bound of the module docstring on ``problem`` (already reduced and without
     useless nodes, or not: any shape is valid). ``achieved``: an amplitude some beam reaches
-    (steers the stopping rule only). ``rtol``: stop when the bound is within rtol of the
-    incumbent in *rate* (hence delay) terms. ``cap``: a valid upper bound known from elsewhere
-    (boxes at or below it need no further work... it is not used for the returned value)."""
+    (steers the stopping rule only). Stops when the bound is within ``rtol`` of the incumbent
+    in *rate* (hence delay) terms, or below ``atol`` times the per-user bound (a group that weak
+    is worth nothing to a plan, and no incumbent may ever prove it), or at the budget.
+    ``cap``: a valid upper bound known from elsewhere (the root box's starting value)."""
     t0 = time.perf_counter()
     p, v, _ = problem.g.shape
     per_user = np.maximum(np.linalg.norm(problem.g, axis=2) - problem.rho, 0).sum(axis=0)
@@ -246,7 +247,7 @@ def phase_bound(problem: BeamProblem, achieved: float = 0.0, rtol: float = 0.01,
     counter = 1
     converged = False
     while heap:
-        target = delay_target(inc * scale, rtol) / scale
+        target = max(delay_target(inc * scale, rtol) / scale, atol)
         if -heap[0][0] <= target:
             converged = True
             break
@@ -259,7 +260,7 @@ def phase_bound(problem: BeamProblem, achieved: float = 0.0, rtol: float = 0.01,
             lo2[u], hi2[u] = a, b
             val, split = evaluate(lo2, hi2, -neg)
             boxes += 1
-            target = delay_target(inc * scale, rtol) / scale
+            target = max(delay_target(inc * scale, rtol) / scale, atol)
             if val <= target:
                 closed = max(closed, val)
             else:

@@ -207,3 +207,46 @@ def test_phase_bound_on_real_clusters_beats_the_sdp():
         assert np.log1p(ub**2) <= np.log1p(sdp**2) * (1 + PHASE_RTOL) + 1e-9
         tighter += ub < 0.95 * sdp
     assert tighter >= 1
+
+
+def test_cluster_superset_holds_every_plan_the_cluster_represents():
+    """docs/milp.md section 3.5 (cluster bounds): a plan whose PB-k participants are Lam is
+    represented by the minimal cluster S reached by removing nodes that do not raise D_k, and
+    Lam must lie inside cluster_superset(S), the node set whose partition bound S then gets."""
+    from fgamcd_solvers.milp import formulation as milp
+
+    from fgamcd_opt.bounds import link_amplitude_bound
+
+    inst = generate("paper-default", seed=0)
+    rng = np.random.default_rng(7)
+    checked = grown = 0
+    for k in [k for k in inst.requested_blocks if len(inst.requesters(k)) >= 2][:40]:
+        o, _, _ = milp.optimistic_block(inst, int(k))
+        link = link_amplitude_bound(inst, o.block, o.users)
+        noise = inst.users.noise_w[list(o.users)]
+        rows = {tuple(np.flatnonzero(c)): i for i, c in enumerate(o.clusters)}
+
+        def delay(nodes, link=link, noise=noise, size=float(o.size_bytes)):
+            m = np.zeros((1, inst.n_nodes), dtype=bool)
+            m[0, list(nodes)] = True
+            return milp._optimistic_delays(m, link, noise, inst.bandwidth_hz,
+                                           size)[0] if nodes else np.inf
+
+        for _ in range(4):
+            lam = sorted(int(n) for n in np.flatnonzero(rng.random(inst.n_nodes) < 0.7))
+            if not np.isfinite(delay(lam)):
+                continue
+            cur = list(lam)
+            changed = True
+            while changed:
+                changed = False
+                for m in list(cur):
+                    rest = [n for n in cur if n != m]
+                    if delay(rest) <= delay(cur):
+                        cur, changed = rest, True
+                        break
+            sup = milp.cluster_superset(inst, o, rows[tuple(cur)])
+            assert set(lam) <= set(sup)
+            checked += 1
+            grown += len(lam) > len(cur)
+    assert checked >= 40 and grown >= 5

@@ -55,6 +55,10 @@ class MilpSolver:
               "the planner's clusters (0: all nodes)"),
         Param("oracle_candidates", int, 4, "oracle-evaluated clusters per PB (plus the "
               "planner's)"),
+        Param("cluster_bound_rounds", int, 4, "rounds of cluster-specific partition bounds "
+              "for the clusters the bound MILP picks, each followed by a re-solve (0: off)"),
+        Param("multistart_users", int, 6, "broadcasts to at least this many users also get a "
+              "multi-start oracle solve in the oracle MILP, the better beams kept (0: off)"),
         Param("max_cluster_bound", int, 0, "0: all minimal clusters (truncated at "
               f"{milp.TRUNCATED_MAX_CLUSTER} nodes + overflow option above "
               f"{milp.FULL_ENUMERATION_MAX_NODES} useful nodes); k > 0: truncate at k"),
@@ -86,9 +90,12 @@ class MilpSolver:
         excluded = bdata.excluded_pairs()
         meta["per_user_bound_clusters"] = bdata.n_clusters
         meta["per_user_trivial_bound"] = milp.trivial_bound(bdata)
+        t_group = time.perf_counter()
+        cluster_rounds = params["cluster_bound_rounds"] if params["group_bound_time"] > 0 else 0
         if params["group_bound_time"] > 0:
             gb = milp.refine_group_bounds(inst, bdata, oracle,
-                                          min(params["group_bound_time"], ctx.time_left()))
+                                          min(params["group_bound_time"], ctx.time_left()),
+                                          prune=cluster_rounds == 0)
             meta["group_bound"] = gb.summary()
         meta.update(bound_clusters=bdata.n_clusters, bound_truncated_blocks=bdata.truncated_blocks,
                     excluded_pairs=len(excluded),
@@ -109,6 +116,36 @@ class MilpSolver:
         out_b = milp.solve_milp(bdata, inst.n_blocks, budget(), params["mip_gap"],
                                 params["threads"], warm_start=warm, seed=ctx.seed)
         bound = milp.certified_bound(out_b, bdata)
+        # cluster-specific partition bounds for the clusters the bound MILP chose, then re-solve
+        # (docs/milp.md section 3.5): every round's model is a valid relaxation
+        refined: set = set()
+        rounds = []
+        for _ in range(cluster_rounds):
+            left = min(params["group_bound_time"] - (time.perf_counter() - t_group),
+                       ctx.time_left())
+            if left <= 0 or out_b.assignment is None or not out_b.assignment.feasible:
+                break
+            if (out_b.objective_s is not None
+                    and out_b.objective_s <= milp.trivial_bound(bdata) * (1 + 1e-3)):
+                break  # storage does not bind: each PB already sits on its cheapest cluster
+            n_up, secs = milp.refine_cluster_bounds(inst, bdata, out_b.assignment.choices,
+                                                    left, refined)
+            rounds.append({"raised": n_up, "time_s": secs})
+            if n_up == 0:
+                break
+            prev = out_b
+            out_b = milp.solve_milp(bdata, inst.n_blocks, budget(), params["mip_gap"],
+                                    params["threads"],
+                                    warm_start=milp.complete(bdata, prev.assignment.holds),
+                                    seed=ctx.seed)
+            new_bound = milp.certified_bound(out_b, bdata)
+            rounds[-1]["bound"] = new_bound
+            if new_bound is not None:
+                bound = new_bound if bound is None else max(bound, new_bound)
+            if out_b.assignment is None or not out_b.assignment.feasible:
+                out_b = prev  # keep a caching for the primal; the bound above stays
+                break
+        meta["cluster_bound_rounds"] = rounds
         meta.update(
             bound=bound, bound_certified=bound is not None and bdata.complete,
             bound_source="HiGHS dual bound" if out_b.dual_bound_s is not None
@@ -179,7 +216,8 @@ class MilpSolver:
             candidates[o.block] = cands
             users[o.block] = o.users
         pdata = milp.oracle_data(inst, oracle, candidates, users, params["qos_penalty"],
-                                 excluded=bdata.excluded, partitions=partitions)
+                                 excluded=bdata.excluded, partitions=partitions,
+                                 multistart_users=params["multistart_users"])
         start = milp.complete(pdata, holds)
         out_p = milp.solve_milp(pdata, inst.n_blocks, budget(), params["mip_gap"],
                                 params["threads"],

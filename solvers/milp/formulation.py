@@ -272,11 +272,25 @@ def optimistic_data(inst: Instance, max_cluster: int | None = None) -> MilpData:
                     prep_time_s=time.perf_counter() - t0)
 
 
+def _broadcast(inst: Instance, oracle: BeamformingOracle, k: int, cl, us, method, size: int,
+               starts: int) -> BeamResult:
+    """The oracle's broadcast of k from ``cl`` to ``us``; with ``starts`` > 0 (local methods
+    only) also a multi-start solve, keeping the QoS-feasible one first, then the faster."""
+    res = oracle.solve(inst, k, cl, us, method=method)
+    if starts <= 0 or (method or oracle.method) not in ("fast", "nonrobust"):
+        return res
+    alt = oracle.solve(inst, k, cl, us, method=method or oracle.method,
+                       n_random_starts=starts, seed=0)
+    key = lambda r: (not r.qos_feasible, r.delay_s(size))  # noqa: E731
+    return alt if key(alt) < key(res) else res
+
+
 def oracle_data(inst: Instance, oracle: BeamformingOracle,
                 candidates: dict[int, list[tuple[int, ...]]], users: dict[int, tuple[int, ...]],
                 qos_penalty_s: float = 10.0, method: str | None = None,
                 excluded: dict[int, tuple[int, ...]] | None = None,
-                partitions: dict[int, list[list[BeamResult]]] | None = None) -> MilpData:
+                partitions: dict[int, list[list[BeamResult]]] | None = None,
+                multistart_users: int = 0, multistart_starts: int = 20) -> MilpData:
     """The primal model: for each PB k in ``candidates`` and each candidate cluster S, the
     oracle's broadcast of k from S to ``users[k]``. When that broadcast gives some user rate 0 or
     misses a QoS floor, the *split* option is added too: one unit per user from S, sent one
@@ -286,7 +300,10 @@ def oracle_data(inst: Instance, oracle: BeamformingOracle,
     its own cluster, sent in turn); the option's participants are the union of the groups'
     clusters and its delay the sum of the groups' delays (docs/milp.md section 2.2). Options of
     infinite delay are dropped; a PB left with no
-    option is excluded with all its served users."""
+    option is excluded with all its served users. A broadcast to at least ``multistart_users``
+    users (0: never) is also solved with ``multistart_starts`` seeded random starts (``fast``
+    and ``nonrobust`` methods) and the better beams are kept: the SCA is local and large groups
+    have many local optima (docs/milp.md section 7)."""
     t0 = time.perf_counter()
     calls0 = oracle.hits + oracle.misses
     blocks = []
@@ -296,7 +313,8 @@ def oracle_data(inst: Instance, oracle: BeamformingOracle,
         size = int(inst.repository.sizes[k])
         rows, delay, qos, units = [], [], [], []
         for cl in dict.fromkeys(tuple(sorted(int(n) for n in c)) for c in clusters):
-            res = oracle.solve(inst, k, cl, us, method=method)
+            res = _broadcast(inst, oracle, k, cl, us, method, size,
+                             multistart_starts if 0 < multistart_users <= len(us) else 0)
             d = res.delay_s(size)
             row = np.zeros(inst.n_nodes, dtype=bool)
             row[list(cl)] = True
@@ -367,8 +385,9 @@ class GroupBoundReport:
     blocks_skipped_budget: int = 0
     clusters_before: int = 0
     clusters_after: int = 0
-    sdp_groups: int = 0
+    sdp_groups: int = 0  # groups refined (phase branch and bound and/or SDP)
     sdp_evaluations: int = 0
+    phase_boxes: int = 0  # SOCPs of the phase branch and bound
     time_s: float = 0.0
     raised_s: float = 0.0  # sum over PBs of the raise of min_S cost(S)
 
@@ -377,7 +396,8 @@ class GroupBoundReport:
 
 
 def refine_group_bounds(inst: Instance, data: MilpData, oracle: BeamformingOracle | None = None,
-                        time_budget_s: float = 60.0, min_users: int = 2) -> GroupBoundReport:
+                        time_budget_s: float = 60.0, min_users: int = 2, prune: bool = True
+                        ) -> GroupBoundReport:
     """Tighten the optimistic model in place with the partition bound of
     :mod:`fgamcd_opt.group_bound` (docs/milp.md section 3.5).
 
@@ -387,8 +407,9 @@ def refine_group_bounds(inst: Instance, data: MilpData, oracle: BeamformingOracl
     max(D_k(S), L_k): a plan whose PB-k nodes are Lam(k) takes at least D_k(Lam(k)) (per-user
     bound) and at least L_k (a bound for the larger node set). Clusters then dominated by a kept
     sub-cluster of no higher cost are dropped (the sub-cluster serves every plan the larger one
-    did). ``oracle``: if given, the oracle's beams from all useful nodes seed the SDP search with
-    an achieved amplitude (speed only; the bound does not depend on it).
+    did) unless ``prune`` is false (needed before :func:`refine_cluster_bounds`). ``oracle``:
+    if given, the oracle's beams from all useful nodes seed the SDP search with an achieved
+    amplitude (speed only; the bound does not depend on it).
     """
     from fgamcd_opt.group_bound import GroupBoundStats, partition_bound
 
@@ -421,7 +442,7 @@ def refine_group_bounds(inst: Instance, data: MilpData, oracle: BeamformingOracl
         rep.blocks_raised += 1
         rep.raised_s += lb - before
         cost = np.maximum(o.cost_s, lb)
-        keep = _undominated(o.clusters, cost)
+        keep = _undominated(o.clusters, cost) if prune else np.ones(len(cost), dtype=bool)
         o.clusters, o.cost_s = o.clusters[keep], cost[keep]
         o.delay_s = np.maximum(o.delay_s, lb)[keep]
         o.qos_ok = o.qos_ok[keep]
@@ -429,8 +450,65 @@ def refine_group_bounds(inst: Instance, data: MilpData, oracle: BeamformingOracl
             o.overflow_cost_s = max(o.overflow_cost_s, lb)
     rep.clusters_after = data.n_clusters
     rep.sdp_groups, rep.sdp_evaluations = stats.sdp_groups, stats.sdp_evaluations
+    rep.phase_boxes = stats.phase_boxes
     rep.time_s = time.perf_counter() - t0
     return rep
+
+
+SUPERSET_RTOL = 1e-6  # tolerance of "adds nothing to a bottleneck user" in cluster_superset
+
+
+def cluster_superset(inst: Instance, o: BlockOptions, c: int) -> tuple[int, ...]:
+    """The largest node set Lam whose participants' plans the bound MILP may represent by
+    cluster row ``c`` (docs/milp.md section 3.5, cluster bounds): S plus every node that adds
+    (almost) nothing to the per-user bound of some (near-)bottleneck user of S. A plan with
+    participants Lam maps to a minimal S with D_k(S) = D_k(Lam) (section 3.1); the bottleneck u
+    of Lam is one of S's and every node of Lam \\ S has zero bound to u, so Lam is inside."""
+    link = link_amplitude_bound(inst, o.block, o.users) / np.sqrt(
+        inst.users.noise_w[list(o.users)])[None, :]  # (N, V), rate is monotone in it
+    mask = o.clusters[c]
+    f = link[mask].sum(axis=0)
+    fmin = float(f.min())
+    near = f <= fmin * (1 + SUPERSET_RTOL) + 1e-300
+    extra = (link[:, near] <= SUPERSET_RTOL * max(fmin, 1e-300)).any(axis=1)
+    return tuple(int(n) for n in np.flatnonzero(mask | extra))
+
+
+def refine_cluster_bounds(inst: Instance, data: MilpData, choices, time_budget_s: float,
+                          refined: set, stats=None) -> tuple[int, float]:
+    """Raise the cost of each chosen (block, cluster row) not refined before to
+    max(cost, L_k(cluster_superset)), the partition bound of :mod:`fgamcd_opt.group_bound` for
+    that node set (docs/milp.md section 3.5). Valid only on a model whose clusters were not
+    pruned by :func:`refine_group_bounds` (``prune=False``): a pruned cluster's plans would be
+    represented by a sub-cluster whose raised cost no longer bounds them. ``refined`` (set of
+    (block, cluster code)) is updated. Returns (clusters raised, seconds)."""
+    from fgamcd_opt.group_bound import GroupBoundStats, partition_bound
+
+    t0 = time.perf_counter()
+    stats = stats or GroupBoundStats()
+    by_block = {o.block: o for o in data.blocks}
+    raised = 0
+    for ch in sorted(choices, key=lambda ch: -len(by_block[ch.block].users)):
+        o = by_block.get(ch.block)
+        if o is None or ch.index < 0 or len(o.users) < 2 or o.overflow_min_nodes:
+            continue
+        key = (o.block, tuple(int(n) for n in np.flatnonzero(o.clusters[ch.index])))
+        if key in refined:
+            continue
+        left = time_budget_s - (time.perf_counter() - t0)
+        if left <= 0:
+            break
+        refined.add(key)
+        sup = cluster_superset(inst, o, ch.index)
+        if set(sup) >= {int(n) for n in np.flatnonzero(o.clusters.any(axis=0))}:
+            continue  # every useful node: L_k(all useful nodes) is already in the cost
+        pb = partition_bound(inst, o.block, o.users, stats)
+        lb, _ = pb.delay_lb(sup, time_budget_s=left)
+        if np.isfinite(lb) and lb > o.cost_s[ch.index] * (1 + 1e-12):
+            o.cost_s[ch.index] = lb
+            o.delay_s[ch.index] = max(o.delay_s[ch.index], lb)
+            raised += 1
+    return raised, time.perf_counter() - t0
 
 
 def _undominated(masks: np.ndarray, cost: np.ndarray) -> np.ndarray:
