@@ -329,3 +329,29 @@ def test_teacher_demonstrations_clone_and_resume(tmp_path):
     assert main(base + ["--teacher-param", "x=1"]) == 2
     assert main(base + ["--teacher", "nosuchsolver"]) == 2
     assert main(base + ["--teacher", "milp", "--teacher-param", "bogus=1"]) == 2
+
+
+def test_guard_never_leaves_a_pb_uncached_under_random_policies():
+    """Whatever the policy does, a guard that found a packing at reset serves every PB (the
+    previous step's packing is the last resort when best-fit decreasing fails on the rest)."""
+    from fgamcd_opt.marl.env import FgamcdParallelEnv
+
+    rng = np.random.default_rng(3)
+    checked = 0
+    for seed in range(6):
+        inst = generate("tiny", seed=seed, storage_gb=0.02 + 0.01 * (seed % 3), n_users=8)
+        env = FgamcdParallelEnv(EnvConfig(instance=inst, max_users_per_node=8, guard=True),
+                                oracle=ORACLE)
+        for _ in range(3):
+            p = rng.uniform(0.2, 0.9)
+            env.reset(seed=0)
+            if not env._guard_active:
+                continue
+            checked += 1
+            while env.agents:
+                env.step({a: (rng.random(inst.n_nodes) < p).astype(np.int8)
+                          for a in env.agents})
+            assert not env.undelivered
+            assert (env.holds.astype(float) * inst.repository.sizes).sum(axis=1).max() <= \
+                inst.nodes.storage_bytes.max()
+    assert checked >= 6

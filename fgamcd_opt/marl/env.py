@@ -415,6 +415,7 @@ class FgamcdParallelEnv(ParallelEnv):
                            if t_n else np.zeros(0)).tolist()
         self._bfd = sorted(range(t_n), key=lambda t: (-self._step_size[t], t))
         # a guard is only a guard when one copy of every requested PB fits at the start
+        self._packing: dict[int, int] | None = None
         self._guard_active = self._later_fit(self.remaining, -1)
 
     def _later_fit(self, remaining: np.ndarray, t: int) -> bool:
@@ -422,15 +423,18 @@ class FgamcdParallelEnv(ParallelEnv):
         node)? Best-fit decreasing, so True is a packing; False may miss one (then the guard
         is conservative). Fast path: with items of at most s bytes, any fit rule succeeds
         when their total is at most sum(remaining) - N s (a failing item leaves every node
-        with less than s free)."""
+        with less than s free). A packing found is kept in ``self._packing`` (step -> node;
+        None after the fast path) for the guard's last resort."""
         n = len(remaining)
         if t + 1 >= len(self._step_size):
             return True
         total = self._later_bytes[t] if t >= 0 else self._later_bytes[0] + self._step_size[0]
         big = self._later_max[t] if t >= 0 else max(self._step_size)
         if total <= float(remaining.sum()) - n * big:
+            self._packing = None
             return True
         free = remaining.tolist()
+        assign = {}
         for s in self._bfd:
             if s <= t:
                 continue
@@ -443,6 +447,8 @@ class FgamcdParallelEnv(ParallelEnv):
             if best < 0:
                 return False
             free[best] -= need
+            assign[s] = best
+        self._packing = assign
         return True
 
     def _guarded(self, k: int, a: np.ndarray, fits: np.ndarray) -> np.ndarray:
@@ -456,6 +462,9 @@ class FgamcdParallelEnv(ParallelEnv):
         t = self._t
         out = np.zeros_like(a)
         rem = self.remaining.copy()
+        # the packing that proved the later PBs placeable at the previous step (None: the fast
+        # path proved it, and then any fitting node keeps the fast path true)
+        packing = self._packing
         for n in sorted(np.flatnonzero(a), key=lambda n: -rem[n]):
             rem[n] -= size
             if rem[n] >= 0 and (not self._guard_active or self._later_fit(rem, t)):
@@ -472,6 +481,14 @@ class FgamcdParallelEnv(ParallelEnv):
                 out[n] = True
                 return out
             rem[n] += size
+        if self._guard_active and packing is not None and t in packing:
+            # best-fit decreasing is not monotone: it may fail on the rest although the
+            # previous packing still holds; follow that packing (k's node has room by
+            # construction and the rest of it stays valid)
+            n = packing[t]
+            out[n] = True
+            self._packing = {s: m for s, m in packing.items() if s != t}
+            return out
         out[cand[0]] = True
         return out
 

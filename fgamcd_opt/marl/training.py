@@ -205,6 +205,7 @@ class Trainer:
         self.demos = demos
         info.update(teacher=cfg.teacher, transitions=len(demos), runs=demos.runs,
                     teacher_s=t1 - t0, bc_s=t2 - t1, critic_warmup_s=t3 - t2)
+        self.pretrain_info = info  # the cards written from here on carry it
         if cfg.eval_every:
             ev = self.greedy_eval()
             info.update(ev)
