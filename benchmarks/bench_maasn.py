@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import subprocess
 import sys
 import time
@@ -69,6 +70,16 @@ def cmd_training(args) -> None:
            "other_s": wall - env - total("act_s") - total("esn_s") - total("update_s"),
            "wall_per_episode_s": wall / len(rows),
            "projected_600_episodes_min": wall / len(rows) * 600 / 60}
+    # demonstrations (the card next to the curve): teacher runs, behaviour cloning, critic
+    # warm-up happen before episode 1 and are not in the curve rows
+    card = path.with_name(path.name.replace(".curve.csv", ".json").replace("curve.csv",
+                                                                            "policy.json"))
+    demo = json.loads(card.read_text()).get("demonstrations") if card.is_file() else None
+    if demo and not args.after:
+        pre = {k: float(demo[k]) for k in ("teacher_s", "bc_s", "critic_warmup_s")}
+        out.update({f"pretrain_{k}": v for k, v in pre.items()},
+                   pretrain_s=sum(pre.values()), total_with_pretrain_s=wall + sum(pre.values()),
+                   total_with_pretrain_min=(wall + sum(pre.values())) / 60)
     for lo, hi in ((0, 50), (len(rows) - 50, len(rows))):
         part = rows[max(lo, 0):hi]
         out[f"episodes_{part[0]['episode']}_{part[-1]['episode']}_wall_per_episode_s"] = float(
