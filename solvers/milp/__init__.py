@@ -55,7 +55,7 @@ class MilpSolver:
               "the planner's clusters (0: all nodes)"),
         Param("oracle_candidates", int, 4, "oracle-evaluated clusters per PB (plus the "
               "planner's)"),
-        Param("cluster_bound_rounds", int, 4, "rounds of cluster-specific partition bounds "
+        Param("cluster_bound_rounds", int, 2, "rounds of cluster-specific partition bounds "
               "for the clusters the bound MILP picks, each followed by a re-solve (0: off)"),
         Param("multistart_users", int, 6, "broadcasts to at least this many users also get a "
               "multi-start oracle solve in the oracle MILP, the better beams kept (0: off)"),
@@ -120,6 +120,15 @@ class MilpSolver:
         # (docs/milp.md section 3.5): every round's model is a valid relaxation
         refined: set = set()
         rounds = []
+        chosen: dict[int, list[tuple[int, ...]]] = {}  # block -> clusters the bound MILPs chose
+
+        def note_choices(outcome) -> None:
+            if outcome.assignment is not None and outcome.assignment.feasible:
+                for ch in outcome.assignment.choices:
+                    if ch.index >= 0:
+                        chosen.setdefault(ch.block, []).append(tuple(int(n) for n in ch.cluster))
+
+        note_choices(out_b)
         for _ in range(cluster_rounds):
             left = min(params["group_bound_time"] - (time.perf_counter() - t_group),
                        ctx.time_left())
@@ -129,7 +138,7 @@ class MilpSolver:
                     and out_b.objective_s <= milp.trivial_bound(bdata) * (1 + 1e-3)):
                 break  # storage does not bind: each PB already sits on its cheapest cluster
             n_up, secs = milp.refine_cluster_bounds(inst, bdata, out_b.assignment.choices,
-                                                    left, refined)
+                                                    left, refined, oracle=oracle)
             rounds.append({"raised": n_up, "time_s": secs})
             if n_up == 0:
                 break
@@ -140,6 +149,7 @@ class MilpSolver:
                                     seed=ctx.seed)
             new_bound = milp.certified_bound(out_b, bdata)
             rounds[-1]["bound"] = new_bound
+            note_choices(out_b)
             if new_bound is not None:
                 bound = new_bound if bound is None else max(bound, new_bound)
             if out_b.assignment is None or not out_b.assignment.feasible:
@@ -213,6 +223,8 @@ class MilpSolver:
                                        params["oracle_candidates"])
             if o.block in planner_cluster:
                 cands.append(planner_cluster[o.block])
+            # the bound MILPs' own choices (with multicast costs) are good primal candidates
+            cands.extend(c for c in chosen.get(o.block, []) if len(c) <= max_oracle)
             candidates[o.block] = cands
             users[o.block] = o.users
         pdata = milp.oracle_data(inst, oracle, candidates, users, params["qos_penalty"],

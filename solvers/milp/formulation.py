@@ -383,6 +383,7 @@ class GroupBoundReport:
     blocks_refined: int = 0
     blocks_raised: int = 0
     blocks_skipped_budget: int = 0
+    blocks_tight: int = 0  # per-user bound already within TIGHT_RTOL of the oracle's beams
     clusters_before: int = 0
     clusters_after: int = 0
     sdp_groups: int = 0  # groups refined (phase branch and bound and/or SDP)
@@ -430,13 +431,17 @@ def refine_group_bounds(inst: Instance, data: MilpData, oracle: BeamformingOracl
             link = link_amplitude_bound(inst, o.block, o.users)
             useful = np.flatnonzero(link.sum(axis=1) > 0)
         pb = partition_bound(inst, o.block, o.users, stats)
+        before = min(float(o.cost_s.min()) if o.n_clusters else np.inf,
+                     o.overflow_cost_s if o.overflow_min_nodes else np.inf)
         if oracle is not None:
             res = oracle.solve(inst, o.block, tuple(int(n) for n in useful), o.users)
             pb.seed_achieved(tuple(int(n) for n in useful), res.rates_bps)
+            if res.delay_s(o.size_bytes) <= before * (1 + TIGHT_RTOL):
+                # L_k <= the delay of these beams: no cluster cost could rise by more
+                rep.blocks_tight += 1
+                continue
         lb, _ = pb.delay_lb(useful, time_budget_s=left)
         rep.blocks_refined += 1
-        before = min(float(o.cost_s.min()) if o.n_clusters else np.inf,
-                     o.overflow_cost_s if o.overflow_min_nodes else np.inf)
         if not np.isfinite(lb) or lb <= before:
             continue
         rep.blocks_raised += 1
@@ -455,6 +460,9 @@ def refine_group_bounds(inst: Instance, data: MilpData, oracle: BeamformingOracl
     return rep
 
 
+# a partition bound is not computed when the oracle's beams from its node set are already within
+# this of the cost it would raise (the raise is at most their delay minus that cost)
+TIGHT_RTOL = 2e-3
 SUPERSET_RTOL = 1e-6  # tolerance of "adds nothing to a bottleneck user" in cluster_superset
 
 
@@ -475,13 +483,16 @@ def cluster_superset(inst: Instance, o: BlockOptions, c: int) -> tuple[int, ...]
 
 
 def refine_cluster_bounds(inst: Instance, data: MilpData, choices, time_budget_s: float,
-                          refined: set, stats=None) -> tuple[int, float]:
+                          refined: set, stats=None, oracle: BeamformingOracle | None = None
+                          ) -> tuple[int, float]:
     """Raise the cost of each chosen (block, cluster row) not refined before to
     max(cost, L_k(cluster_superset)), the partition bound of :mod:`fgamcd_opt.group_bound` for
     that node set (docs/milp.md section 3.5). Valid only on a model whose clusters were not
     pruned by :func:`refine_group_bounds` (``prune=False``): a pruned cluster's plans would be
     represented by a sub-cluster whose raised cost no longer bounds them. ``refined`` (set of
-    (block, cluster code)) is updated. Returns (clusters raised, seconds)."""
+    (block, cluster code)) is updated. ``oracle``: skips a cluster whose oracle beams from its
+    superset are within TIGHT_RTOL of its cost, and seeds the SDP. Returns (clusters raised,
+    seconds)."""
     from fgamcd_opt.group_bound import GroupBoundStats, partition_bound
 
     t0 = time.perf_counter()
@@ -503,6 +514,11 @@ def refine_cluster_bounds(inst: Instance, data: MilpData, choices, time_budget_s
         if set(sup) >= {int(n) for n in np.flatnonzero(o.clusters.any(axis=0))}:
             continue  # every useful node: L_k(all useful nodes) is already in the cost
         pb = partition_bound(inst, o.block, o.users, stats)
+        if oracle is not None:
+            res = oracle.solve(inst, o.block, sup, o.users)
+            pb.seed_achieved(sup, res.rates_bps)
+            if res.delay_s(o.size_bytes) <= o.cost_s[ch.index] * (1 + TIGHT_RTOL):
+                continue
         lb, _ = pb.delay_lb(sup, time_budget_s=left)
         if np.isfinite(lb) and lb > o.cost_s[ch.index] * (1 + 1e-12):
             o.cost_s[ch.index] = lb
