@@ -355,3 +355,50 @@ def test_guard_never_leaves_a_pb_uncached_under_random_policies():
             assert (env.holds.astype(float) * inst.repository.sizes).sum(axis=1).max() <= \
                 inst.nodes.storage_bytes.max()
     assert checked >= 6
+
+
+def test_shipped_policy_loads_fits_paper_default_and_acts():
+    from fgamcd_opt.marl.env import FgamcdParallelEnv
+    from fgamcd_opt.marl.policy import shipped_policy_path
+
+    pol = Policy.load(shipped_policy_path())
+    inst = generate("paper-default", seed=0)
+    pol.check_fits(inst)
+    card = pol.card
+    for name in card["files"].values():  # weights, curve CSV and PNG ship with the card
+        assert (shipped_policy_path().parent / name).is_file(), name
+    env = FgamcdParallelEnv(pol.env_config(inst, guard=True), oracle=ORACLE)
+    obs, _ = env.reset(seed=0)
+    o = np.stack([obs[f"node_{n}"]["observation"] for n in range(inst.n_nodes)])
+    m = np.stack([obs[f"node_{n}"]["action_mask"] for n in range(inst.n_nodes)])
+    d = pol.act(o, m)
+    assert d.shape == (inst.n_nodes, inst.n_nodes) and set(np.unique(d)) <= {0.0, 1.0}
+    assert d[:, 0].any()  # the cloned policy caches the first PB somewhere
+
+
+def test_deferred_parallel_delivery_gives_the_same_plan(tiny_policy):
+    """The solver plans delivery after the rollout, in worker processes: the plan and its
+    delay equal the step-by-step delivery of training (one process, no deferral)."""
+    from fgamcd_solvers.maasn import MaasnSolver
+
+    from fgamcd_opt.marl.env import FgamcdParallelEnv
+    from fgamcd_opt.marl.training import run_episode
+    from fgamcd_opt.plan_io import plan_to_dict
+    from fgamcd_opt.runner import run_solver
+
+    inst = generate("tiny", seed=1, storage_gb=0.03, n_users=8)
+    pol = Policy.load(tiny_policy)
+    env = FgamcdParallelEnv(pol.env_config(inst, guard=True, max_cluster=0),
+                            oracle=BeamformingOracle())
+    run_episode(env, pol.act, seed=0)
+    step_by_step = plan_to_dict(env.plan("maasn"), inst)
+    plans = []
+    for workers in (1, 2):
+        run = run_solver(inst, MaasnSolver, {"policy": str(tiny_policy), "workers": workers},
+                         oracle=BeamformingOracle())
+        d = plan_to_dict(run.plan, inst)
+        d["metadata"] = step_by_step.get("metadata", {})
+        plans.append(d)
+        assert run.result.metadata["rollout"]["delay_s"] == pytest.approx(env.total_delay_s)
+        assert run.record.oracle_calls > 0
+    assert plans[0] == plans[1] == step_by_step

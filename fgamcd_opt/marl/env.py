@@ -109,6 +109,51 @@ class EnvConfig:
         return d
 
 
+def _deliver(oracle, inst: Instance, cfg: EnvConfig, k: int, holders, src_of: dict,
+             holds_k: np.ndarray):
+    """Transmissions of PB k from the decided holders and migrated copies (``delivery``),
+    scored by the evaluator's per-PB scorer: (units, migrations, BlockScore)."""
+    users = inst.requesters(k)
+    if cfg.delivery == "group":
+        nodes = tuple(sorted({*np.asarray(holders).tolist(), *src_of}))
+        res = oracle.solve(inst, k, nodes, users, method=cfg.method)
+        units = [DeliveryUnit(k, tuple(users), nodes, beams=res.beams, beamforming=cfg.method)]
+        migs = [Migration(s, m, k) for m, s in sorted(src_of.items())]
+    else:
+        # with the guard (the solver), the planner may also migrate from the holders, so a
+        # copy the guard placed away from the requesters still reaches them
+        opts = PlannerOptions(max_cluster=cfg.max_cluster, migration=cfg.guard,
+                              method=cfg.method)
+        parts = plan_transmissions(inst, k, users, holders, oracle, opts,
+                                   received=tuple(sorted(src_of)), sources=holders,
+                                   block_data=BlockData(inst, k))
+        used = {n for g in parts for n in g.nodes}
+        migs = [Migration(s, m, k) for m, s in sorted(src_of.items()) if m in used]
+        have = {m.dst for m in migs}
+        for g in parts:  # the planner's own migrations (guard on)
+            for mg in g.migrations:
+                if mg.dst not in have:
+                    migs.append(mg)
+                    have.add(mg.dst)
+        units = [DeliveryUnit(g.block, g.users, g.nodes,
+                              mode="unicast" if len(parts) > 1 and len(g.users) == 1
+                              else "broadcast", beams=g.beam.beams, beamforming=cfg.method)
+                 for g in parts]
+    score = score_block(inst, k, units, migs, oracle=oracle, holds=holds_k)
+    return units, migs, score
+
+
+_WORKER_ENV = None  # the env a forked delivery worker inherits (deliver_pending)
+
+
+def _deliver_in_worker(arg):
+    env = _WORKER_ENV
+    o = env.oracle
+    before = (o.misses, o.hits, o.solve_time_s)
+    out = _deliver(o, env.inst, env.config, *arg)
+    return (*out, (o.misses - before[0], o.hits - before[1], o.solve_time_s - before[2]))
+
+
 def block_dim(max_users_per_node: int, observe_demand: bool) -> int:
     """Entries of one node block of the observation (module docstring)."""
     return 2 + int(max_users_per_node) + int(bool(observe_demand))
@@ -221,6 +266,7 @@ class FgamcdParallelEnv(ParallelEnv):
             self._reserve_storage()
         self.migrations: list[Migration] = []
         self.units: list[DeliveryUnit] = []
+        self._pending: list = []
         self.undelivered: dict[int, tuple[int, ...]] = {}
         self.total_delay_s = 0.0
         self.qos_violations = 0  # PBs with Lambda(k) = 1
@@ -361,33 +407,18 @@ class FgamcdParallelEnv(ParallelEnv):
             self.undelivered[int(k)] = tuple(int(u) for u in users)
             info.update(delay_s=0.0, qos_violation=False, undelivered=len(users))
             return -cfg.r2, info
-        if cfg.delivery == "group":
-            nodes = tuple(sorted({*holders.tolist(), *src_of}))
-            res = self.oracle.solve(inst, k, nodes, users, method=cfg.method)
-            units = [DeliveryUnit(k, tuple(users), nodes, beams=res.beams,
-                                  beamforming=cfg.method)]
-            migs = [Migration(s, m, k) for m, s in sorted(src_of.items())]
-        else:
-            # with the guard (the solver), the planner may also migrate from the holders, so a
-            # copy the guard placed away from the requesters still reaches them
-            opts = PlannerOptions(max_cluster=cfg.max_cluster, migration=cfg.guard,
-                                  method=cfg.method)
-            parts = plan_transmissions(inst, k, users, holders, self.oracle, opts,
-                                       received=tuple(sorted(src_of)), sources=holders,
-                                       block_data=BlockData(inst, k))
-            used = {n for g in parts for n in g.nodes}
-            migs = [Migration(s, m, k) for m, s in sorted(src_of.items()) if m in used]
-            have = {m.dst for m in migs}
-            for g in parts:  # the planner's own migrations (guard on)
-                for mg in g.migrations:
-                    if mg.dst not in have:
-                        migs.append(mg)
-                        have.add(mg.dst)
-            units = [DeliveryUnit(g.block, g.users, g.nodes,
-                                  mode="unicast" if len(parts) > 1 and len(g.users) == 1
-                                  else "broadcast", beams=g.beam.beams, beamforming=cfg.method)
-                     for g in parts]
-        score = score_block(inst, k, units, migs, oracle=self.oracle, holds=self.holds[:, k])
+        if self.defer_delivery:
+            # the next observations do not depend on how k is delivered (only on the caching
+            # decisions), so a solver may plan every PB's delivery afterwards, in parallel
+            self._pending.append((int(k), holders, src_of))
+            info.update(delay_s=None, qos_violation=None, undelivered=0)
+            return 0.0, info
+        units, migs, score = _deliver(self.oracle, inst, cfg, k, holders, src_of,
+                                      self.holds[:, k])
+        return self._record(units, migs, score, info)
+
+    def _record(self, units, migs, score, info: dict) -> tuple[float, dict]:
+        cfg = self.config
         self.units.extend(units)
         self.migrations.extend(migs)
         lam = bool(score.qos_violating_users or score.undelivered_users
@@ -397,10 +428,40 @@ class FgamcdParallelEnv(ParallelEnv):
         self.total_delay_s += finite
         self.delays.append(finite)
         self.qos_violations += int(lam)
-        info.update(delay_s=finite, qos_violation=lam, undelivered=0,
-                    migrations=len(migs), nodes=len(used) if cfg.delivery == "planner"
-                    else len(units[0].nodes))
+        info.update(delay_s=finite, qos_violation=lam, undelivered=0, migrations=len(migs),
+                    nodes=len({n for u in units for n in u.nodes}))
         return -cfg.reward_scale * finite - cfg.r1 * float(lam), info
+
+    # ---- deferred delivery (the solver) ------------------------------------------------
+    defer_delivery = False  # set by a solver before reset(); training never defers
+
+    def deliver_pending(self, workers: int = 1) -> None:
+        """Plan the delivery of every PB whose decisions were recorded with
+        ``defer_delivery`` (in step order), with ``workers`` processes (fork; each has its own
+        oracle memo; their oracle counters are added to this env's oracle)."""
+        pending, self._pending = self._pending, []
+        args = [(k, holders, src_of, self.holds[:, k].copy()) for k, holders, src_of in pending]
+        if workers > 1 and len(args) > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            global _WORKER_ENV
+            _WORKER_ENV = self
+            try:
+                with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
+                    chunk = max(1, len(args) // (4 * workers))
+                    results = list(ex.map(_deliver_in_worker, args, chunksize=chunk))
+            finally:
+                _WORKER_ENV = None
+            for *_, stats in results:
+                self.oracle.misses += stats[0]
+                self.oracle.hits += stats[1]
+                self.oracle.solve_time_s += stats[2]
+        else:
+            results = [(*_deliver(self.oracle, self.inst, self.config, k, h, s, holds), None)
+                       for k, h, s, holds in args]
+        for (k, *_), (units, migs, score, _) in zip(args, results, strict=True):
+            self._record(units, migs, score, {"block": k})
 
     def _reserve_storage(self) -> None:
         """The guard's bookkeeping: per step t, the bytes and the largest size of the PBs of
