@@ -265,17 +265,27 @@ class PartitionBound:
         key = (nodes, mask)
         if key in self._refined:
             return
-        self._refined.add(key)
         if bin(mask).count("1") < 2:
+            self._refined.add(key)
             return
         t0 = time.perf_counter()
+        amp, info = amplitude_bound(*self._task(nodes, mask))
+        self._store(nodes, mask, amp, info, time.perf_counter() - t0)
+
+    def _task(self, nodes, mask: int) -> tuple[BeamProblem, float]:
+        """The arguments of ``amplitude_bound`` for one group (everything its value depends
+        on, so a worker process computes the same value as this one)."""
         ach = self._achieved.get(nodes)
         start = float(ach[self._members(mask)].min()) if ach is not None else 0.0
-        amp, info = amplitude_bound(self._sub(nodes, mask), achieved=start)
+        return self._sub(nodes, mask), start
+
+    def _store(self, nodes, mask: int, amp: float, info: dict, secs: float) -> None:
+        key = (nodes, mask)
+        self._refined.add(key)
         self.stats.sdp_groups += 1
         self.stats.sdp_evaluations += info["sdp_evaluations"]
         self.stats.phase_boxes += info["phase_boxes"]
-        self.stats.time_s += time.perf_counter() - t0
+        self.stats.time_s += secs
         self._amp[key] = min(self._amp.get(key, np.inf), amp)
 
     def group_delay_lb(self, nodes, group_mask: int) -> float:
@@ -313,6 +323,89 @@ class PartitionBound:
             for g in todo:
                 self._refine(nodes, g)
         return val, {"groups": groups, "exact": not todo}
+
+
+def _amplitude_task(problem: BeamProblem, achieved: float) -> tuple[float, dict, float]:
+    """Worker-process side of :func:`refine_concurrently`: (bound, info, seconds)."""
+    t0 = time.perf_counter()
+    amp, info = amplitude_bound(problem, achieved=achieved)
+    return amp, info, time.perf_counter() - t0
+
+
+def refine_concurrently(jobs, workers: int = 2, time_budget_s: float = np.inf) -> int:
+    """Run the lazy refinement of :meth:`PartitionBound.delay_lb` for several (PartitionBound,
+    node set) ``jobs`` at once, the group bounds in ``workers`` processes (fork: a task carries
+    its sub-problem and starting amplitude, a result is a float and a small dict).
+
+    Each job follows exactly the sequential rounds (DP over the current costs, refine the
+    optimal partition's unrefined groups, repeat); a group bound depends only on its
+    sub-problem and start, so the memo ends up with the same values as the sequential code,
+    which the caller then runs and finds memoised. No new group is submitted after
+    ``time_budget_s`` (the tasks running then finish); a job left unfinished only means fewer
+    refined (valid) costs, i.e. a weaker bound. Returns the number of groups refined here.
+    The pool is shut down (its processes joined) before returning."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    t0 = time.perf_counter()
+    seen, state = set(), []
+    for pb, nodes in jobs:
+        nodes = tuple(sorted(int(n) for n in nodes))
+        if (id(pb), nodes) in seen or not 0 < len(pb.users) <= MAX_EXACT_USERS:
+            continue
+        seen.add((id(pb), nodes))
+        state.append((pb, nodes))
+    if not state:
+        return 0
+    done = 0
+    pending: dict = {}  # future -> (job index, group mask)
+    waiting = [0] * len(state)  # a job's groups in flight: its next DP round waits for them
+
+    def advance(j: int, pool) -> None:
+        pb, nodes = state[j]
+        while True:
+            val, groups = pb._dp(nodes)
+            todo = [g for g in groups if (nodes, g) not in pb._refined]
+            if not todo or not np.isfinite(val) or time.perf_counter() - t0 > time_budget_s:
+                return
+            big = []
+            for g in todo:
+                if bin(g).count("1") < 2:
+                    pb._refine(nodes, g)  # a single user: nothing to compute
+                else:
+                    big.append(g)
+            if big:
+                for g in big:
+                    pending[pool.submit(_amplitude_task, *pb._task(nodes, g))] = (j, g)
+                waiting[j] = len(big)
+                return
+
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=max(1, int(workers)), mp_context=ctx) as pool:
+        try:
+            for j in range(len(state)):
+                advance(j, pool)
+            while pending:
+                finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    j, g = pending.pop(fut)
+                    try:
+                        amp, info, secs = fut.result()
+                    except Exception:  # a lost worker: the caller's sequential pass computes it
+                        waiting[j] = -1  # the job stops here (its group stays unrefined)
+                        continue
+                    if waiting[j] < 0:
+                        continue
+                    pb, nodes = state[j]
+                    pb._store(nodes, g, amp, info, secs)
+                    done += 1
+                    waiting[j] -= 1
+                    if waiting[j] == 0:
+                        advance(j, pool)
+        finally:
+            for fut in pending:
+                fut.cancel()
+    return done
 
 
 _MEMO: OrderedDict = OrderedDict()

@@ -12,6 +12,7 @@ from fgamcd_opt.group_bound import (
     PartitionBound,
     amplitude_bound,
     best_partition,
+    refine_concurrently,
     set_partitions,
 )
 from fgamcd_opt.oracle import BeamformingOracle
@@ -134,6 +135,38 @@ def test_pb_bound_below_every_partition_plan():
         assert lb <= best * (1 + 1e-9)
         checked += 1
     assert checked >= 2
+
+
+def test_concurrent_refinement_equals_sequential_and_joins_its_workers():
+    """Group bounds computed in 2 worker processes leave exactly the memo (group values and
+    refined set) and PB bounds of the sequential lazy DP, and no worker process behind."""
+    import multiprocessing
+
+    inst = generate("tiny", seed=5, n_nodes=3, n_users=6)
+    oracle = BeamformingOracle("fast")
+    nodes = tuple(range(inst.n_nodes))
+    blocks = [int(k) for k in inst.requested_blocks if len(inst.requesters(k)) >= 3][:4]
+    assert len(blocks) >= 2
+
+    def bounds(k):
+        users = [int(u) for u in inst.requesters(k)]
+        pb = PartitionBound(inst, k, users)
+        pb.seed_achieved(nodes, oracle.solve(inst, k, nodes, users).rates_bps)
+        return pb
+
+    seq = {k: bounds(k) for k in blocks}
+    par = {k: bounds(k) for k in blocks}
+    before = set(multiprocessing.active_children())
+    done = refine_concurrently([(pb, nodes) for pb in par.values()], workers=2)
+    assert set(multiprocessing.active_children()) <= before
+    assert done >= len(blocks)
+    for k in blocks:
+        lb_seq, info_seq = seq[k].delay_lb(nodes)
+        n_groups = par[k].stats.sdp_groups
+        lb_par, info_par = par[k].delay_lb(nodes)
+        assert par[k].stats.sdp_groups == n_groups  # everything was memoised
+        assert lb_par == lb_seq and info_par == info_seq
+        assert par[k]._amp == seq[k]._amp and par[k]._refined == seq[k]._refined
 
 
 # ---------------------------------------------------------------------------------------------

@@ -369,3 +369,37 @@ def test_zero_users_gives_the_empty_plan():
     run = run_solver(inst, get_solver("milp"))
     assert run.record.solver_status == "optimal" and run.record.total_delay_s == 0.0
     assert run.record.gap == 0.0
+
+
+def test_bound_workers_give_the_same_bound_and_plan(monkeypatch):
+    """bound_workers=2 computes the group bounds in worker processes: the certified bound and
+    the plan are exactly those of bound_workers=1, and the pools leave no process behind."""
+    import multiprocessing
+
+    from fgamcd_opt import group_bound
+
+    inst = generate("tiny", seed=2, n_nodes=3, n_users=6, storage_gb=0.06)
+    parallel = []
+
+    def counting(*args, **kwargs):
+        parallel.append(real(*args, **kwargs))
+        return parallel[-1]
+
+    real = group_bound.refine_concurrently
+    monkeypatch.setattr(group_bound, "refine_concurrently", counting)
+    before = set(multiprocessing.active_children())
+    out = {}
+    for workers in (1, 2):
+        group_bound._MEMO.clear()  # no group bound memoised by the other run
+        run = run_solver(inst, get_solver("milp"), {"bound_workers": workers}, seed=0,
+                         oracle=BeamformingOracle("fast"))
+        plan = run.plan
+        out[workers] = (run.record.bound_s, run.record.total_delay_s, plan.cache,
+                        plan.migrations, [(u.block, u.users, u.nodes, u.mode, u.slot)
+                                          for u in plan.units],
+                        run.record.metadata["group_bound"]["sdp_groups"],
+                        [r["raised"] for r in run.record.metadata["cluster_bound_rounds"]])
+    assert set(multiprocessing.active_children()) <= before
+    assert parallel and sum(parallel) > 0  # group bounds were computed in the workers
+    assert out[1][-1] and out[1][-1][0] > 0  # storage binds: cluster rounds raised costs
+    assert out[2] == out[1]

@@ -397,8 +397,8 @@ class GroupBoundReport:
 
 
 def refine_group_bounds(inst: Instance, data: MilpData, oracle: BeamformingOracle | None = None,
-                        time_budget_s: float = 60.0, min_users: int = 2, prune: bool = True
-                        ) -> GroupBoundReport:
+                        time_budget_s: float = 60.0, min_users: int = 2, prune: bool = True,
+                        workers: int = 1) -> GroupBoundReport:
     """Tighten the optimistic model in place with the partition bound of
     :mod:`fgamcd_opt.group_bound` (docs/milp.md section 3.5).
 
@@ -410,22 +410,20 @@ def refine_group_bounds(inst: Instance, data: MilpData, oracle: BeamformingOracl
     sub-cluster of no higher cost are dropped (the sub-cluster serves every plan the larger one
     did) unless ``prune`` is false (needed before :func:`refine_cluster_bounds`). ``oracle``:
     if given, the oracle's beams from all useful nodes seed the SDP search with an achieved
-    amplitude (speed only; the bound does not depend on it).
+    amplitude (speed only; the bound does not depend on it). ``workers`` > 1: the group bounds
+    are first computed in that many processes (:func:`fgamcd_opt.group_bound.
+    refine_concurrently`; the same values, so the same result as ``workers=1``).
     """
-    from fgamcd_opt.group_bound import GroupBoundStats, partition_bound
+    from fgamcd_opt.group_bound import GroupBoundStats, partition_bound, refine_concurrently
 
     rep = GroupBoundReport(clusters_before=data.n_clusters)
     stats = GroupBoundStats()
     t0 = time.perf_counter()
     order = sorted(range(len(data.blocks)), key=lambda i: (-len(data.blocks[i].users), i))
-    for i in order:
-        o = data.blocks[i]
-        if len(o.users) < min_users:
-            continue
-        left = time_budget_s - (time.perf_counter() - t0)
-        if left <= 0:
-            rep.blocks_skipped_budget += 1
-            continue
+
+    def job(o):
+        """(partition bound, useful nodes, cheapest cost) of a PB, or None when the oracle's
+        beams show that L_k could not raise any cluster cost by more than TIGHT_RTOL."""
         useful = np.flatnonzero(o.clusters.any(axis=0))
         if o.overflow_min_nodes:
             link = link_amplitude_bound(inst, o.block, o.users)
@@ -438,8 +436,26 @@ def refine_group_bounds(inst: Instance, data: MilpData, oracle: BeamformingOracl
             pb.seed_achieved(tuple(int(n) for n in useful), res.rates_bps)
             if res.delay_s(o.size_bytes) <= before * (1 + TIGHT_RTOL):
                 # L_k <= the delay of these beams: no cluster cost could rise by more
-                rep.blocks_tight += 1
-                continue
+                return None
+        return pb, useful, before
+
+    if workers > 1:  # the same jobs as the loop below, their group bounds in parallel first
+        jobs = [job(data.blocks[i]) for i in order if len(data.blocks[i].users) >= min_users]
+        refine_concurrently([(j[0], j[1]) for j in jobs if j is not None], workers,
+                            time_budget_s - (time.perf_counter() - t0))
+    for i in order:
+        o = data.blocks[i]
+        if len(o.users) < min_users:
+            continue
+        left = time_budget_s - (time.perf_counter() - t0)
+        if left <= 0:
+            rep.blocks_skipped_budget += 1
+            continue
+        j = job(o)
+        if j is None:
+            rep.blocks_tight += 1
+            continue
+        pb, useful, before = j
         lb, _ = pb.delay_lb(useful, time_budget_s=left)
         rep.blocks_refined += 1
         if not np.isfinite(lb) or lb <= before:
@@ -483,42 +499,70 @@ def cluster_superset(inst: Instance, o: BlockOptions, c: int) -> tuple[int, ...]
 
 
 def refine_cluster_bounds(inst: Instance, data: MilpData, choices, time_budget_s: float,
-                          refined: set, stats=None, oracle: BeamformingOracle | None = None
-                          ) -> tuple[int, float]:
+                          refined: set, stats=None, oracle: BeamformingOracle | None = None,
+                          workers: int = 1) -> tuple[int, float]:
     """Raise the cost of each chosen (block, cluster row) not refined before to
     max(cost, L_k(cluster_superset)), the partition bound of :mod:`fgamcd_opt.group_bound` for
     that node set (docs/milp.md section 3.5). Valid only on a model whose clusters were not
     pruned by :func:`refine_group_bounds` (``prune=False``): a pruned cluster's plans would be
     represented by a sub-cluster whose raised cost no longer bounds them. ``refined`` (set of
     (block, cluster code)) is updated. ``oracle``: skips a cluster whose oracle beams from its
-    superset are within TIGHT_RTOL of its cost, and seeds the SDP. Returns (clusters raised,
-    seconds)."""
-    from fgamcd_opt.group_bound import GroupBoundStats, partition_bound
+    superset are within TIGHT_RTOL of its cost, and seeds the SDP. ``workers`` > 1: the group
+    bounds are first computed in that many processes (same values as ``workers=1``). Returns
+    (clusters raised, seconds)."""
+    from fgamcd_opt.group_bound import GroupBoundStats, partition_bound, refine_concurrently
 
     t0 = time.perf_counter()
     stats = stats or GroupBoundStats()
     by_block = {o.block: o for o in data.blocks}
     raised = 0
-    for ch in sorted(choices, key=lambda ch: -len(by_block[ch.block].users)):
-        o = by_block.get(ch.block)
-        if o is None or ch.index < 0 or len(o.users) < 2 or o.overflow_min_nodes:
-            continue
-        key = (o.block, tuple(int(n) for n in np.flatnonzero(o.clusters[ch.index])))
-        if key in refined:
-            continue
-        left = time_budget_s - (time.perf_counter() - t0)
-        if left <= 0:
-            break
-        refined.add(key)
+    order = [ch for ch in sorted(choices, key=lambda ch: -len(by_block[ch.block].users))
+             if ch.block in by_block]
+
+    def job(ch, o):
+        """(partition bound, superset) of a chosen cluster, or None when its superset is all
+        useful nodes or the oracle's beams show it cannot be raised by more than TIGHT_RTOL."""
         sup = cluster_superset(inst, o, ch.index)
         if set(sup) >= {int(n) for n in np.flatnonzero(o.clusters.any(axis=0))}:
-            continue  # every useful node: L_k(all useful nodes) is already in the cost
+            return None  # every useful node: L_k(all useful nodes) is already in the cost
         pb = partition_bound(inst, o.block, o.users, stats)
         if oracle is not None:
             res = oracle.solve(inst, o.block, sup, o.users)
             pb.seed_achieved(sup, res.rates_bps)
             if res.delay_s(o.size_bytes) <= o.cost_s[ch.index] * (1 + TIGHT_RTOL):
+                return None
+        return pb, sup
+
+    def key_of(ch, o):
+        if ch.index < 0 or len(o.users) < 2 or o.overflow_min_nodes:
+            return None
+        return (o.block, tuple(int(n) for n in np.flatnonzero(o.clusters[ch.index])))
+
+    if workers > 1:  # the same jobs as the loop below, their group bounds in parallel first
+        jobs, keys = [], set(refined)
+        for ch in order:
+            o = by_block[ch.block]
+            key = key_of(ch, o)
+            if key is None or key in keys:
                 continue
+            keys.add(key)
+            j = job(ch, o)
+            if j is not None:
+                jobs.append(j)
+        refine_concurrently(jobs, workers, time_budget_s - (time.perf_counter() - t0))
+    for ch in order:
+        o = by_block[ch.block]
+        key = key_of(ch, o)
+        if key is None or key in refined:
+            continue
+        left = time_budget_s - (time.perf_counter() - t0)
+        if left <= 0:
+            break
+        refined.add(key)
+        j = job(ch, o)
+        if j is None:
+            continue
+        pb, sup = j
         lb, _ = pb.delay_lb(sup, time_budget_s=left)
         if np.isfinite(lb) and lb > o.cost_s[ch.index] * (1 + 1e-12):
             o.cost_s[ch.index] = lb
