@@ -403,3 +403,24 @@ def test_bound_workers_give_the_same_bound_and_plan(monkeypatch):
     assert parallel and sum(parallel) > 0  # group bounds were computed in the workers
     assert out[1][-1] and out[1][-1][0] > 0  # storage binds: cluster rounds raised costs
     assert out[2] == out[1]
+
+
+def test_group_bounds_memoised_by_workers_count_after_the_budget():
+    """Once the time budget is spent, the group bounds the concurrent pass memoised must still
+    raise cluster costs (they are valid bounds); they were dropped before (regression: the
+    `--bound` path gave the per-user bound only)."""
+    from fgamcd_opt import group_bound
+
+    inst = generate("tiny", seed=2, n_nodes=3, n_users=6, storage_gb=0.06)
+    group_bound._MEMO.clear()
+    full = milp.optimistic_data(inst)
+    rep_full = milp.refine_group_bounds(inst, full, BeamformingOracle("fast"), 600.0, workers=1)
+    assert rep_full.blocks_raised > 0
+    # the memo now holds every group bound; with no time left, workers=2 only combines them
+    spent = milp.optimistic_data(inst)
+    rep = milp.refine_group_bounds(inst, spent, BeamformingOracle("fast"), 0.0, workers=2)
+    assert rep.blocks_raised == rep_full.blocks_raised
+    assert [o.cost_s.min() for o in spent.blocks] == [o.cost_s.min() for o in full.blocks]
+    # one worker with no time left adds nothing (today's sequential semantics)
+    none = milp.optimistic_data(inst)
+    assert milp.refine_group_bounds(inst, none, None, 0.0, workers=1).blocks_raised == 0

@@ -450,13 +450,16 @@ def refine_group_bounds(inst: Instance, data: MilpData, oracle: BeamformingOracl
         left = time_budget_s - (time.perf_counter() - t0)
         if left <= 0:
             rep.blocks_skipped_budget += 1
-            continue
+            if workers <= 1:
+                continue
+            # the concurrent pass may have memoised this PB's group bounds: with no time left
+            # delay_lb only combines what is memoised (no new bound), which is still valid
         j = job(o)
         if j is None:
             rep.blocks_tight += 1
             continue
         pb, useful, before = j
-        lb, _ = pb.delay_lb(useful, time_budget_s=left)
+        lb, _ = pb.delay_lb(useful, time_budget_s=max(left, 0.0))
         rep.blocks_refined += 1
         if not np.isfinite(lb) or lb <= before:
             continue
@@ -556,14 +559,15 @@ def refine_cluster_bounds(inst: Instance, data: MilpData, choices, time_budget_s
         if key is None or key in refined:
             continue
         left = time_budget_s - (time.perf_counter() - t0)
-        if left <= 0:
+        if left <= 0 and workers <= 1:
             break
         refined.add(key)
         j = job(ch, o)
         if j is None:
             continue
         pb, sup = j
-        lb, _ = pb.delay_lb(sup, time_budget_s=left)
+        # no time left (workers > 1): only what the concurrent pass memoised is combined
+        lb, _ = pb.delay_lb(sup, time_budget_s=max(left, 0.0))
         if np.isfinite(lb) and lb > o.cost_s[ch.index] * (1 + 1e-12):
             o.cost_s[ch.index] = lb
             o.delay_s[ch.index] = max(o.delay_s[ch.index], lb)
