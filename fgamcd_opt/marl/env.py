@@ -6,7 +6,8 @@ order. PBs that no user requests are skipped: eq. 12 gives them reward 0 whateve
 and caching them only wastes storage, so the agents never see them (an episode has
 ``len(inst.requested_blocks)`` steps, 242 on paper-default seed 0 instead of K = 435).
 
-Observation of agent n (eq. 10), a flat float32 vector of N blocks of ``2 + P`` numbers:
+Observation of agent n (eq. 10), a flat float32 vector of N blocks of ``2 + P`` numbers
+(``3 + P`` with ``observe_demand``, below):
 
 - own block ``[S(k) / S_max, I{k in K_{r_u}} for the users of n (padded to P), C~_n(k) / C_ref]``
 - then, for every other node m in ascending order, ``varpi_{n,m} * [R^bac_{n,m}(k) / R_ref,
@@ -295,7 +296,8 @@ class FgamcdParallelEnv(ParallelEnv):
         return int(self._k_list[self._t]) if self._t < len(self._k_list) else None
 
     def _node_blocks(self, k: int | None) -> np.ndarray:
-        """(N, 2 + P) per-node [size or backhaul slot, request indicators, storage] of PB k."""
+        """(N, block_dim) per-node [size or backhaul slot, request indicators, storage(, demand)]
+        of PB k."""
         inst = self.inst
         n = inst.n_nodes
         blk = np.zeros((n, self.block_dim), dtype=np.float32)

@@ -6,7 +6,7 @@ as N separate networks and N times fewer kernel launches.
 
 - :class:`ActionSemanticsActor`: sub-module 1 maps o_n to the embedding e_n (D -> 128 -> 64,
   ReLU) and to a~_n; the other-node sub-module (weights shared over m, one per agent n) maps
-  o^oth_{n,m} to e_{n,m} (2 + P -> 128 -> 64, ReLU); b~_{n,m} comes from <e_n, e_{n,m}>. Heads
+  o^oth_{n,m} to e_{n,m} (block -> 128 -> 64, ReLU); b~_{n,m} comes from <e_n, e_{n,m}>. Heads
   are ``logit_scale * tanh(.)``, so the Gumbel-Softmax probabilities can approach 0 and 1.
 - :class:`FlatActor`: the "without action semantics" ablation (D -> 256 -> 256 -> N).
 - :class:`LocalCritics`: Q_n(o_n, d_n), (D + N) -> 256 -> 256 -> 1 (ReLU).
