@@ -48,13 +48,11 @@ def _rollout(policy, inst, ctx, params: dict):
     env.defer_delivery = True
     ep = run_episode(env, policy.act, seed=ctx.seed)
     t0 = time.perf_counter()
-    env.deliver_pending(workers=max(int(params["workers"]), 1))
+    delivered_reward = env.deliver_pending(workers=max(int(params["workers"]), 1))
     deliver_s = time.perf_counter() - t0
     steps = max(len(ep["reward"]), 1)
-    cfg = env.config
     stats = {"steps": len(ep["reward"]),
-             "reward": -cfg.reward_scale * env.total_delay_s - cfg.r1 * env.qos_violations
-             - cfg.r2 * len(env.undelivered),
+             "reward": float(ep["reward"].sum()) + delivered_reward,
              "decision_s_per_step": ep["act_s"] / steps,
              "rollout_s": ep["act_s"] + ep["env_s"] + deliver_s, "delivery_s": deliver_s,
              "workers": int(params["workers"]),

@@ -264,11 +264,7 @@ def test_guard_packing_check_against_brute_force():
     for _ in range(300):
         sizes = rng.integers(1, 10, size=rng.integers(1, 7)).astype(float)
         free = rng.integers(0, 16, size=3).astype(float)
-        env._k_list = np.arange(len(sizes) + 1)
-        env._step_size = [0.0, *sizes.tolist()]  # step 0 is "now"; steps 1.. are later
-        env._later_bytes = [float(sizes[t:].sum()) for t in range(len(sizes) + 1)]
-        env._later_max = [float(sizes[t:].max(initial=0)) for t in range(len(sizes) + 1)]
-        env._bfd = sorted(range(len(sizes) + 1), key=lambda t: (-env._step_size[t], t))
+        env._guard_tables([0.0, *sizes.tolist()])  # step 0 is "now"; steps 1.. are later
         exists = any(all(sum(s for s, b in zip(sizes, assign, strict=True) if b == i) <= free[i]
                          for i in range(3))
                      for assign in itertools.product(range(3), repeat=len(sizes)))

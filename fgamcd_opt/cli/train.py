@@ -129,9 +129,9 @@ def _configs(args):
         from ..registry import get_solver
 
         cls = get_solver(args.teacher)  # an unknown solver fails here, in one line
-        teacher_params = dict(resolve(cls.params, parse_assignments(args.teacher_param),
-                                      owner=f"--teacher-param ({args.teacher})"))
-        teacher_params = {k: teacher_params[k] for k in parse_assignments(args.teacher_param)}
+        given_t = parse_assignments(args.teacher_param)
+        typed_t = resolve(cls.params, given_t, owner=f"--teacher-param ({args.teacher})")
+        teacher_params = {k: typed_t[k] for k in given_t}
     elif args.teacher_param:
         raise ParameterError("--teacher-param: needs --teacher")
     learner_cfg = LearnerConfig(gamma=args.gamma, lr_actor=args.lr_actor,

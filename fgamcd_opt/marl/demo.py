@@ -85,7 +85,7 @@ def collect_demonstrations(env: FgamcdParallelEnv, teacher: str, params: dict | 
     plan in ``env``. Plans the teacher cannot produce are skipped (noted in ``runs``)."""
     from ..registry import get_solver
     from ..runner import run_solver
-    from .training import run_episode
+    from .training import episode_transitions, run_episode
 
     cls = get_solver(teacher)
     parts, runs = [], []
@@ -95,8 +95,8 @@ def collect_demonstrations(env: FgamcdParallelEnv, teacher: str, params: dict | 
                          oracle=env.oracle)
         row = {"instance": inst.name, "teacher": teacher,
                "solver_status": run.record.solver_status,
-               "teacher_delay_s": run.record.total_delay_s, "teacher_s": 0.0}
-        row["teacher_s"] = time.perf_counter() - t0
+               "teacher_delay_s": run.record.total_delay_s,
+               "teacher_s": time.perf_counter() - t0}
         if run.plan is None:
             row["replayed"] = False
             runs.append(row)
@@ -105,18 +105,10 @@ def collect_demonstrations(env: FgamcdParallelEnv, teacher: str, params: dict | 
             continue
         acts = plan_actions(inst, run.plan)
         ep = run_episode(env, _replay(acts), seed=0, options={"instance": inst})
-        t_steps = len(ep["reward"])
-        nobs = np.concatenate([ep["obs"][1:], ep["final_obs"][None]])
-        nmask = np.concatenate([ep["mask"][1:], np.zeros((1, *ep["mask"].shape[1:]), bool)])
-        done = np.zeros(t_steps, bool)
-        if t_steps:
-            done[-1] = True
-        a = ep["act"].copy()
-        a[..., 1:] &= a[..., :1]
-        parts.append((ep["obs"], ep["mask"], a & ep["mask"], ep["reward"], nobs, nmask, done))
+        parts.append(episode_transitions(env, ep))
         row.update(replayed=True, replay_delay_s=env.total_delay_s,
                    replay_penalised_pbs=env.qos_violations + len(env.undelivered),
-                   steps=t_steps)
+                   steps=len(ep["reward"]))
         runs.append(row)
         if log:
             log(f"teacher {teacher} on {inst.name}: {row['teacher_delay_s']} s in "

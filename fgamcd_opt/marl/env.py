@@ -264,7 +264,7 @@ class FgamcdParallelEnv(ParallelEnv):
         self.remaining = inst.nodes.storage_bytes.astype(np.float64).copy()
         self.holds = np.zeros((n, inst.n_blocks), dtype=bool)
         if self.config.guard:
-            self._reserve_storage()
+            self._prepare_guard()
         self.migrations: list[Migration] = []
         self.units: list[DeliveryUnit] = []
         self._pending: list = []
@@ -437,10 +437,11 @@ class FgamcdParallelEnv(ParallelEnv):
     # ---- deferred delivery (the solver) ------------------------------------------------
     defer_delivery = False  # set by a solver before reset(); training never defers
 
-    def deliver_pending(self, workers: int = 1) -> None:
+    def deliver_pending(self, workers: int = 1) -> float:
         """Plan the delivery of every PB whose decisions were recorded with
         ``defer_delivery`` (in step order), with ``workers`` processes (fork; each has its own
-        oracle memo; their oracle counters are added to this env's oracle)."""
+        oracle memo; their oracle counters are added to this env's oracle). Returns the sum of
+        the rewards (eq. 12) those steps would have had."""
         pending, self._pending = self._pending, []
         args = [(k, holders, src_of, self.holds[:, k].copy()) for k, holders, src_of in pending]
         if workers > 1 and len(args) > 1:
@@ -462,24 +463,24 @@ class FgamcdParallelEnv(ParallelEnv):
         else:
             results = [(*_deliver(self.oracle, self.inst, self.config, k, h, s, holds), None)
                        for k, h, s, holds in args]
-        for (k, *_), (units, migs, score, _) in zip(args, results, strict=True):
-            self._record(units, migs, score, {"block": k})
+        return sum(self._record(units, migs, score, {"block": k})[0]
+                   for (k, *_), (units, migs, score, _) in zip(args, results, strict=True))
 
-    def _reserve_storage(self) -> None:
-        """The guard's bookkeeping: per step t, the bytes and the largest size of the PBs of
-        the later steps, and the steps in decreasing size order (best-fit decreasing)."""
-        sizes = self.inst.repository.sizes.astype(float)[self._k_list]
-        t_n = len(sizes)
-        self._step_size = sizes.tolist()
-        rev = sizes[::-1]
-        after = np.concatenate([np.cumsum(rev)[::-1][1:], [0.0]]) if t_n else np.zeros(0)
-        self._later_bytes = after.tolist()
-        self._later_max = (np.concatenate([np.maximum.accumulate(rev)[::-1][1:], [0.0]])
-                           if t_n else np.zeros(0)).tolist()
-        self._bfd = sorted(range(t_n), key=lambda t: (-self._step_size[t], t))
-        # a guard is only a guard when one copy of every requested PB fits at the start
+    def _prepare_guard(self) -> None:
+        """The guard's tables for this episode (``_guard_tables``), and whether it guards at
+        all: only when one copy of every requested PB fits at the start."""
+        self._guard_tables(self.inst.repository.sizes.astype(float)[self._k_list].tolist())
         self._packing: dict[int, int] | None = None
         self._guard_active = self._later_fit(self.remaining, -1)
+
+    def _guard_tables(self, step_sizes: list[float]) -> None:
+        """Per step s: the bytes and the largest size of the PBs of steps s.. (index T: none),
+        and the steps in decreasing size order (best-fit decreasing)."""
+        sizes = np.asarray(step_sizes, dtype=float)
+        self._step_size = sizes.tolist()
+        self._bytes_from = np.append(np.cumsum(sizes[::-1])[::-1], 0.0).tolist()
+        self._max_from = np.append(np.maximum.accumulate(sizes[::-1])[::-1], 0.0).tolist()
+        self._bfd = sorted(range(len(sizes)), key=lambda t: (-self._step_size[t], t))
 
     def _later_fit(self, remaining: np.ndarray, t: int) -> bool:
         """Does one copy of each PB of the steps after t fit into ``remaining`` (bytes per
@@ -491,9 +492,7 @@ class FgamcdParallelEnv(ParallelEnv):
         n = len(remaining)
         if t + 1 >= len(self._step_size):
             return True
-        total = self._later_bytes[t] if t >= 0 else self._later_bytes[0] + self._step_size[0]
-        big = self._later_max[t] if t >= 0 else max(self._step_size)
-        if total <= float(remaining.sum()) - n * big:
+        if self._bytes_from[t + 1] <= float(remaining.sum()) - n * self._max_from[t + 1]:
             self._packing = None
             return True
         free = remaining.tolist()

@@ -129,12 +129,19 @@ class MaasnLearner:
         torch.nn.utils.clip_grad_norm_(self.opt_critic.param_groups[0]["params"], cfg.grad_clip)
         self.opt_critic.step()
 
-        if not train_actor:
-            _soft_update(self.critics_t, self.critics, cfg.soft_tau)
-            if cfg.value_decomposition:
-                _soft_update(self.mixer_t, self.mixer, cfg.soft_tau)
-            self.updates += 1
-            return {"critic_loss": critic_loss.item(), "actor_loss": float("nan")}
+        actor_loss = float("nan")
+        if train_actor:
+            actor_loss = self._actor_step(obs, mask, demo_batch)
+            _soft_update(self.actor_t, self.actor, cfg.soft_tau)
+        _soft_update(self.critics_t, self.critics, cfg.soft_tau)
+        if cfg.value_decomposition:
+            _soft_update(self.mixer_t, self.mixer, cfg.soft_tau)
+        self.updates += 1
+        return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss}
+
+    def _actor_step(self, obs, mask, demo_batch: dict | None) -> float:
+        """Eq. 22 through the Gumbel-Softmax relaxation; with demonstrations the TD3+BC loss."""
+        cfg = self.cfg
         pi = masked_actions(self.actor(obs), mask, cfg.temperature, self.gen)
         q_pi = self.critics(obs, pi)
         actor_loss = -q_pi.mean()
@@ -150,13 +157,7 @@ class MaasnLearner:
         torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
         self.opt_actor.step()
         self.critics.zero_grad(set_to_none=True)
-
-        _soft_update(self.actor_t, self.actor, cfg.soft_tau)
-        _soft_update(self.critics_t, self.critics, cfg.soft_tau)
-        if cfg.value_decomposition:
-            _soft_update(self.mixer_t, self.mixer, cfg.soft_tau)
-        self.updates += 1
-        return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item()}
+        return actor_loss.item()
 
     # ---- persistence -------------------------------------------------------------------
     def state_dict(self) -> dict:

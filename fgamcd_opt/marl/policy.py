@@ -65,6 +65,8 @@ class Policy:
         self.path = path
         self.n_nodes = int(card["n_nodes"])
         self.padding = int(card["max_users_per_node"])
+        # the D(k) observation entry (docs/maasn.md section 1); cards before it lack the key
+        self.observe_demand = bool(card.get("environment", {}).get("observe_demand", False))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Policy:
@@ -87,7 +89,7 @@ class Policy:
         except (ValueError, KeyError, TypeError) as exc:
             raise ParameterError(f"{cpath}: not a MAASN-DA policy card ({exc})") from None
         observe_demand = bool(card.get("environment", {}).get("observe_demand", False))
-        actor = build_actor(lc, n, block_dim(pad, observe_demand))
+        actor = build_actor(lc, n, block_dim(pad, observe_demand))  # before the instance exists
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             actor.load_state_dict(state)
@@ -105,7 +107,7 @@ class Policy:
         kw = {k: envc[k] for k in ("reward_scale", "r1", "r2", "storage_ref_bytes")
               if k in envc}
         return EnvConfig(instance=inst, max_users_per_node=self.padding,
-                         observe_demand=bool(envc.get("observe_demand", False)),
+                         observe_demand=self.observe_demand,
                          **{**kw, **options})
 
     def check_fits(self, inst) -> None:

@@ -145,6 +145,17 @@ def executed_actions(env: FgamcdParallelEnv, ep: dict) -> np.ndarray:
     return a & ep["mask"]
 
 
+def episode_transitions(env: FgamcdParallelEnv, ep: dict) -> tuple:
+    """The replay-buffer tuples of an episode (``run_episode``): (obs, mask, executed
+    actions, reward, next obs, next mask, done); the last step is terminal."""
+    t_steps = len(ep["reward"])
+    nobs = np.concatenate([ep["obs"][1:], ep["final_obs"][None]])
+    nmask = np.concatenate([ep["mask"][1:], np.zeros((1, *ep["mask"].shape[1:]), bool)])
+    done = np.zeros(t_steps, bool)
+    done[-1:] = True
+    return (ep["obs"], ep["mask"], executed_actions(env, ep), ep["reward"], nobs, nmask, done)
+
+
 class Trainer:
     def __init__(self, env_cfg: EnvConfig, learner_cfg: LearnerConfig, cfg: TrainConfig,
                  out_dir: str | os.PathLike | None = None, oracle: BeamformingOracle | None = None,
@@ -214,7 +225,6 @@ class Trainer:
                 self.save_policy(self.out_dir / "best_policy.pt",
                                  extra={"selected_at_episode": 0,
                                         "selection": "behaviour cloning (before episode 1)"})
-        self.pretrain_info = info
         if log:
             log(f"demonstrations: {len(demos)} transitions from {cfg.teacher} in "
                 f"{t1 - t0:.1f} s; behaviour cloning accuracy {info['bc_accuracy']:.3f} "
@@ -232,13 +242,9 @@ class Trainer:
         w0 = time.perf_counter()
         ep = run_episode(self.env, lambda o, m: self.learner.act(o, m, explore=True).numpy(),
                          seed=_episode_seed(cfg.seed, e))
-        acts = executed_actions(self.env, ep)
+        _, _, acts, _, nobs, nmask, done = transitions = episode_transitions(self.env, ep)
         t_steps = len(ep["reward"])
-        nobs = np.concatenate([ep["obs"][1:], ep["final_obs"][None]])
-        nmask = np.concatenate([ep["mask"][1:], np.zeros((1, self.n, self.n), bool)])
-        done = np.zeros(t_steps, bool)
-        done[-1] = True
-        self.buffer.add(ep["obs"], ep["mask"], acts, ep["reward"], nobs, nmask, done)
+        self.buffer.add(*transitions)
 
         t1 = time.perf_counter()
         esn_stats = {"synthetic_kept": 0, "esn_error_mean": float("nan")}
