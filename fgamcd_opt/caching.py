@@ -8,6 +8,8 @@ planner, a solver's own rule).
 - :func:`trimcaching_placement`: TrimCaching's sharing-aware greedy on cache hit ratio (Qu et al.
   2024), also the no-cooperation baseline's rule with ``users_of_node_only``;
 - :func:`coarse_caching`: whole-model copies by popularity (coarse-grained caching);
+- :func:`replicate_caching`: every node fills its storage with requested PBs by popularity
+  (the ``replicate`` solver, the first policy a user tries);
 - :func:`warm_caching`, :func:`repair_storage`: the MILP's MIP start and storage repair.
 """
 
@@ -49,6 +51,39 @@ def default_caching(inst: Instance) -> np.ndarray:
         if sizes[k] <= free[n]:
             holds[n, k] = True
             free[n] -= sizes[k]
+    return holds
+
+
+def replicate_caching(inst: Instance, popularity: str = "local") -> np.ndarray:
+    """Every node caches requested PBs by popularity until its storage is full (N, K).
+
+    ``popularity="local"``: a node ranks PBs by the requests of its own users first, then by all
+    requests (an LFU cache per cell); ``"global"``: by all requests, so every node holds the
+    same most popular PBs. Ties: smaller PBs first, then index. A PB that does not fit is
+    skipped and the next one tried. Nothing guarantees that every requested PB is cached
+    somewhere when storage binds.
+    """
+    n_nodes = inst.n_nodes
+    holds = np.zeros((n_nodes, inst.n_blocks), dtype=bool)
+    sizes = inst.repository.sizes.astype(float)
+    blocks = np.asarray(inst.requested_blocks, dtype=int)
+    if not len(blocks):
+        return holds
+    total = np.array([len(inst.requesters(k)) for k in blocks])
+    local = np.zeros((n_nodes, len(blocks)), dtype=int)
+    if popularity == "local":
+        for i, k in enumerate(blocks):
+            np.add.at(local[:, i], inst.users.node[inst.requesters(k)], 1)
+    elif popularity != "global":
+        raise ValueError(f"popularity: {popularity!r} is not one of local, global")
+    for n in range(n_nodes):
+        free = float(inst.nodes.storage_bytes[n])
+        order = np.lexsort((blocks, sizes[blocks], -total, -local[n]))
+        for i in order:
+            k = blocks[i]
+            if sizes[k] <= free:
+                holds[n, k] = True
+                free -= sizes[k]
     return holds
 
 

@@ -61,6 +61,11 @@ class PlannerOptions:
     max_group_plans: int = 16  # most groups planned with the oracle per PB (exact search)
     # every transmission uses all nodes that hold or received the PB, no growth (full-comp's rule)
     use_all_free: bool = False
+    # migrations a caller offers for this PB, as (destination, source) pairs: MAASN-DA's
+    # b_{n,m}. The planner adds such a node only where its copy's migration delay
+    # 8 S / R^bac_{src,dst} pays for itself, like any migration; with ``migration`` on, the
+    # general rule (fastest holder) applies to every node instead.
+    offered: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass
@@ -109,6 +114,7 @@ def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle
     holders = tuple(int(n) for n in holders)
     free = set(holders) | {int(n) for n in received}
     sources = holders if sources is None else tuple(int(n) for n in sources)
+    offered = {int(d): int(s) for d, s in options.offered if int(d) not in free}
     if not free:
         return None
     bd = block_data or BlockData(inst, k)
@@ -146,6 +152,10 @@ def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle
                 rates = bd.backhaul[list(sources), m]
                 s = sources[int(np.argmax(rates))]
                 cost = transfer_delay_s(bd.size_bytes, float(rates.max()))
+                mig = Migration(s, m, k)
+            elif m in offered:
+                s = offered[m]
+                cost = transfer_delay_s(bd.size_bytes, float(bd.backhaul[s, m]))
                 mig = Migration(s, m, k)
             else:
                 continue
@@ -286,7 +296,7 @@ def plan_partition(inst: Instance, k: int, users, holders, oracle: BeamformingOr
     if n == 1:
         return [whole]
     # per-user lower bound on any group's delay: every node that can get the PB, no migration
-    can = set(int(h) for h in holders) | received
+    can = set(int(h) for h in holders) | received | {int(d) for d, _ in options.offered}
     if options.migration and (sources is None or len(sources)):
         can = set(range(inst.n_nodes))
     link = bd.link[np.ix_(sorted(can), [bd.column[u] for u in users])]

@@ -31,6 +31,8 @@ BUILTIN_SOLVERS: dict[str, str] = {
     "full-comp": "fgamcd_solvers.fullcomp:FullCompSolver",
     "milp": "fgamcd_solvers.milp:MilpSolver",
     "maasn": "fgamcd_solvers.maasn:MaasnSolver",
+    "replicate": "fgamcd_solvers.replicate:ReplicateSolver",
+    "guard-only": "fgamcd_solvers.guardonly:GuardOnlySolver",
 }
 
 

@@ -39,26 +39,10 @@ def _env_config(policy, inst, params: dict):
 
 
 def _rollout(policy, inst, ctx, params: dict):
-    from fgamcd_opt.marl.env import FgamcdParallelEnv
-    from fgamcd_opt.marl.training import run_episode
+    from fgamcd_opt.marl.rollout import rollout
 
-    env = FgamcdParallelEnv(_env_config(policy, inst, params), oracle=ctx.oracle)
-    # the decisions of a greedy rollout do not depend on how earlier PBs were delivered, so
-    # every PB's delivery is planned after the rollout, by `workers` processes
-    env.defer_delivery = True
-    ep = run_episode(env, policy.act, seed=ctx.seed)
-    t0 = time.perf_counter()
-    delivered_reward = env.deliver_pending(workers=max(int(params["workers"]), 1))
-    deliver_s = time.perf_counter() - t0
-    steps = max(len(ep["reward"]), 1)
-    stats = {"steps": len(ep["reward"]),
-             "reward": float(ep["reward"].sum()) + delivered_reward,
-             "decision_s_per_step": ep["act_s"] / steps,
-             "rollout_s": ep["act_s"] + ep["env_s"] + deliver_s, "delivery_s": deliver_s,
-             "workers": int(params["workers"]),
-             "penalised_pbs": env.qos_violations + len(env.undelivered),
-             "delay_s": env.total_delay_s}
-    return env, stats
+    return rollout(inst, _env_config(policy, inst, params), policy.act, ctx.oracle,
+                   seed=ctx.seed, workers=params["workers"])
 
 
 class MaasnSolver:

@@ -73,11 +73,27 @@ def test_tau_schedule_is_eq_18():
 def test_augment_filters_by_xi_and_caps_at_tau():
     esn = EchoStateNetwork(4, 3, reservoir=30, seed=0)
     rng = np.random.default_rng(0)
-    v, y = rng.random((40, 4)), rng.random((40, 3)) * 5
+    v = rng.random((40, 4))
+    y = np.stack([v[:, 0] + v[:, 1], v[:, 2], v[:, 3] * 2], axis=1)
+    keep, _, stats = esn.augment(v, y, tau=5, xi=1e9, rng=rng)
+    assert len(keep) == 0 and stats["synthetic_kept"] == 0  # no predictor before the first fit
     keep, pred, stats = esn.augment(v, y, tau=5, xi=1e9, rng=rng)
     assert len(keep) == 5 and pred.shape == (5, 3)
     keep, _, stats = esn.augment(v, y, tau=40, xi=0.0, rng=rng)
     assert len(keep) == 0 and stats["synthetic_kept"] == 0
+
+
+def test_augment_judges_predictions_out_of_sample():
+    # targets that are pure noise: a 200-unit reservoir fitted on 40 steps reproduces them in
+    # sample, so a filter judged on the fitted data keeps them; out of sample it keeps none
+    esn = EchoStateNetwork(4, 3, reservoir=200, ridge=1e-8, seed=0)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        v, y = rng.random((40, 4)), rng.standard_normal((40, 3))
+        keep, _, stats = esn.augment(v, y, tau=40, xi=0.5, rng=rng)
+        in_sample = esn.errors(esn.predict(esn.states(v)), y)
+        assert np.median(in_sample) < 0.5  # the fitted readout reproduces the noise ...
+        assert len(keep) <= 4  # ... but its predictions of new noise are rejected
 
 
 def test_mixer_is_monotonic_in_every_local_q():

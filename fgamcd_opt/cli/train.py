@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=600)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--override", action="store_true",
+                   help="with --resume: accept settings that differ from the checkpoint's "
+                        "(the changes are recorded in the policy card)")
     p.add_argument("--pool", type=int, default=8,
                    help="training instances drawn from this many generator seeds "
                         "(0: a fresh instance every episode)")
@@ -87,6 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "teacher; the Q term is normalised as in TD3+BC)")
     p.add_argument("--critic-warmup", type=int, default=500,
                    help="critic-only updates on the demonstrations before episode 1")
+    p.add_argument("--n-step", type=int, default=5,
+                   help="n-step returns in the critic's targets (1: the paper's eq. 21)")
+    p.add_argument("--reward-clip", type=float, default=20.0,
+                   help="clip each step's reward below at minus this (0: no clipping)")
+    p.add_argument("--explore-noise0", type=float, default=1.0,
+                   help="exploration: scale of the Gumbel noise in the first episode (1: eq. 13)")
+    p.add_argument("--explore-noise-final", type=float, default=0.1,
+                   help="exploration: noise scale after --explore-decay episodes")
+    p.add_argument("--explore-decay", type=int, default=300,
+                   help="exploration: episodes over which the noise scale falls linearly")
+    p.add_argument("--no-straight-through", action="store_true",
+                   help="actor step and targets on relaxed Gumbel samples (the v2 learner) "
+                        "instead of straight-through binary ones")
+    p.add_argument("--target-actions", choices=("greedy", "sample"), default="greedy",
+                   help="target actor's actions in the critic target")
+    p.add_argument("--huber-delta", type=float, default=1.0,
+                   help="critic loss: Huber threshold (0: squared error)")
     p.add_argument("--checkpoint-every", type=int, default=10)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: reproducible)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -139,7 +159,10 @@ def _configs(args):
                                 temperature=args.temperature,
                                 action_semantics=not args.no_action_semantics,
                                 value_decomposition=not args.no_value_decomposition,
-                                bc_weight=args.bc_weight if args.teacher else 0.0)
+                                bc_weight=args.bc_weight if args.teacher else 0.0,
+                                straight_through=not args.no_straight_through,
+                                target_actions=args.target_actions,
+                                huber_delta=args.huber_delta)
     train_cfg = TrainConfig(episodes=args.episodes, seed=args.seed, batch=args.batch,
                             buffer=args.buffer, updates_per_episode=args.updates_per_episode,
                             augmentation=not args.no_augmentation, tau0=args.tau0, xi=args.xi,
@@ -151,7 +174,10 @@ def _configs(args):
                             teacher_params=teacher_params,
                             teacher_time_limit=args.teacher_time_limit,
                             bc_epochs=args.bc_epochs, bc_lr=args.bc_lr,
-                            critic_warmup=args.critic_warmup)
+                            critic_warmup=args.critic_warmup, n_step=args.n_step,
+                            reward_clip=args.reward_clip, explore_noise0=args.explore_noise0,
+                            explore_noise_final=args.explore_noise_final,
+                            explore_decay=args.explore_decay)
     return env_cfg, learner_cfg, train_cfg
 
 
@@ -163,8 +189,11 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     command = "fgamcd-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     trainer = Trainer(env_cfg, learner_cfg, train_cfg, out, command=command)
+    if args.override and not args.resume:
+        raise ParameterError("--override: only with --resume")
     if args.resume:
-        if trainer.load_checkpoint():
+        if trainer.load_checkpoint(override=args.override,
+                                   log=lambda m: print(m, file=sys.stderr)):
             print(f"resuming after episode {trainer.episode} from {trainer.checkpoint_path()}",
                   file=sys.stderr)
         else:

@@ -60,6 +60,7 @@ class Demonstrations:
     next_obs: np.ndarray
     next_mask: np.ndarray
     done: np.ndarray
+    discount: np.ndarray
     runs: list[dict] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -71,7 +72,7 @@ class Demonstrations:
 
     def state_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("obs", "mask", "act", "reward", "next_obs",
-                                               "next_mask", "done")}
+                                               "next_mask", "done", "discount")}
 
     @classmethod
     def from_state(cls, d: dict, runs: list[dict]) -> Demonstrations:
@@ -79,13 +80,16 @@ class Demonstrations:
 
 
 def collect_demonstrations(env: FgamcdParallelEnv, teacher: str, params: dict | None,
-                           instances: list, time_limit_s: float | None = None,
+                           instances: list, transitions, time_limit_s: float | None = None,
                            log=None) -> Demonstrations:
     """Run ``teacher`` (a registered solver name or file spec) on each instance and replay its
-    plan in ``env``. Plans the teacher cannot produce are skipped (noted in ``runs``)."""
+    plan in ``env``; ``transitions(ep)`` turns a replayed episode into replay tuples (the
+    trainer's n-step returns). The demonstrated action of a step is what the environment
+    executed (the teacher's caching, and the migrations the delivery used). Plans the teacher
+    cannot produce are skipped (noted in ``runs``)."""
     from ..registry import get_solver
     from ..runner import run_solver
-    from .training import episode_transitions, run_episode
+    from .training import run_episode
 
     cls = get_solver(teacher)
     parts, runs = [], []
@@ -105,7 +109,7 @@ def collect_demonstrations(env: FgamcdParallelEnv, teacher: str, params: dict | 
             continue
         acts = plan_actions(inst, run.plan)
         ep = run_episode(env, _replay(acts), seed=0, options={"instance": inst})
-        parts.append(episode_transitions(env, ep))
+        parts.append(transitions(ep))
         row.update(replayed=True, replay_delay_s=env.total_delay_s,
                    replay_penalised_pbs=env.qos_violations + len(env.undelivered),
                    steps=len(ep["reward"]))

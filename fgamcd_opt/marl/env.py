@@ -121,17 +121,16 @@ def _deliver(oracle, inst: Instance, cfg: EnvConfig, k: int, holders, src_of: di
         units = [DeliveryUnit(k, tuple(users), nodes, beams=res.beams, beamforming=cfg.method)]
         migs = [Migration(s, m, k) for m, s in sorted(src_of.items())]
     else:
-        # with the guard (the solver), the planner may also migrate from the holders, so a
-        # copy the guard placed away from the requesters still reaches them
+        # offered copies (b_{n,m}) are weighed at their migration delay like any migration, so
+        # the planner takes one only where it pays for itself; with the guard (the solver) the
+        # planner may also migrate from any holder, so a copy the guard placed away from the
+        # requesters still reaches them
         opts = PlannerOptions(max_cluster=cfg.max_cluster, migration=cfg.guard,
-                              method=cfg.method)
-        parts = plan_transmissions(inst, k, users, holders, oracle, opts,
-                                   received=tuple(sorted(src_of)), sources=holders,
+                              method=cfg.method, offered=tuple(sorted(src_of.items())))
+        parts = plan_transmissions(inst, k, users, holders, oracle, opts, sources=holders,
                                    block_data=BlockData(inst, k))
-        used = {n for g in parts for n in g.nodes}
-        migs = [Migration(s, m, k) for m, s in sorted(src_of.items()) if m in used]
-        have = {m.dst for m in migs}
-        for g in parts:  # the planner's own migrations (guard on)
+        migs, have = [], set()
+        for g in parts:
             for mg in g.migrations:
                 if mg.dst not in have:
                     migs.append(mg)
@@ -268,6 +267,7 @@ class FgamcdParallelEnv(ParallelEnv):
         self.migrations: list[Migration] = []
         self.units: list[DeliveryUnit] = []
         self._pending: list = []
+        self.executed = np.zeros((n, n), dtype=bool)  # the last step's executed action
         self.undelivered: dict[int, tuple[int, ...]] = {}
         self.total_delay_s = 0.0
         self.qos_violations = 0  # PBs with Lambda(k) = 1
@@ -405,6 +405,9 @@ class FgamcdParallelEnv(ParallelEnv):
             src_of[int(m)] = int(srcs[np.argmax(rates[srcs, m])])
         users = inst.requesters(k)
         info = {"block": int(k), "cached": int(a.sum()), "offered_migrations": len(src_of)}
+        # what was executed, in the agents' action layout: the caching after the mask and the
+        # guard; migrations as offered until the delivery says which were used (_record)
+        self.executed = self._agent_layout(a, src_of.items())
         if not len(holders):
             self.undelivered[int(k)] = tuple(int(u) for u in users)
             info.update(delay_s=0.0, qos_violation=False, undelivered=len(users))
@@ -419,8 +422,20 @@ class FgamcdParallelEnv(ParallelEnv):
                                       self.holds[:, k])
         return self._record(units, migs, score, info)
 
+    def _agent_layout(self, a: np.ndarray, migrations) -> np.ndarray:
+        """(N, N) bool in the action layout of eq. 11 (row n: [a_n, b_{n,m} for m != n
+        ascending]) from the caching vector and (destination, source) migrations."""
+        out = np.zeros((self._n, self._n), dtype=bool)
+        out[:, 0] = a
+        for m, src in migrations:
+            out[src, m + 1 if m < src else m] = True
+        return out
+
     def _record(self, units, migs, score, info: dict) -> tuple[float, dict]:
         cfg = self.config
+        if not self.defer_delivery:
+            self.executed = self._agent_layout(self.executed[:, 0],
+                                               ((mg.dst, mg.src) for mg in migs))
         self.units.extend(units)
         self.migrations.extend(migs)
         lam = bool(score.qos_violating_users or score.undelivered_users

@@ -42,6 +42,15 @@ class LearnerConfig:
     # weight of the behaviour-cloning term added to the actor loss when the trainer has
     # demonstrations (demo.py; 0: the paper's actor loss only)
     bc_weight: float = 0.0
+    # the critic is trained on executed binary actions, so the actor step and the target query
+    # it at binary actions: straight-through Gumbel-Softmax (hard forward, relaxed gradient);
+    # False: the relaxed sample itself (the v1/v2 learner, inconsistent with the critic's data)
+    straight_through: bool = True
+    # target actions: "greedy" (the target actor's deterministic binary action, TD3-style
+    # without smoothing) or "sample" (a Gumbel sample at the acting temperature)
+    target_actions: str = "greedy"
+    # critic loss: Huber with this threshold on the TD error (0: plain squared error)
+    huber_delta: float = 1.0
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -87,21 +96,31 @@ class MaasnLearner:
 
     # ---- acting ------------------------------------------------------------------------
     @torch.no_grad()
-    def act(self, obs, mask, explore: bool) -> torch.Tensor:
-        """Binary joint action (N, N) for one step (obs (N, D), mask (N, N))."""
+    def act(self, obs, mask, explore: bool, noise: float = 1.0) -> torch.Tensor:
+        """Binary joint action (N, N) for one step (obs (N, D), mask (N, N)); ``noise``: scale
+        of the exploration noise (a bit is 1 with probability sigmoid(logit / noise))."""
         obs = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
         mask = torch.as_tensor(mask, dtype=torch.float32).unsqueeze(0)
         logits = self.actor(obs)
         return masked_actions(logits, mask, self.cfg.temperature, self.gen, hard=True,
-                              explore=explore)[0]
+                              explore=explore, noise=noise)[0]
 
     # ---- learning ----------------------------------------------------------------------
+    def _td_loss(self, err: torch.Tensor) -> torch.Tensor:
+        if self.cfg.huber_delta > 0:
+            return torch.nn.functional.huber_loss(err, torch.zeros_like(err),
+                                                  delta=self.cfg.huber_delta)
+        return torch.mean(err ** 2)
+
     def update(self, batch: dict, demo_batch: dict | None = None,
-               train_actor: bool = True) -> dict:
-        """One critic and (``train_actor``) one actor step. ``demo_batch``: demonstrated
-        actions whose behaviour-cloning loss (demo.bc_loss), times ``bc_weight``, is added to
-        the actor loss."""
+               train_actor: bool = True, noise: float = 1.0) -> dict:
+        """One critic and (``train_actor``) one actor step. ``batch["discount"]`` (optional)
+        is gamma^n of n-step transitions (default gamma). ``demo_batch``: demonstrated actions
+        whose behaviour-cloning loss (demo.bc_loss), times ``bc_weight``, is added to the actor
+        loss. ``noise``: the acting exploration noise (schedule), used for the samples of the
+        actor step and sampled targets, so the actor step optimises the policy that acts."""
         cfg = self.cfg
+        temp = cfg.temperature
         obs = torch.as_tensor(batch["obs"], dtype=torch.float32)
         nobs = torch.as_tensor(batch["next_obs"], dtype=torch.float32)
         mask = torch.as_tensor(batch["mask"], dtype=torch.float32)
@@ -109,21 +128,29 @@ class MaasnLearner:
         act = torch.as_tensor(batch["act"], dtype=torch.float32)
         r = torch.as_tensor(batch["reward"], dtype=torch.float32)
         done = torch.as_tensor(batch["done"], dtype=torch.float32)
+        disc = (torch.as_tensor(batch["discount"], dtype=torch.float32)
+                if "discount" in batch else torch.full_like(r, cfg.gamma))
         b = obs.shape[0]
         state, nstate = obs.reshape(b, -1), nobs.reshape(b, -1)
 
         with torch.no_grad():
-            nact = masked_actions(self.actor_t(nobs), nmask, cfg.temperature, self.gen)
+            logits_t = self.actor_t(nobs)
+            if cfg.target_actions == "greedy":
+                nact = masked_actions(logits_t, nmask, temp, hard=True, explore=False)
+            elif cfg.straight_through:
+                nact = masked_actions(logits_t, nmask, temp, self.gen, hard=True, noise=noise)
+            else:  # the v2 learner: relaxed samples
+                nact = masked_actions(logits_t, nmask, temp, self.gen, noise=noise)
             nq = self.critics_t(nobs, nact)
             if cfg.value_decomposition:
-                target = r + cfg.gamma * (1 - done) * self.mixer_t(nq, nstate)
+                target = r + disc * (1 - done) * self.mixer_t(nq, nstate)
             else:
-                target = r[:, None] + cfg.gamma * (1 - done[:, None]) * nq
+                target = r[:, None] + (disc * (1 - done))[:, None] * nq
         q = self.critics(obs, act)
         if cfg.value_decomposition:
-            critic_loss = torch.mean((target - self.mixer(q, state)) ** 2)
+            critic_loss = self._td_loss(target - self.mixer(q, state))
         else:
-            critic_loss = torch.mean((target - q) ** 2)
+            critic_loss = self._td_loss(target - q)
         self.opt_critic.zero_grad()
         critic_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.opt_critic.param_groups[0]["params"], cfg.grad_clip)
@@ -131,7 +158,7 @@ class MaasnLearner:
 
         actor_loss = float("nan")
         if train_actor:
-            actor_loss = self._actor_step(obs, mask, demo_batch)
+            actor_loss = self._actor_step(obs, mask, demo_batch, noise)
             _soft_update(self.actor_t, self.actor, cfg.soft_tau)
         _soft_update(self.critics_t, self.critics, cfg.soft_tau)
         if cfg.value_decomposition:
@@ -139,10 +166,12 @@ class MaasnLearner:
         self.updates += 1
         return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss}
 
-    def _actor_step(self, obs, mask, demo_batch: dict | None) -> float:
-        """Eq. 22 through the Gumbel-Softmax relaxation; with demonstrations the TD3+BC loss."""
+    def _actor_step(self, obs, mask, demo_batch: dict | None, noise: float) -> float:
+        """Eq. 22 through the Gumbel-Softmax relaxation (straight-through by default); with
+        demonstrations the TD3+BC loss."""
         cfg = self.cfg
-        pi = masked_actions(self.actor(obs), mask, cfg.temperature, self.gen)
+        pi = masked_actions(self.actor(obs), mask, cfg.temperature, self.gen,
+                            straight_through=cfg.straight_through, noise=noise)
         q_pi = self.critics(obs, pi)
         actor_loss = -q_pi.mean()
         if demo_batch is not None and cfg.bc_weight > 0:

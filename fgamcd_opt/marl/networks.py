@@ -39,11 +39,14 @@ class AgentLinear(nn.Module):
         return torch.einsum("bnmi,nio->bnmo", x, self.weight) + self.bias[:, None, :]
 
 
-def gumbel_sigmoid(logits: torch.Tensor, temp: float, generator: torch.Generator | None = None
-                   ) -> torch.Tensor:
-    """Eq. 13: relaxed binary sample; > 0.5 exactly when logits + logistic noise > 0."""
+def gumbel_sigmoid(logits: torch.Tensor, temp: float, generator: torch.Generator | None = None,
+                   noise: float = 1.0) -> torch.Tensor:
+    """Eq. 13: relaxed binary sample; > 0.5 exactly when logits + noise * logistic > 0, so a bit
+    is 1 with probability sigmoid(logit / noise). ``temp`` (s_temp) only sharpens the relaxed
+    value, never the probability of the binary outcome: exploration is scheduled with
+    ``noise`` (1 = eq. 13)."""
     u = torch.rand(logits.shape, generator=generator).clamp_(1e-6, 1 - 1e-6)
-    return torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / temp)
+    return torch.sigmoid((logits + noise * (torch.log(u) - torch.log1p(-u))) / temp)
 
 
 class ActionSemanticsActor(nn.Module):
@@ -97,14 +100,21 @@ class FlatActor(nn.Module):
 
 def masked_actions(logits: torch.Tensor, mask: torch.Tensor, temp: float,
                    generator: torch.Generator | None = None, hard: bool = False,
-                   explore: bool = True) -> torch.Tensor:
+                   explore: bool = True, straight_through: bool = False,
+                   noise: float = 1.0) -> torch.Tensor:
     """Actions (B, N, N) from logits with the storage/migration rules applied: a_n = 0 where
-    masked, b_{n,m} multiplied by a_n (eq. 2). ``hard``: binary; ``explore``: with GS noise."""
+    masked, b_{n,m} multiplied by a_n (eq. 2). ``hard``: binary; ``explore``: with GS noise;
+    ``straight_through``: binary in the forward pass, the relaxed sample's gradient in the
+    backward pass (straight-through Gumbel-Softmax), so a critic trained on executed binary
+    actions is queried at binary actions only. ``noise``: scale of the exploration noise
+    (gumbel_sigmoid)."""
     if explore:
-        soft = gumbel_sigmoid(logits, temp, generator)
+        soft = gumbel_sigmoid(logits, temp, generator, noise)
     else:
         soft = torch.sigmoid(logits / temp)
-    if hard:
+    if straight_through:
+        soft = (soft > 0.5).to(logits.dtype) + soft - soft.detach()
+    elif hard:
         soft = (soft > 0.5).to(logits.dtype)
     soft = soft * mask
     a = soft[..., :1]

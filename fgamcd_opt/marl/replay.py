@@ -1,8 +1,12 @@
-"""The replay buffer B of Algorithm 1: a ring of (o, mask, d, r, o', mask', done, synthetic).
+"""The replay buffer B of Algorithm 1: a ring of (o, mask, d, r, o', mask', done, discount,
+synthetic).
 
-Observations are stored per agent, (N, D) float16 (they are fractions in [0, 1] and 0/1
-indicators; float16 halves memory and checkpoint size); the global state is their concatenation
-(paper section III-B), so it is not stored twice. Sampling uses the caller's seeded generator.
+Observations are stored per agent, (N, D) float32: the storage entries are bytes / 1 GB, and
+float16's 11-bit mantissa would round them to ~1 MB, coarser than the smallest PBs (3.6 KB);
+the global state is their concatenation (paper section III-B), so it is not stored twice.
+``d`` is the executed action (after masks, the coverage guard and the migrations the delivery
+used), ``discount`` the factor of the bootstrap term (gamma^n for an n-step return).
+Sampling uses the caller's seeded generator.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ class ReplayBuffer:
     def __init__(self, capacity: int, n_agents: int, obs_dim: int):
         self.capacity = int(capacity)
         n, d = n_agents, obs_dim
-        self.obs = np.zeros((capacity, n, d), np.float16)
-        self.next_obs = np.zeros((capacity, n, d), np.float16)
+        self.obs = np.zeros((capacity, n, d), np.float32)
+        self.next_obs = np.zeros((capacity, n, d), np.float32)
         self.mask = np.zeros((capacity, n, n), np.bool_)
         self.next_mask = np.zeros((capacity, n, n), np.bool_)
         self.act = np.zeros((capacity, n, n), np.bool_)
         self.reward = np.zeros(capacity, np.float32)
         self.done = np.zeros(capacity, np.bool_)
+        self.discount = np.zeros(capacity, np.float32)
         self.synthetic = np.zeros(capacity, np.bool_)
         self.pos = 0
         self.size = 0
@@ -28,7 +33,8 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def add(self, obs, mask, act, reward, next_obs, next_mask, done, synthetic=False) -> None:
+    def add(self, obs, mask, act, reward, next_obs, next_mask, done, discount,
+            synthetic=False) -> None:
         """Add a batch (leading axis) of transitions."""
         obs = np.asarray(obs)
         b = len(obs)
@@ -40,6 +46,7 @@ class ReplayBuffer:
         self.next_obs[idx] = next_obs
         self.next_mask[idx] = next_mask
         self.done[idx] = done
+        self.discount[idx] = discount
         self.synthetic[idx] = synthetic
         self.pos = int((self.pos + b) % self.capacity)
         self.size = int(min(self.size + b, self.capacity))
@@ -47,9 +54,10 @@ class ReplayBuffer:
     def sample(self, batch: int, rng: np.random.Generator) -> dict:
         idx = rng.integers(0, self.size, size=batch)
         return {k: getattr(self, k)[idx] for k in (
-            "obs", "mask", "act", "reward", "next_obs", "next_mask", "done")}
+            "obs", "mask", "act", "reward", "next_obs", "next_mask", "done", "discount")}
 
-    _FIELDS = ("obs", "next_obs", "mask", "next_mask", "act", "reward", "done", "synthetic")
+    _FIELDS = ("obs", "next_obs", "mask", "next_mask", "act", "reward", "done", "discount",
+               "synthetic")
 
     def state_dict(self) -> dict:
         return {"pos": self.pos, "size": self.size,

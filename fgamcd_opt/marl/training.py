@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..errors import ParameterError
 from ..oracle import BeamformingOracle
 from .env import EnvConfig, FgamcdParallelEnv, agent_name
 from .esn import EchoStateNetwork, tau_schedule
@@ -39,7 +40,8 @@ from .policy import _atomic_write_bytes, save_policy
 from .replay import ReplayBuffer
 
 CURVE_FIELDS = ("episode", "instance", "storage_gb", "steps", "reward", "delay_s", "qos_violations",
-                "undelivered_pbs", "cached", "migrations", "synthetic_kept", "esn_error",
+                "undelivered_pbs", "cached", "migrations", "explore_noise", "synthetic_kept",
+                "esn_error", "esn_reward_error",
                 "critic_loss", "actor_loss", "eval_delay_s", "eval_penalised_pbs", "env_s",
                 "oracle_s", "act_s", "esn_s", "update_s", "wall_s")
 
@@ -72,6 +74,16 @@ class TrainConfig:
     bc_epochs: int = 100
     bc_lr: float = 1e-3
     critic_warmup: int = 500
+    # returns over n steps: the cost of a copy (storage a later PB lacks) reaches the critic n
+    # times faster than with one-step targets
+    n_step: int = 5
+    reward_clip: float = 20.0  # a step's reward is clipped below at -reward_clip (2 r2)
+    # exploration schedule (explore_noise): scale of the Gumbel noise from explore_noise0 to
+    # explore_noise_final over the first explore_decay episodes (a count, not a fraction, so a
+    # run extended with --resume keeps its past schedule)
+    explore_noise0: float = 1.0
+    explore_noise_final: float = 0.1
+    explore_decay: int = 300
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -113,10 +125,13 @@ def _tensors_np(d):
 
 def run_episode(env: FgamcdParallelEnv, act_fn, seed: int | None = None, options=None
                 ) -> dict:
-    """One episode; ``act_fn(obs (N, D), mask (N, N)) -> (N, N)``. Returns the tuples and stats."""
+    """One episode; ``act_fn(obs (N, D), mask (N, N)) -> (N, N)``. Returns the tuples and
+    stats: ``act`` is what the environment executed at each step (``env.executed``: the
+    caching after the mask and the guard, the migrations the delivery used), ``proposed`` what
+    ``act_fn`` returned."""
     n = len(env.possible_agents)
     obs_d, _ = env.reset(seed=seed, options=options)
-    obs_l, mask_l, act_l, rew_l = [], [], [], []
+    obs_l, mask_l, act_l, prop_l, rew_l = [], [], [], [], []
     t_act = 0.0
     t0 = time.perf_counter()
     while env.agents:
@@ -129,31 +144,55 @@ def run_episode(env: FgamcdParallelEnv, act_fn, seed: int | None = None, options
                    for a in range(n)}
         obs_l.append(obs)
         mask_l.append(mask)
-        act_l.append(d > 0.5)
+        prop_l.append(d > 0.5)
         obs_d, rew, _, _, _ = env.step(actions)
+        act_l.append(env.executed.copy())
         rew_l.append(rew[agent_name(0)])
     final = np.stack([obs_d[agent_name(a)]["observation"] for a in range(n)])
-    return {"obs": np.asarray(obs_l), "mask": np.asarray(mask_l, bool),
-            "act": np.asarray(act_l, bool), "reward": np.asarray(rew_l, np.float32),
+    shape = (-1, n, n)
+    return {"obs": np.asarray(obs_l), "mask": np.asarray(mask_l, bool).reshape(-1, n, n),
+            "act": np.asarray(act_l, bool).reshape(shape),
+            "proposed": np.asarray(prop_l, bool).reshape(shape),
+            "reward": np.asarray(rew_l, np.float32),
             "final_obs": final, "act_s": t_act, "env_s": time.perf_counter() - t0 - t_act}
 
 
-def executed_actions(env: FgamcdParallelEnv, ep: dict) -> np.ndarray:
-    """The env's enforcement (eq. 2 / storage) is already in the masks; b needs a_n."""
-    a = ep["act"].copy()
-    a[..., 1:] &= a[..., :1]
-    return a & ep["mask"]
+def episode_transitions(ep: dict, gamma: float, n_step: int = 1,
+                        reward_clip: float | None = None) -> tuple:
+    """The replay-buffer tuples of an episode (``run_episode``): (obs, mask, executed action,
+    n-step return, obs n steps later, its mask, done, discount). The n-step return is
+    sum_{i<n} gamma^i r(k+i), truncated at the end of the episode (then done, nothing is
+    bootstrapped); ``discount`` = gamma^n multiplies the bootstrap term. Each step's reward is
+    first clipped below at ``-reward_clip`` (one migration over a slow backhaul can cost
+    > 100 of eq. 12's units; the evaluator, not the reward, scores the plans)."""
+    r = ep["reward"].astype(np.float64)
+    if reward_clip is not None and reward_clip > 0:
+        r = np.maximum(r, -float(reward_clip))
+    t_steps = len(r)
+    n = max(int(n_step), 1)
+    obs_all = np.concatenate([ep["obs"], ep["final_obs"][None]])
+    mask_all = np.concatenate([ep["mask"], np.zeros((1, *ep["mask"].shape[1:]), bool)])
+    ret = np.zeros(t_steps)
+    for i in range(n):  # ret[t] += gamma^i r[t + i]
+        ret[: t_steps - i] += gamma ** i * r[i:]
+    idx = np.minimum(np.arange(t_steps) + n, t_steps)
+    done = idx >= t_steps
+    return (ep["obs"], ep["mask"], ep["act"], ret.astype(np.float32), obs_all[idx],
+            mask_all[idx], done, np.full(t_steps, gamma ** n, np.float32))
 
 
-def episode_transitions(env: FgamcdParallelEnv, ep: dict) -> tuple:
-    """The replay-buffer tuples of an episode (``run_episode``): (obs, mask, executed
-    actions, reward, next obs, next mask, done); the last step is terminal."""
-    t_steps = len(ep["reward"])
-    nobs = np.concatenate([ep["obs"][1:], ep["final_obs"][None]])
-    nmask = np.concatenate([ep["mask"][1:], np.zeros((1, *ep["mask"].shape[1:]), bool)])
-    done = np.zeros(t_steps, bool)
-    done[-1:] = True
-    return (ep["obs"], ep["mask"], executed_actions(env, ep), ep["reward"], nobs, nmask, done)
+def _finite_or_none(x) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def explore_noise(cfg, episode: int) -> float:
+    """The exploration noise of episode ``episode`` (0-based): linear from ``explore_noise0``
+    to ``explore_noise_final`` over the first ``explore_decay`` episodes, then constant. A bit
+    with logit l is 1 with probability sigmoid(l / noise): with logits in [-5, 5]
+    (``logit_scale``) at least 0.67% of the time at noise 1 (eq. 13), 2e-22 at noise 0.1."""
+    span = max(float(cfg.explore_decay), 1.0)
+    f = min(episode / span, 1.0)
+    return float(cfg.explore_noise0 + f * (cfg.explore_noise_final - cfg.explore_noise0))
 
 
 class Trainer:
@@ -182,6 +221,8 @@ class Trainer:
         self.best_key: list | None = None
         self.demos = None  # demo.Demonstrations, when cfg.teacher
         self.pretrain_info: dict | None = None
+        self.resume_overrides: list[dict] = []  # settings changed with --resume --override
+        self._saved_at: int | None = None  # episode of the last checkpoint written
 
     # ---- demonstrations ----------------------------------------------------------------
     def _teacher_instances(self) -> list:
@@ -203,10 +244,11 @@ class Trainer:
         cfg = self.cfg
         t0 = time.perf_counter()
         demos = collect_demonstrations(self.env, cfg.teacher, cfg.teacher_params,
-                                       self._teacher_instances(), cfg.teacher_time_limit, log)
+                                       self._teacher_instances(), self.transitions,
+                                       cfg.teacher_time_limit, log)
         t1 = time.perf_counter()
         self.buffer.add(demos.obs, demos.mask, demos.act, demos.reward, demos.next_obs,
-                        demos.next_mask, demos.done)
+                        demos.next_mask, demos.done, demos.discount)
         info = behaviour_clone(self.learner, demos, cfg.bc_epochs, cfg.batch, cfg.bc_lr,
                                self.rng)
         t2 = time.perf_counter()
@@ -235,36 +277,56 @@ class Trainer:
         return info
 
     # ---- one episode -------------------------------------------------------------------
+    def transitions(self, ep: dict) -> tuple:
+        """The replay tuples of an episode (n-step returns, clipped rewards)."""
+        return episode_transitions(ep, self.learner_cfg.gamma, self.cfg.n_step,
+                                   self.cfg.reward_clip)
+
+    def noise(self) -> float:
+        return explore_noise(self.cfg, self.episode)
+
     def train_episode(self) -> dict:
         cfg, e = self.cfg, self.episode
         oracle = self.env.oracle
         ot0 = oracle.solve_time_s
         w0 = time.perf_counter()
-        ep = run_episode(self.env, lambda o, m: self.learner.act(o, m, explore=True).numpy(),
+        noise = self.noise()
+        ep = run_episode(self.env,
+                         lambda o, m: self.learner.act(o, m, explore=True, noise=noise).numpy(),
                          seed=_episode_seed(cfg.seed, e))
-        _, _, acts, _, nobs, nmask, done = transitions = episode_transitions(self.env, ep)
+        transitions = self.transitions(ep)
         t_steps = len(ep["reward"])
         self.buffer.add(*transitions)
 
         t1 = time.perf_counter()
         esn_stats = {"synthetic_kept": 0, "esn_error_mean": float("nan")}
         if self.esn is not None and t_steps:
+            # one-step tuples (s, d, r, s'): the ESN predicts the reward and the next state
+            acts = ep["act"]
+            r1 = np.maximum(ep["reward"], -cfg.reward_clip)
+            nobs = np.concatenate([ep["obs"][1:], ep["final_obs"][None]])
+            nmask = np.concatenate([ep["mask"][1:], np.zeros((1, *ep["mask"].shape[1:]), bool)])
+            done = np.zeros(t_steps, bool)
+            done[-1] = True
             v = np.concatenate([ep["obs"].reshape(t_steps, -1),
                                 acts.reshape(t_steps, -1).astype(np.float64)], axis=1)
-            y = np.concatenate([ep["reward"][:, None], nobs.reshape(t_steps, -1)], axis=1)
+            y = np.concatenate([r1[:, None], nobs.reshape(t_steps, -1)], axis=1)
             tau = tau_schedule(e, t_steps, cfg.tau0, cfg.attenuation, cfg.attenuation_every)
             keep, pred, esn_stats = self.esn.augment(v, y, tau, cfg.xi, self.rng)
             if len(keep):
                 syn_next = np.clip(pred[:, 1:], 0.0, None).reshape(len(keep), self.n, -1)
                 self.buffer.add(ep["obs"][keep], ep["mask"][keep], acts[keep], pred[:, 0],
-                                syn_next, nmask[keep], done[keep], synthetic=True)
+                                syn_next, nmask[keep], done[keep],
+                                np.full(len(keep), self.learner_cfg.gamma, np.float32),
+                                synthetic=True)
         t2 = time.perf_counter()
         losses = {"critic_loss": float("nan"), "actor_loss": float("nan")}
         if len(self.buffer) >= min(cfg.batch, 64):
             use_demos = self.demos is not None and self.learner_cfg.bc_weight > 0
             for _ in range(cfg.updates_per_episode):
                 demo = self.demos.sample(cfg.batch, self.rng) if use_demos else None
-                losses = self.learner.update(self.buffer.sample(cfg.batch, self.rng), demo)
+                losses = self.learner.update(self.buffer.sample(cfg.batch, self.rng), demo,
+                                             noise=noise)
         t3 = time.perf_counter()
         env = self.env
         row_env = {"instance": env.inst.name,
@@ -285,9 +347,10 @@ class Trainer:
                                      extra={"selected_at_episode": e + 1,
                                             "selection": "lowest (penalised PBs, delay) of "
                                                          "the greedy evaluations"})
-        row = {"episode": e + 1, **row_env, **ev,
+        row = {"episode": e + 1, **row_env, **ev, "explore_noise": noise,
                "synthetic_kept": int(esn_stats["synthetic_kept"]),
-               "esn_error": float(esn_stats["esn_error_mean"]),
+               "esn_error": _finite_or_none(esn_stats["esn_error_mean"]),
+               "esn_reward_error": _finite_or_none(esn_stats.get("esn_reward_error_mean")),
                **losses, "env_s": ep["env_s"], "oracle_s": oracle.solve_time_s - ot0,
                "act_s": ep["act_s"], "esn_s": t2 - t1, "update_s": t3 - t2,
                "wall_s": time.perf_counter() - w0}
@@ -344,13 +407,24 @@ class Trainer:
         result = TrainResult(self.rows, self.learner, episodes_done=self.episode,
                              stopped=stopped)
         if self.out_dir is not None:
-            self.save_checkpoint()
+            if self._saved_at != self.episode:  # stopped between checkpoints
+                self.save_checkpoint()
             result.policy_path = self.save_policy(self.out_dir / "policy.pt")
         return result
 
     # ---- files -------------------------------------------------------------------------
     def checkpoint_path(self) -> Path:
         return self.out_dir / "checkpoint.pt"
+
+    def previous_checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoint.prev.pt"
+
+    def config_dict(self) -> dict:
+        """Everything that defines the run (train, learner and environment settings): stored
+        in the checkpoint and compared on resume."""
+        return json.loads(json.dumps({"train": self.cfg.to_dict(),
+                                      "learner": self.learner_cfg.to_dict(),
+                                      "env": self.env_cfg.card()}, default=str))
 
     def save_checkpoint(self) -> None:
         import torch
@@ -365,35 +439,106 @@ class Trainer:
             "best_key": json.dumps(self.best_key),
             "demos": _np_tensors(self.demos.state_dict()) if self.demos is not None else None,
             "pretrain": json.dumps(self.pretrain_info),
-            "config": json.dumps({"train": self.cfg.to_dict(),
-                                  "learner": self.learner_cfg.to_dict(),
-                                  "env": self.env_cfg.card()}, default=str),
+            "config": json.dumps(self.config_dict()),
+            "overrides": json.dumps(self.resume_overrides),
         }
-        _atomic_write_bytes(self.checkpoint_path(), lambda tmp: torch.save(state, tmp))
+        path, prev = self.checkpoint_path(), self.previous_checkpoint_path()
+
+        def write(tmp):
+            torch.save(state, tmp)
+            if path.exists():  # the last good checkpoint stays as the fallback
+                os.replace(path, prev)
+
+        _atomic_write_bytes(path, write)
+        self._saved_at = self.episode
         self.write_curve()
 
-    def load_checkpoint(self) -> bool:
+    def _read_checkpoint(self, path: Path) -> dict:
         import torch
 
-        path = self.checkpoint_path()
-        if not path.is_file():
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or "learner" not in state:
+                raise ValueError("not a fgamcd-train checkpoint")
+            return state
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is reported in one line
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ParameterError(f"{path}: cannot read the checkpoint ({msg[:200]})") from None
+
+    def config_differences(self, stored: dict) -> list[str]:
+        """Settings of this trainer that differ from the checkpoint's (``episodes`` may grow:
+        that is how a run is extended), as 'section.key: old -> new'."""
+        now = self.config_dict()
+        out = []
+        for sec in sorted(set(now) | set(stored)):
+            a, b = stored.get(sec) or {}, now.get(sec) or {}
+            for key in sorted(set(a) | set(b)):
+                if (sec, key) in (("train", "episodes"),):
+                    continue
+                if a.get(key, "<absent>") != b.get(key, "<absent>"):
+                    out.append(f"{sec}.{key}: {a.get(key, '<absent>')!r} -> "
+                               f"{b.get(key, '<absent>')!r}")
+        return out
+
+    def load_checkpoint(self, override: bool = False, log=None) -> bool:
+        """Restore the last checkpoint (False when there is none). A checkpoint written with
+        other settings is refused with one line naming the differences, unless ``override``
+        (then the changes are recorded in the card); an unreadable or mismatched latest
+        checkpoint falls back to the previous one, else one line (ParameterError)."""
+        path, prev = self.checkpoint_path(), self.previous_checkpoint_path()
+        if not path.is_file() and not prev.is_file():
             return False
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        self.learner.load_state_dict(state["learner"])
-        self.buffer.load_state_dict(_tensors_np(state["buffer"]))
-        if self.esn is not None and state["esn"] is not None:
-            self.esn.load_state_dict(_tensors_np(state["esn"]))
+        errors = []
+        for cand in (path, prev):
+            if not cand.is_file():
+                continue
+            try:
+                state = self._read_checkpoint(cand)
+            except ParameterError as exc:
+                errors.append(str(exc))
+                continue
+            stored = json.loads(state.get("config") or "{}")
+            diff = self.config_differences(stored) if stored else []
+            if diff and not override:
+                raise ParameterError(
+                    f"{cand}: written with other settings ({'; '.join(diff)}); resume with "
+                    "the same arguments, or add --override to record the change in the card")
+            try:
+                self._restore(state, cand)
+            except ParameterError as exc:
+                errors.append(str(exc))
+                continue
+            if errors and log:
+                log(f"{errors[0]}; resumed from the previous checkpoint {cand} instead")
+            if diff:
+                self.resume_overrides = [*self.resume_overrides,
+                                         {"at_episode": self.episode, "changes": diff}]
+            return True
+        raise ParameterError("; ".join(errors))
+
+    def _restore(self, state: dict, where: Path) -> None:
+        try:
+            self.learner.load_state_dict(state["learner"])
+            self.buffer.load_state_dict(_tensors_np(state["buffer"]))
+            if self.esn is not None and state["esn"] is not None:
+                self.esn.load_state_dict(_tensors_np(state["esn"]))
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [repr(exc)]
+            # torch's first line only names the module; the second names the first mismatch
+            why = " ".join(lines[:2])
+            raise ParameterError(f"{where}: the checkpoint does not fit these networks "
+                                 f"({why[:240]})") from None
         self.rng.bit_generator.state = json.loads(state["rng"])
         self.rows = json.loads(state["rows"])
         self.best_key = json.loads(state.get("best_key", "null"))
         self.episode = int(state["episode"])
         self.pretrain_info = json.loads(state.get("pretrain", "null"))
+        self.resume_overrides = json.loads(state.get("overrides", "[]") or "[]")
         if state.get("demos") is not None:
             from .demo import Demonstrations
 
             self.demos = Demonstrations.from_state(
                 _tensors_np(state["demos"]), (self.pretrain_info or {}).get("runs", []))
-        return True
 
     def write_curve(self) -> None:
         path = self.out_dir / "curve.csv"
@@ -436,6 +581,7 @@ class Trainer:
             "training": {**self.cfg.to_dict(), "episodes_done": self.episode,
                          "command": self.command},
             "demonstrations": self.pretrain_info,
+            "resume_overrides": self.resume_overrides,
             "versions": {"fgamcd_opt": __version__, "torch": torch.__version__,
                          "pettingzoo": pettingzoo.__version__,
                          "gymnasium": gymnasium.__version__, "numpy": np.__version__},
