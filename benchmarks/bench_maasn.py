@@ -5,6 +5,7 @@ held-out generator seeds against the baselines.
     python benchmarks/bench_maasn.py inference [--policy PATH]
     python benchmarks/bench_maasn.py quality --storage 1.25 [--seeds 0 .. 9] [--solvers ...]
                                      [--with-milp] [--policy PATH] [--maasn-episodes E]
+    python benchmarks/bench_maasn.py curves --tag T RUN_DIR [RUN_DIR ...] [--block 50]
 
 training: sums the per-episode timings of the learning curve (the shipped policy's by default):
   environment steps without the oracle, oracle, action selection, ESN augmentation, network
@@ -14,8 +15,12 @@ training: sums the per-episode timings of the learning curve (the shipped policy
   load, rollout through the planner and oracle, evaluation). quality: seeds 0-9 of paper-default
   (the training pools use seeds >= 1000, so these are never seen in training) at the given C_n;
   one row per (seed, solver), a shared memoised oracle per instance; the gap is to milp's
-  certified lower bound of that instance when milp ran. Results in
-  benchmarks/results/maasn_*.json (resumable: finished rows are skipped; --fresh starts over).
+  certified lower bound of that instance when milp ran. curves: the learning curves of several
+  training runs (one per training seed, each a fgamcd-train output folder): per episode the mean
+  and the spread (min, max) of the episode reward over the runs, block means of --block
+  episodes, the greedy evaluations, and a PNG (benchmarks/results/maasn_curves_TAG.png).
+  Results in benchmarks/results/maasn_*.json (resumable: finished rows are skipped; --fresh
+  starts over).
 """
 
 from __future__ import annotations
@@ -212,6 +217,90 @@ def cmd_quality(args) -> None:
                           ("solve s", "mean_solve_s", ".1f")]))
 
 
+def cmd_curves(args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = []
+    for d in args.runs:
+        rows = list(csv.DictReader(open(Path(d) / "curve.csv")))
+        card = json.loads((Path(d) / "policy.json").read_text()) if (
+            Path(d) / "policy.json").is_file() else {}
+        runs.append({"dir": str(d), "rows": rows, "seed": card.get("training", {}).get("seed")})
+    n_ep = min(len(r["rows"]) for r in runs)
+    if not n_ep:
+        raise SystemExit("empty learning curves")
+    rew = np.array([[float(x["reward"]) for x in r["rows"][:n_ep]] for r in runs])
+    dly = np.array([[float(x["delay_s"]) for x in r["rows"][:n_ep]] for r in runs])
+    bad = np.array([[float(x["qos_violations"]) + float(x["undelivered_pbs"])
+                     for x in r["rows"][:n_ep]] for r in runs])
+    blocks = []
+    for lo in range(0, n_ep, args.block):
+        hi = min(lo + args.block, n_ep)
+        per_run = rew[:, lo:hi].mean(axis=1)
+        blocks.append({"episodes": f"{lo + 1}-{hi}", "reward_mean": float(per_run.mean()),
+                       "reward_min_run": float(per_run.min()),
+                       "reward_max_run": float(per_run.max()),
+                       "delay_s_mean": float(dly[:, lo:hi].mean()),
+                       "penalised_pbs_mean": float(bad[:, lo:hi].mean())})
+    evals = []
+    for r in runs:
+        evals.append([(int(x["episode"]), float(x["eval_delay_s"]),
+                       float(x["eval_penalised_pbs"]))
+                      for x in r["rows"][:n_ep] if x.get("eval_delay_s")])
+    walls = [sum(float(x["wall_s"]) for x in r["rows"][:n_ep]) for r in runs]
+    out = {"tag": args.tag, "runs": [r["dir"] for r in runs],
+           "seeds": [r["seed"] for r in runs], "episodes": n_ep, "block": args.block,
+           "blocks": blocks, "greedy_evaluations": evals, "wall_s_per_run": walls,
+           "first_block_reward": blocks[0]["reward_mean"],
+           "last_block_reward": blocks[-1]["reward_mean"],
+           "rises": bool(blocks[-1]["reward_mean"] > blocks[0]["reward_mean"])}
+    res = ResultsFile(f"maasn_curves_{args.tag}.json", {
+        "command": "python benchmarks/bench_maasn.py " + " ".join(sys.argv[1:])})
+    res.data["rows"] = [out]
+    from fgamcd_opt.jsonio import write_json_atomic
+
+    write_json_atomic(res.path, res.data)
+    ep = np.arange(1, n_ep + 1)
+
+    def smooth(y, w=args.smooth):
+        k = np.ones(min(w, len(y))) / min(w, len(y))
+        return np.convolve(y, k, mode="valid")
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, y, label in ((axes[0], rew, "cumulative reward per episode (eq. 12)"),
+                         (axes[1], dly, "total delay of the episode (s)"),
+                         (axes[2], bad, "PBs with QoS violation or undelivered")):
+        sm = np.array([smooth(v) for v in y])
+        x = ep[len(ep) - sm.shape[1]:]
+        ax.fill_between(x, sm.min(axis=0), sm.max(axis=0), alpha=0.25, color="C0",
+                        label=f"min-max over {len(runs)} training seeds")
+        ax.plot(x, sm.mean(axis=0), color="C0", lw=1.6, label=f"mean (moving {args.smooth})")
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("episode")
+        ax.grid(alpha=0.3)
+    for i, ev in enumerate(evals):
+        if ev:
+            e, d, _ = zip(*ev, strict=True)
+            axes[1].plot(e, d, "o-", ms=2.5, lw=0.8, color=f"C{i + 1}",
+                         label=f"greedy eval, run {i + 1}")
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"MAASN-DA learning curves: {args.tag}", fontsize=10)
+    fig.tight_layout()
+    png = res.path.with_suffix(".png")
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    print(table(blocks, [("episodes", "episodes", "10s"), ("reward", "reward_mean", ".1f"),
+                         ("min run", "reward_min_run", ".1f"),
+                         ("max run", "reward_max_run", ".1f"),
+                         ("delay s", "delay_s_mean", ".3f"),
+                         ("penalised", "penalised_pbs_mean", ".1f")]))
+    print(f"wall per run: {', '.join(f'{w / 60:.1f} min' for w in walls)}; {png}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -234,8 +323,14 @@ def main() -> None:
     q.add_argument("--maasn-episodes", type=int, default=0,
                    help="run maasn with episodes=E (fine-tuning), reported as maasn-ftE")
     q.add_argument("--fresh", action="store_true")
+    c = sub.add_parser("curves")
+    c.add_argument("runs", nargs="+", help="fgamcd-train output folders (one per seed)")
+    c.add_argument("--tag", required=True, help="name of the result files")
+    c.add_argument("--block", type=int, default=50, help="episodes per block mean")
+    c.add_argument("--smooth", type=int, default=20, help="moving-average window of the PNG")
     args = ap.parse_args()
-    {"training": cmd_training, "inference": cmd_inference, "quality": cmd_quality}[args.cmd](args)
+    {"training": cmd_training, "inference": cmd_inference, "quality": cmd_quality,
+     "curves": cmd_curves}[args.cmd](args)
 
 
 if __name__ == "__main__":

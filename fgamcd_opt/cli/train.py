@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-users-per-node", type=int, default=14, help="observation padding P")
     p.add_argument("--delivery", choices=("planner", "group"), default="planner")
     p.add_argument("--max-cluster", type=int, default=3)
+    p.add_argument("--delivery-effort", choices=("full", "quick"), default="quick",
+                   help="planner search in training episodes: quick (one group, one candidate "
+                        "per round: 5-7x fewer oracle calls) or full (the solver's planner); "
+                        "the maasn solver always delivers with the full planner")
     p.add_argument("--reward-scale", type=float, default=10.0)
     p.add_argument("--r1", type=float, default=10.0)
     p.add_argument("--r2", type=float, default=10.0)
@@ -94,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="n-step returns in the critic's targets (1: the paper's eq. 21)")
     p.add_argument("--reward-clip", type=float, default=20.0,
                    help="clip each step's reward below at minus this (0: no clipping)")
+    p.add_argument("--no-shaping", action="store_true",
+                   help="no potential-based reward shaping (Phi = -r2 x later PBs that no longer "
+                        "fit)")
     p.add_argument("--explore-noise0", type=float, default=1.0,
                    help="exploration: scale of the Gumbel noise in the first episode (1: eq. 13)")
     p.add_argument("--explore-noise-final", type=float, default=0.1,
@@ -143,6 +150,7 @@ def _configs(args):
                         max_users_per_node=args.max_users_per_node,
                         reward_scale=args.reward_scale, r1=args.r1, r2=args.r2,
                         delivery=args.delivery, max_cluster=args.max_cluster,
+                        effort=args.delivery_effort,
                         observe_demand=not args.no_observe_demand, guard=args.guard)
     teacher_params = {}
     if args.teacher:
@@ -175,7 +183,8 @@ def _configs(args):
                             teacher_time_limit=args.teacher_time_limit,
                             bc_epochs=args.bc_epochs, bc_lr=args.bc_lr,
                             critic_warmup=args.critic_warmup, n_step=args.n_step,
-                            reward_clip=args.reward_clip, explore_noise0=args.explore_noise0,
+                            reward_clip=args.reward_clip, shaping=not args.no_shaping,
+                            explore_noise0=args.explore_noise0,
                             explore_noise_final=args.explore_noise_final,
                             explore_decay=args.explore_decay)
     return env_cfg, learner_cfg, train_cfg

@@ -108,7 +108,8 @@ def collect_demonstrations(env: FgamcdParallelEnv, teacher: str, params: dict | 
                 log(f"teacher {teacher} on {inst.name}: no plan ({run.record.message})")
             continue
         acts = plan_actions(inst, run.plan)
-        ep = run_episode(env, _replay(acts), seed=0, options={"instance": inst})
+        ep = run_episode(env, _replay(acts), seed=0, options={"instance": inst},
+                         potential=True)
         parts.append(transitions(ep))
         row.update(replayed=True, replay_delay_s=env.total_delay_s,
                    replay_penalised_pbs=env.qos_violations + len(env.undelivered),

@@ -63,7 +63,7 @@ instance (``EnvConfig.instance``) is used as is (fine-tuning, the solver's rollo
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from gymnasium import spaces
@@ -72,6 +72,7 @@ from pettingzoo import ParallelEnv
 from ..errors import ParameterError
 from ..evaluator import score_block
 from ..instance import Instance
+from ..lru import LRU
 from ..oracle import BeamformingOracle, default_oracle
 from ..plan import DeliveryUnit, Migration, Plan
 from ..planner import BlockData, PlannerOptions, plan_transmissions
@@ -94,6 +95,12 @@ class EnvConfig:
     r2: float = 10.0  # nobody delivers a requested PB (Table II)
     delivery: str = "planner"  # planner | group (the paper's one-group broadcast)
     max_cluster: int = 3  # planner: most nodes in one transmission
+    # planner search effort: "full" (the baselines' planner: best partition into groups,
+    # screened clusters) or "quick" (one common transmission from the best single holder grown
+    # one candidate at a time, users it cannot reach served apart; the full search only where
+    # that misses a QoS floor): several times fewer oracle calls per step, for training
+    # episodes (docs/maasn.md section 2.1)
+    effort: str = "full"
     method: str | None = None  # oracle method (None: the oracle's default, fast)
     # name of the mask entry in the observation dict; TorchRL 0.14's PettingZoo wrapper cannot
     # apply a mask to Binary actions (it expects a one-hot mask), so it is renamed there
@@ -127,8 +134,20 @@ def _deliver(oracle, inst: Instance, cfg: EnvConfig, k: int, holders, src_of: di
         # requesters still reaches them
         opts = PlannerOptions(max_cluster=cfg.max_cluster, migration=cfg.guard,
                               method=cfg.method, offered=tuple(sorted(src_of.items())))
-        parts = plan_transmissions(inst, k, users, holders, oracle, opts, sources=holders,
-                                   block_data=BlockData(inst, k))
+        bd = BlockData(inst, k)
+        parts = None
+        if cfg.effort == "quick":
+            # one common transmission first; the full partition search only where it misses
+            # some requester's QoS floor (most PBs meet QoS with one group)
+            parts = plan_transmissions(inst, k, users, holders, oracle,
+                                       replace(opts, partition=False, screen=1,
+                                               candidates_per_round=1),
+                                       sources=holders, block_data=bd)
+            if any(not g.beam.qos_feasible for g in parts):
+                parts = None
+        if parts is None:
+            parts = plan_transmissions(inst, k, users, holders, oracle, opts, sources=holders,
+                                       block_data=bd)
         migs, have = [], set()
         for g in parts:
             for mg in g.migrations:
@@ -172,7 +191,10 @@ class FgamcdParallelEnv(ParallelEnv):
         if self.config.delivery not in ("planner", "group"):
             raise ParameterError(f"delivery: {self.config.delivery!r} is not one of planner, "
                                  "group")
+        if self.config.effort not in ("full", "quick"):
+            raise ParameterError(f"effort: {self.config.effort!r} is not one of full, quick")
         self.oracle = oracle or default_oracle()
+        self._delivery_memo = LRU(100_000)
         self._instances: dict[int, Instance] = {}
         self._pad = int(self.config.max_users_per_node)
         if self.config.instance is not None:
@@ -262,6 +284,7 @@ class FgamcdParallelEnv(ParallelEnv):
         self._t = 0
         self.remaining = inst.nodes.storage_bytes.astype(np.float64).copy()
         self.holds = np.zeros((n, inst.n_blocks), dtype=bool)
+        self._guard_tables(inst.repository.sizes.astype(float)[self._k_list].tolist())
         if self.config.guard:
             self._prepare_guard()
         self.migrations: list[Migration] = []
@@ -418,9 +441,14 @@ class FgamcdParallelEnv(ParallelEnv):
             self._pending.append((int(k), holders, src_of))
             info.update(delay_s=None, qos_violation=None, undelivered=0)
             return 0.0, info
-        units, migs, score = _deliver(self.oracle, inst, cfg, k, holders, src_of,
-                                      self.holds[:, k])
-        return self._record(units, migs, score, info)
+        # the delivery of k depends on the instance, k, the holders and the offered copies
+        # only: training episodes revisit the same decisions, so it is memoised
+        key = (inst.fingerprint, int(k), tuple(holders.tolist()), tuple(sorted(src_of.items())))
+        got = self._delivery_memo.get(key)
+        if got is None:
+            got = _deliver(self.oracle, inst, cfg, k, holders, src_of, self.holds[:, k])
+            self._delivery_memo.put(key, got)
+        return self._record(*got, info)
 
     def _agent_layout(self, a: np.ndarray, migrations) -> np.ndarray:
         """(N, N) bool in the action layout of eq. 11 (row n: [a_n, b_{n,m} for m != n
@@ -482,9 +510,8 @@ class FgamcdParallelEnv(ParallelEnv):
                    for (k, *_), (units, migs, score, _) in zip(args, results, strict=True))
 
     def _prepare_guard(self) -> None:
-        """The guard's tables for this episode (``_guard_tables``), and whether it guards at
-        all: only when one copy of every requested PB fits at the start."""
-        self._guard_tables(self.inst.repository.sizes.astype(float)[self._k_list].tolist())
+        """Whether the guard guards at all this episode: only when one copy of every requested
+        PB fits at the start (the tables come from reset)."""
         self._packing: dict[int, int] | None = None
         self._guard_active = self._later_fit(self.remaining, -1)
 
@@ -496,6 +523,34 @@ class FgamcdParallelEnv(ParallelEnv):
         self._bytes_from = np.append(np.cumsum(sizes[::-1])[::-1], 0.0).tolist()
         self._max_from = np.append(np.maximum.accumulate(sizes[::-1])[::-1], 0.0).tolist()
         self._bfd = sorted(range(len(sizes)), key=lambda t: (-self._step_size[t], t))
+
+    def unplaceable(self) -> int:
+        """PBs of the steps from now on (the current one included) that one copy each cannot
+        place in the remaining storage: best-fit decreasing, an estimate of the r2 penalties
+        still to come (0 when the fast path of ``_later_fit`` proves a packing). Training's
+        potential-based reward shaping uses Phi(s) = -r2 * unplaceable() (docs/maasn.md)."""
+        t = self._t - 1  # _later_fit packs the steps after t
+        n = len(self.remaining)
+        if t + 1 >= len(self._step_size):
+            return 0
+        if self._bytes_from[t + 1] <= float(self.remaining.sum()) - n * self._max_from[t + 1]:
+            return 0
+        free = self.remaining.tolist()
+        missed = 0
+        for s in self._bfd:
+            if s <= t:
+                continue
+            need = self._step_size[s]
+            best, best_free = -1, np.inf
+            for i in range(n):
+                f = free[i]
+                if need <= f < best_free:
+                    best, best_free = i, f
+            if best < 0:
+                missed += 1
+            else:
+                free[best] -= need
+        return missed
 
     def _later_fit(self, remaining: np.ndarray, t: int) -> bool:
         """Does one copy of each PB of the steps after t fit into ``remaining`` (bytes per

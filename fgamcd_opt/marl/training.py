@@ -78,6 +78,9 @@ class TrainConfig:
     # times faster than with one-step targets
     n_step: int = 5
     reward_clip: float = 20.0  # a step's reward is clipped below at -reward_clip (2 r2)
+    # potential-based reward shaping with Phi = -r2 * (later PBs that no longer fit)
+    # (episode_transitions): the storage a copy takes from later PBs is charged at once
+    shaping: bool = True
     # exploration schedule (explore_noise): scale of the Gumbel noise from explore_noise0 to
     # explore_noise_final over the first explore_decay episodes (a count, not a fraction, so a
     # run extended with --resume keeps its past schedule)
@@ -123,15 +126,17 @@ def _tensors_np(d):
     return d
 
 
-def run_episode(env: FgamcdParallelEnv, act_fn, seed: int | None = None, options=None
-                ) -> dict:
+def run_episode(env: FgamcdParallelEnv, act_fn, seed: int | None = None, options=None,
+                potential: bool = False) -> dict:
     """One episode; ``act_fn(obs (N, D), mask (N, N)) -> (N, N)``. Returns the tuples and
     stats: ``act`` is what the environment executed at each step (``env.executed``: the
     caching after the mask and the guard, the migrations the delivery used), ``proposed`` what
-    ``act_fn`` returned."""
+    ``act_fn`` returned; with ``potential`` also ``unplaceable`` (T + 1,): the env's count of
+    later PBs that no longer fit, before each step and at the end (reward shaping)."""
     n = len(env.possible_agents)
     obs_d, _ = env.reset(seed=seed, options=options)
     obs_l, mask_l, act_l, prop_l, rew_l = [], [], [], [], []
+    unpl = [env.unplaceable()] if potential else None
     t_act = 0.0
     t0 = time.perf_counter()
     while env.agents:
@@ -148,26 +153,40 @@ def run_episode(env: FgamcdParallelEnv, act_fn, seed: int | None = None, options
         obs_d, rew, _, _, _ = env.step(actions)
         act_l.append(env.executed.copy())
         rew_l.append(rew[agent_name(0)])
+        if potential:
+            unpl.append(env.unplaceable())
     final = np.stack([obs_d[agent_name(a)]["observation"] for a in range(n)])
     shape = (-1, n, n)
     return {"obs": np.asarray(obs_l), "mask": np.asarray(mask_l, bool).reshape(-1, n, n),
             "act": np.asarray(act_l, bool).reshape(shape),
             "proposed": np.asarray(prop_l, bool).reshape(shape),
+            "unplaceable": None if unpl is None else np.asarray(unpl, np.float64),
             "reward": np.asarray(rew_l, np.float32),
             "final_obs": final, "act_s": t_act, "env_s": time.perf_counter() - t0 - t_act}
 
 
 def episode_transitions(ep: dict, gamma: float, n_step: int = 1,
-                        reward_clip: float | None = None) -> tuple:
+                        reward_clip: float | None = None, shaping: float = 0.0) -> tuple:
     """The replay-buffer tuples of an episode (``run_episode``): (obs, mask, executed action,
     n-step return, obs n steps later, its mask, done, discount). The n-step return is
     sum_{i<n} gamma^i r(k+i), truncated at the end of the episode (then done, nothing is
     bootstrapped); ``discount`` = gamma^n multiplies the bootstrap term. Each step's reward is
     first clipped below at ``-reward_clip`` (one migration over a slow backhaul can cost
-    > 100 of eq. 12's units; the evaluator, not the reward, scores the plans)."""
+    > 100 of eq. 12's units; the evaluator, not the reward, scores the plans).
+
+    ``shaping`` (> 0, with ``ep["unplaceable"]``): potential-based shaping (Ng, Harada and
+    Russell 1999) with Phi(s) = -shaping * (later PBs that no longer fit): each reward gets
+    gamma Phi(s') - Phi(s), so a copy that leaves a later PB without room is charged when it is
+    made, not tens of steps later when the PB goes undelivered. Phi is 0 at the end of the
+    episode, so every policy's return changes by the same constant -Phi(s_0) and the optimal
+    policies are those of eq. 12."""
     r = ep["reward"].astype(np.float64)
     if reward_clip is not None and reward_clip > 0:
         r = np.maximum(r, -float(reward_clip))
+    if shaping > 0 and ep.get("unplaceable") is not None:
+        phi = -float(shaping) * ep["unplaceable"]
+        phi[-1] = 0.0  # terminal
+        r = r + gamma * phi[1:] - phi[:-1]
     t_steps = len(r)
     n = max(int(n_step), 1)
     obs_all = np.concatenate([ep["obs"], ep["final_obs"][None]])
@@ -278,9 +297,10 @@ class Trainer:
 
     # ---- one episode -------------------------------------------------------------------
     def transitions(self, ep: dict) -> tuple:
-        """The replay tuples of an episode (n-step returns, clipped rewards)."""
+        """The replay tuples of an episode (n-step returns, clipped and shaped rewards)."""
         return episode_transitions(ep, self.learner_cfg.gamma, self.cfg.n_step,
-                                   self.cfg.reward_clip)
+                                   self.cfg.reward_clip,
+                                   self.env_cfg.r2 if self.cfg.shaping else 0.0)
 
     def noise(self) -> float:
         return explore_noise(self.cfg, self.episode)
@@ -293,7 +313,7 @@ class Trainer:
         noise = self.noise()
         ep = run_episode(self.env,
                          lambda o, m: self.learner.act(o, m, explore=True, noise=noise).numpy(),
-                         seed=_episode_seed(cfg.seed, e))
+                         seed=_episode_seed(cfg.seed, e), potential=cfg.shaping)
         transitions = self.transitions(ep)
         t_steps = len(ep["reward"])
         self.buffer.add(*transitions)
@@ -302,12 +322,10 @@ class Trainer:
         esn_stats = {"synthetic_kept": 0, "esn_error_mean": float("nan")}
         if self.esn is not None and t_steps:
             # one-step tuples (s, d, r, s'): the ESN predicts the reward and the next state
-            acts = ep["act"]
-            r1 = np.maximum(ep["reward"], -cfg.reward_clip)
-            nobs = np.concatenate([ep["obs"][1:], ep["final_obs"][None]])
-            nmask = np.concatenate([ep["mask"][1:], np.zeros((1, *ep["mask"].shape[1:]), bool)])
-            done = np.zeros(t_steps, bool)
-            done[-1] = True
+            # the one-step tuples (n_step=1), with the same clipping and shaping
+            _, _, acts, r1, nobs, nmask, done, _ = episode_transitions(
+                ep, self.learner_cfg.gamma, 1, cfg.reward_clip,
+                self.env_cfg.r2 if cfg.shaping else 0.0)
             v = np.concatenate([ep["obs"].reshape(t_steps, -1),
                                 acts.reshape(t_steps, -1).astype(np.float64)], axis=1)
             y = np.concatenate([r1[:, None], nobs.reshape(t_steps, -1)], axis=1)
