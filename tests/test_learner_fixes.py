@@ -253,3 +253,34 @@ def test_replicate_and_guard_only_conform_and_behave():
     run = run_solver(tight, GuardOnlySolver, {"workers": 1})
     assert run.record.undelivered_users == 0  # the guard covers every PB when a packing exists
     assert run.plan.holds(tight.repository)[:, req].any(axis=0).all()
+
+
+# ---- reward shaping -------------------------------------------------------------------
+def test_potential_shaping_moves_the_storage_penalty_to_the_decision():
+    """Phi(s) = -r2 x (storage deficit of the later PBs, in PBs): the shaped discounted return
+    differs from eq. 12's by the constant -Phi(s_0); once storage binds, an extra copy is
+    charged r2 x its size / the mean size at once."""
+    inst = generate("tiny", seed=1, storage_gb=0.01)
+    env = _env(inst)
+    n = inst.n_nodes
+    ep = run_episode(env, _fixed(np.ones((n, n))), potential=True)  # cache everything early
+    u = ep["deficit"]
+    assert u[-1] == 0 and len(u) == len(ep["reward"]) + 1 and u.max() > 0
+    gamma = 0.9
+    raw = episode_transitions(ep, gamma, 1)[3]
+    shaped = episode_transitions(ep, gamma, 1, shaping=10.0)[3]
+    disc = gamma ** np.arange(len(raw))
+    assert float(disc @ shaped) == pytest.approx(float(disc @ raw) + 10.0 * u[0], rel=1e-5)
+    # undiscounted, each step is charged r2 x (the deficit it adds)
+    raw1 = episode_transitions(ep, 1.0, 1)[3]
+    shaped1 = episode_transitions(ep, 1.0, 1, shaping=10.0)[3]
+    assert shaped1 - raw1 == pytest.approx(-10.0 * np.diff(u), abs=1e-3)
+    sizes = inst.repository.sizes[list(inst.requested_blocks)].astype(float)
+    t = int(np.argmax(u > 0)) + 1  # a step in deficit: every copy beyond the first adds
+    extra = int(ep["act"][t, :, 0].sum()) - 1
+    if u[t] > 0 and extra > 0:
+        assert u[t + 1] - u[t] == pytest.approx(extra * sizes[t] / sizes.mean(), rel=1e-6)
+    # with room for everything there is no deficit and shaping changes nothing
+    roomy = _env(generate("tiny", seed=1))
+    ep2 = run_episode(roomy, _fixed(np.zeros((n, n))), potential=True)
+    assert not ep2["deficit"].any()

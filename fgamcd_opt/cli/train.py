@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reward-clip", type=float, default=20.0,
                    help="clip each step's reward below at minus this (0: no clipping)")
     p.add_argument("--no-shaping", action="store_true",
-                   help="no potential-based reward shaping (Phi = -r2 x later PBs that no longer "
-                        "fit)")
+                   help="no potential-based reward shaping (Phi = -r2 x the storage deficit of "
+                        "the later PBs, in PBs)")
     p.add_argument("--explore-noise0", type=float, default=1.0,
                    help="exploration: scale of the Gumbel noise in the first episode (1: eq. 13)")
     p.add_argument("--explore-noise-final", type=float, default=0.1,

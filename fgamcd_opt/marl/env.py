@@ -519,38 +519,25 @@ class FgamcdParallelEnv(ParallelEnv):
         """Per step s: the bytes and the largest size of the PBs of steps s.. (index T: none),
         and the steps in decreasing size order (best-fit decreasing)."""
         sizes = np.asarray(step_sizes, dtype=float)
+        self._mean_size = float(sizes.mean()) if len(sizes) else 1.0
         self._step_size = sizes.tolist()
         self._bytes_from = np.append(np.cumsum(sizes[::-1])[::-1], 0.0).tolist()
         self._max_from = np.append(np.maximum.accumulate(sizes[::-1])[::-1], 0.0).tolist()
         self._bfd = sorted(range(len(sizes)), key=lambda t: (-self._step_size[t], t))
 
-    def unplaceable(self) -> int:
-        """PBs of the steps from now on (the current one included) that one copy each cannot
-        place in the remaining storage: best-fit decreasing, an estimate of the r2 penalties
-        still to come (0 when the fast path of ``_later_fit`` proves a packing). Training's
-        potential-based reward shaping uses Phi(s) = -r2 * unplaceable() (docs/maasn.md)."""
-        t = self._t - 1  # _later_fit packs the steps after t
-        n = len(self.remaining)
-        if t + 1 >= len(self._step_size):
-            return 0
-        if self._bytes_from[t + 1] <= float(self.remaining.sum()) - n * self._max_from[t + 1]:
-            return 0
-        free = self.remaining.tolist()
-        missed = 0
-        for s in self._bfd:
-            if s <= t:
-                continue
-            need = self._step_size[s]
-            best, best_free = -1, np.inf
-            for i in range(n):
-                f = free[i]
-                if need <= f < best_free:
-                    best, best_free = i, f
-            if best < 0:
-                missed += 1
-            else:
-                free[best] -= need
-        return missed
+    def storage_deficit(self) -> float:
+        """How many PBs of the steps from now on (the current one included) one copy each
+        lacks room for, counted in bytes: max(0, their bytes - free bytes of all nodes) / the
+        mean size of the episode's PBs. 0 while storage does not bind; every copy beyond a PB's
+        first raises it by its size once storage binds, and leaving a PB uncached lowers it.
+        Training's potential-based reward shaping uses Phi(s) = -r2 * storage_deficit()
+        (docs/maasn.md section 2.1); fragmentation is ignored (the coverage guard's packing
+        check handles it at inference)."""
+        t = self._t
+        if t >= len(self._step_size):
+            return 0.0
+        need = self._bytes_from[t] - float(self.remaining.sum())
+        return max(0.0, need) / self._mean_size
 
     def _later_fit(self, remaining: np.ndarray, t: int) -> bool:
         """Does one copy of each PB of the steps after t fit into ``remaining`` (bytes per

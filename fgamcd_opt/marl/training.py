@@ -78,8 +78,8 @@ class TrainConfig:
     # times faster than with one-step targets
     n_step: int = 5
     reward_clip: float = 20.0  # a step's reward is clipped below at -reward_clip (2 r2)
-    # potential-based reward shaping with Phi = -r2 * (later PBs that no longer fit)
-    # (episode_transitions): the storage a copy takes from later PBs is charged at once
+    # potential-based reward shaping with Phi = -r2 * (storage deficit of the later PBs, in
+    # PBs) (episode_transitions): the storage a copy takes from later PBs is charged at once
     shaping: bool = True
     # exploration schedule (explore_noise): scale of the Gumbel noise from explore_noise0 to
     # explore_noise_final over the first explore_decay episodes (a count, not a fraction, so a
@@ -131,12 +131,12 @@ def run_episode(env: FgamcdParallelEnv, act_fn, seed: int | None = None, options
     """One episode; ``act_fn(obs (N, D), mask (N, N)) -> (N, N)``. Returns the tuples and
     stats: ``act`` is what the environment executed at each step (``env.executed``: the
     caching after the mask and the guard, the migrations the delivery used), ``proposed`` what
-    ``act_fn`` returned; with ``potential`` also ``unplaceable`` (T + 1,): the env's count of
-    later PBs that no longer fit, before each step and at the end (reward shaping)."""
+    ``act_fn`` returned; with ``potential`` also ``deficit`` (T + 1,): the env's storage
+    deficit in PBs (``storage_deficit``) before each step and at the end (reward shaping)."""
     n = len(env.possible_agents)
     obs_d, _ = env.reset(seed=seed, options=options)
     obs_l, mask_l, act_l, prop_l, rew_l = [], [], [], [], []
-    unpl = [env.unplaceable()] if potential else None
+    unpl = [env.storage_deficit()] if potential else None
     t_act = 0.0
     t0 = time.perf_counter()
     while env.agents:
@@ -154,13 +154,13 @@ def run_episode(env: FgamcdParallelEnv, act_fn, seed: int | None = None, options
         act_l.append(env.executed.copy())
         rew_l.append(rew[agent_name(0)])
         if potential:
-            unpl.append(env.unplaceable())
+            unpl.append(env.storage_deficit())
     final = np.stack([obs_d[agent_name(a)]["observation"] for a in range(n)])
     shape = (-1, n, n)
     return {"obs": np.asarray(obs_l), "mask": np.asarray(mask_l, bool).reshape(-1, n, n),
             "act": np.asarray(act_l, bool).reshape(shape),
             "proposed": np.asarray(prop_l, bool).reshape(shape),
-            "unplaceable": None if unpl is None else np.asarray(unpl, np.float64),
+            "deficit": None if unpl is None else np.asarray(unpl, np.float64),
             "reward": np.asarray(rew_l, np.float32),
             "final_obs": final, "act_s": t_act, "env_s": time.perf_counter() - t0 - t_act}
 
@@ -174,17 +174,17 @@ def episode_transitions(ep: dict, gamma: float, n_step: int = 1,
     first clipped below at ``-reward_clip`` (one migration over a slow backhaul can cost
     > 100 of eq. 12's units; the evaluator, not the reward, scores the plans).
 
-    ``shaping`` (> 0, with ``ep["unplaceable"]``): potential-based shaping (Ng, Harada and
-    Russell 1999) with Phi(s) = -shaping * (later PBs that no longer fit): each reward gets
-    gamma Phi(s') - Phi(s), so a copy that leaves a later PB without room is charged when it is
-    made, not tens of steps later when the PB goes undelivered. Phi is 0 at the end of the
-    episode, so every policy's return changes by the same constant -Phi(s_0) and the optimal
-    policies are those of eq. 12."""
+    ``shaping`` (> 0, with ``ep["deficit"]``): potential-based shaping (Ng, Harada and
+    Russell 1999) with Phi(s) = -shaping * (the storage deficit of the later PBs, in PBs:
+    ``FgamcdParallelEnv.storage_deficit``): each reward gets gamma Phi(s') - Phi(s), so a copy
+    that takes room a later PB needs is charged when it is made, not tens of steps later when
+    that PB goes undelivered. Phi is 0 at the end of the episode, so every policy's return
+    changes by the same constant -Phi(s_0) and the optimal policies are those of eq. 12."""
     r = ep["reward"].astype(np.float64)
     if reward_clip is not None and reward_clip > 0:
         r = np.maximum(r, -float(reward_clip))
-    if shaping > 0 and ep.get("unplaceable") is not None:
-        phi = -float(shaping) * ep["unplaceable"]
+    if shaping > 0 and ep.get("deficit") is not None:
+        phi = -float(shaping) * ep["deficit"]
         phi[-1] = 0.0  # terminal
         r = r + gamma * phi[1:] - phi[:-1]
     t_steps = len(r)
