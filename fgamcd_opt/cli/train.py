@@ -71,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attenuation", type=float, default=0.8)
     p.add_argument("--attenuation-every", type=int, default=10)
     p.add_argument("--reservoir", type=int, default=1024)
+    p.add_argument("--architecture", choices=("paper", "shared"), default="paper",
+                   help="paper: per-agent networks over eq. 10's padded observation (one N); "
+                        "shared: one set of networks for every agent over the graph observation "
+                        "(any N and users per node; docs/maasn.md section 8)")
+    p.add_argument("--mix", default="",
+                   help="train on a scenario mix: 'generalist' (the shipped generalist's "
+                        "distribution) or a JSON file of components (docs/maasn.md section 8); "
+                        "needs --architecture shared")
+    p.add_argument("--graph-n-max", type=int, default=12,
+                   help="shared architecture: most nodes of an instance it serves")
+    p.add_argument("--graph-u-max", type=int, default=64,
+                   help="shared architecture: most users of an instance it serves")
     p.add_argument("--no-action-semantics", action="store_true", help="ablation: flat actor")
     p.add_argument("--no-value-decomposition", action="store_true",
                    help="ablation: independent critics, no mixer")
@@ -121,6 +133,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _mix(args) -> tuple:
+    """The scenario mix of --mix ('generalist' or a JSON file), validated; () without."""
+    import json
+
+    from ..marl.scenarios import GENERALIST, validate
+
+    if not args.mix:
+        return ()
+    if args.mix == "generalist":
+        mix = GENERALIST
+    else:
+        try:
+            mix = tuple(json.loads(Path(args.mix).read_text()))
+        except (OSError, ValueError) as exc:
+            raise ParameterError(f"--mix {args.mix}: cannot read a JSON list of scenario "
+                                 f"components ({exc})") from None
+    validate(mix)
+    return tuple(mix)
+
+
 def _configs(args):
     from ..generators import generate, scenario_params_declared
     from ..instance_io import load_instance
@@ -140,7 +172,10 @@ def _configs(args):
         raise ParameterError(f"--storage-gb-choices: cannot read {args.storage_gb_choices!r} "
                              "as comma-separated numbers") from None
     inst = load_instance(args.instance) if args.instance else None
-    if inst is None:
+    mix = _mix(args)
+    if mix and args.architecture != "shared":
+        raise ParameterError("--mix: needs --architecture shared (the instances differ in N)")
+    if inst is None and not mix:
         # parse overrides through the generator so a bad name/value fails here, in one line
         probe = generate(args.scenario, seed=args.pool_seed0, **overrides)
         del probe
@@ -151,7 +186,9 @@ def _configs(args):
                         reward_scale=args.reward_scale, r1=args.r1, r2=args.r2,
                         delivery=args.delivery, max_cluster=args.max_cluster,
                         effort=args.delivery_effort,
-                        observe_demand=not args.no_observe_demand, guard=args.guard)
+                        observe_demand=not args.no_observe_demand, guard=args.guard,
+                        obs_format="graph" if args.architecture == "shared" else "flat",
+                        graph_n_max=args.graph_n_max, graph_u_max=args.graph_u_max, mix=mix)
     teacher_params = {}
     if args.teacher:
         from ..registry import get_solver
@@ -170,7 +207,7 @@ def _configs(args):
                                 bc_weight=args.bc_weight if args.teacher else 0.0,
                                 straight_through=not args.no_straight_through,
                                 target_actions=args.target_actions,
-                                huber_delta=args.huber_delta)
+                                huber_delta=args.huber_delta, architecture=args.architecture)
     train_cfg = TrainConfig(episodes=args.episodes, seed=args.seed, batch=args.batch,
                             buffer=args.buffer, updates_per_episode=args.updates_per_episode,
                             augmentation=not args.no_augmentation, tau0=args.tau0, xi=args.xi,

@@ -76,6 +76,7 @@ from ..lru import LRU
 from ..oracle import BeamformingOracle, default_oracle
 from ..plan import DeliveryUnit, Migration, Plan
 from ..planner import BlockData, PlannerOptions, plan_transmissions
+from .graph import GraphLayout
 
 R_REF_BPS = 1e10
 
@@ -110,6 +111,15 @@ class EnvConfig:
     guard: bool = False
     # one more observation entry per node block: bytes its users still request (module doc)
     observe_demand: bool = True
+    # "flat": eq. 10's padded vector per agent (the paper's per-agent networks); "graph": the
+    # state as a graph packed into one vector (graph.py; the shared networks, any N and users
+    # per node up to graph_n_max / graph_u_max); the flat observations are still returned
+    obs_format: str = "flat"
+    graph_n_max: int = 12
+    graph_u_max: int = 64
+    # a scenario mix (scenarios.py): training instances drawn from several scenarios and
+    # parameter ranges (one environment per instance: training.Trainer.env_for)
+    mix: tuple = ()
 
     def card(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "instance"}
@@ -193,10 +203,21 @@ class FgamcdParallelEnv(ParallelEnv):
                                  "group")
         if self.config.effort not in ("full", "quick"):
             raise ParameterError(f"effort: {self.config.effort!r} is not one of full, quick")
+        if self.config.obs_format not in ("flat", "graph"):
+            raise ParameterError(f"obs_format: {self.config.obs_format!r} is not one of flat, "
+                                 "graph")
+        self.layout = (GraphLayout(self.config.graph_n_max, self.config.graph_u_max)
+                       if self.config.obs_format == "graph" else None)
         self.oracle = oracle or default_oracle()
         self._delivery_memo = LRU(100_000)
         self._instances: dict[int, Instance] = {}
         self._pad = int(self.config.max_users_per_node)
+        if self.layout is not None and self.config.instance is not None:
+            # the graph form has no padding; the flat observations (PettingZoo's spaces) pad to
+            # this instance's own largest cell
+            inst0 = self.config.instance
+            self._pad = max(int(np.bincount(inst0.users.node, minlength=inst0.n_nodes)
+                                .max(initial=0)), 1)
         if self.config.instance is not None:
             self._n = self.config.instance.n_nodes
             self._check_fits(self.config.instance)
@@ -249,6 +270,8 @@ class FgamcdParallelEnv(ParallelEnv):
         return inst
 
     def _check_fits(self, inst: Instance) -> None:
+        if self.layout is not None:
+            self.layout.check(inst.n_nodes, inst.n_users, f"instance {inst.name}")
         counts = np.bincount(inst.users.node, minlength=inst.n_nodes)
         if counts.max(initial=0) > self._pad:
             n = int(np.argmax(counts))
@@ -356,7 +379,24 @@ class FgamcdParallelEnv(ParallelEnv):
             out[agent_name(a)] = {"observation": self._obs_matrix[a].copy(),
                                   self.config.mask_key: mask[a].copy(),
                                   "user_mask": self.user_mask.reshape(-1).copy()}
+        if self.layout is not None:
+            self.graph = self._graph(k, size, bh)
         return out
+
+    def _graph(self, k: int | None, size: float, bh: np.ndarray) -> np.ndarray:
+        """The state s(k) as a packed graph (graph.py)."""
+        inst = self.inst
+        ref = self.config.storage_ref_bytes
+        node = np.zeros((inst.n_nodes, 2))
+        node[:, 0] = self.remaining / ref
+        if self.config.observe_demand:
+            node[:, 1] = self._demand[self._t] / ref
+        req = np.zeros(inst.n_users)
+        if k is not None:
+            req[inst.requesters(k)] = 1.0
+        vis = self._varpi.astype(bool) | np.eye(inst.n_nodes, dtype=bool)
+        return self.layout.pack(node, size, np.where(np.isfinite(bh), bh, 0.0), vis, req,
+                                inst.users.node)
 
     def action_mask(self) -> np.ndarray:
         """(N, N) int8: row n is agent n's mask (all 0 when PB k does not fit in C~_n(k))."""

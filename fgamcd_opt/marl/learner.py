@@ -20,7 +20,16 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .networks import ActionSemanticsActor, FlatActor, LocalCritics, QMixer, masked_actions
+from .networks import (
+    ActionSemanticsActor,
+    FlatActor,
+    LocalCritics,
+    QMixer,
+    SharedActor,
+    SharedCritics,
+    SharedMixer,
+    masked_actions,
+)
 
 
 @dataclass
@@ -39,6 +48,11 @@ class LearnerConfig:
     grad_clip: float = 10.0
     action_semantics: bool = True
     value_decomposition: bool = True
+    # "paper": separate networks per agent over eq. 10's padded observation (Fig. 19);
+    # "shared": one set of networks for every agent over the graph observation (graph.py), for
+    # any N and any users per node (docs/maasn.md section 8)
+    architecture: str = "paper"
+    user_hidden: int = 16  # shared: width of the per-user encoder
     # weight of the behaviour-cloning term added to the actor loss when the trainer has
     # demonstrations (demo.py; 0: the paper's actor loss only)
     bc_weight: float = 0.0
@@ -56,11 +70,28 @@ class LearnerConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
-def build_actor(cfg: LearnerConfig, n_agents: int, block_dim: int) -> torch.nn.Module:
+def build_actor(cfg: LearnerConfig, n_agents: int, block_dim: int, layout=None
+                ) -> torch.nn.Module:
+    if cfg.architecture == "shared":
+        if not cfg.action_semantics:
+            raise ValueError("the shared architecture has the action-semantics actor only")
+        return SharedActor(layout, tuple(cfg.actor_hidden), cfg.logit_scale, cfg.user_hidden)
+    if cfg.architecture != "paper":
+        raise ValueError(f"architecture: {cfg.architecture!r} is not one of paper, shared")
     if cfg.action_semantics:
         return ActionSemanticsActor(n_agents, block_dim, tuple(cfg.actor_hidden),
                                     cfg.logit_scale)
     return FlatActor(n_agents, block_dim, tuple(cfg.flat_actor_hidden), cfg.logit_scale)
+
+
+def build_critics(cfg: LearnerConfig, n_agents: int, block_dim: int, layout=None):
+    """(local critics, mixer) of the architecture."""
+    if cfg.architecture == "shared":
+        return (SharedCritics(layout, tuple(cfg.critic_hidden), user_hidden=cfg.user_hidden),
+                SharedMixer(layout, cfg.mixer_embed, cfg.mixer_hyper, cfg.user_hidden))
+    obs_dim = n_agents * block_dim
+    return (LocalCritics(n_agents, obs_dim, tuple(cfg.critic_hidden)),
+            QMixer(n_agents, n_agents * obs_dim, cfg.mixer_embed, cfg.mixer_hyper))
 
 
 def _soft_update(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
@@ -70,18 +101,19 @@ def _soft_update(target: torch.nn.Module, source: torch.nn.Module, tau: float) -
 
 
 class MaasnLearner:
-    def __init__(self, cfg: LearnerConfig, n_agents: int, block_dim: int, seed: int = 0):
+    def __init__(self, cfg: LearnerConfig, n_agents: int, block_dim: int, seed: int = 0,
+                 layout=None):
+        """``layout`` (graph.GraphLayout): the graph observation of the shared architecture
+        (then ``n_agents`` is its n_max)."""
         torch.manual_seed(seed)
         self.cfg = cfg
         self.n = n_agents
         self.block_dim = block_dim
-        obs_dim = n_agents * block_dim
-        self.actor = build_actor(cfg, n_agents, block_dim)
-        self.critics = LocalCritics(n_agents, obs_dim, tuple(cfg.critic_hidden))
-        self.mixer = QMixer(n_agents, n_agents * obs_dim, cfg.mixer_embed, cfg.mixer_hyper)
-        self.actor_t = build_actor(cfg, n_agents, block_dim)
-        self.critics_t = LocalCritics(n_agents, obs_dim, tuple(cfg.critic_hidden))
-        self.mixer_t = QMixer(n_agents, n_agents * obs_dim, cfg.mixer_embed, cfg.mixer_hyper)
+        self.layout = layout
+        self.actor = build_actor(cfg, n_agents, block_dim, layout)
+        self.critics, self.mixer = build_critics(cfg, n_agents, block_dim, layout)
+        self.actor_t = build_actor(cfg, n_agents, block_dim, layout)
+        self.critics_t, self.mixer_t = build_critics(cfg, n_agents, block_dim, layout)
         for t, s in ((self.actor_t, self.actor), (self.critics_t, self.critics),
                      (self.mixer_t, self.mixer)):
             t.load_state_dict(s.state_dict())
@@ -106,11 +138,21 @@ class MaasnLearner:
                               explore=explore, noise=noise)[0]
 
     # ---- learning ----------------------------------------------------------------------
-    def _td_loss(self, err: torch.Tensor) -> torch.Tensor:
+    def _agents(self, obs: torch.Tensor) -> torch.Tensor | None:
+        """(B, N) 1 for real agents (graph observations pad to n_max), None: all real."""
+        if self.layout is None:
+            return None
+        return self.layout.unpack(obs.reshape(obs.shape[0], -1))["agents"]
+
+    def _td_loss(self, err: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         if self.cfg.huber_delta > 0:
-            return torch.nn.functional.huber_loss(err, torch.zeros_like(err),
-                                                  delta=self.cfg.huber_delta)
-        return torch.mean(err ** 2)
+            loss = torch.nn.functional.huber_loss(err, torch.zeros_like(err),
+                                                  delta=self.cfg.huber_delta, reduction="none")
+        else:
+            loss = err ** 2
+        if weight is None:
+            return loss.mean()
+        return (loss * weight).sum() / weight.sum().clamp(min=1.0)
 
     def update(self, batch: dict, demo_batch: dict | None = None,
                train_actor: bool = True, noise: float = 1.0) -> dict:
@@ -150,7 +192,7 @@ class MaasnLearner:
         if cfg.value_decomposition:
             critic_loss = self._td_loss(target - self.mixer(q, state))
         else:
-            critic_loss = self._td_loss(target - q)
+            critic_loss = self._td_loss(target - q, self._agents(obs))
         self.opt_critic.zero_grad()
         critic_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.opt_critic.param_groups[0]["params"], cfg.grad_clip)
@@ -173,6 +215,9 @@ class MaasnLearner:
         pi = masked_actions(self.actor(obs), mask, cfg.temperature, self.gen,
                             straight_through=cfg.straight_through, noise=noise)
         q_pi = self.critics(obs, pi)
+        agents = self._agents(obs)
+        if agents is not None:
+            q_pi = q_pi[agents > 0]
         actor_loss = -q_pi.mean()
         if demo_batch is not None and cfg.bc_weight > 0:
             from .demo import bc_loss

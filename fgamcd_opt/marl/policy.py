@@ -65,8 +65,14 @@ class Policy:
         self.path = path
         self.n_nodes = int(card["n_nodes"])
         self.padding = int(card["max_users_per_node"])
+        envc = card.get("environment", {})
         # the D(k) observation entry (docs/maasn.md section 1); cards before it lack the key
-        self.observe_demand = bool(card.get("environment", {}).get("observe_demand", False))
+        self.observe_demand = bool(envc.get("observe_demand", False))
+        self.layout = _layout(card)
+
+    @property
+    def architecture(self) -> str:
+        return str(self.card.get("learner", {}).get("architecture", "paper"))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Policy:
@@ -86,15 +92,18 @@ class Policy:
             lc = LearnerConfig(**{k: tuple(v) if isinstance(v, list) else v
                                   for k, v in card["learner"].items()})
             n, pad = int(card["n_nodes"]), int(card["max_users_per_node"])
+            layout = _layout(card)
+            observe_demand = bool(card.get("environment", {}).get("observe_demand", False))
+            actor = build_actor(lc, n, block_dim(pad, observe_demand), layout)
         except (ValueError, KeyError, TypeError) as exc:
             raise ParameterError(f"{cpath}: not a MAASN-DA policy card ({exc})") from None
-        observe_demand = bool(card.get("environment", {}).get("observe_demand", False))
-        actor = build_actor(lc, n, block_dim(pad, observe_demand))  # before the instance exists
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             actor.load_state_dict(state)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input error
-            raise ParameterError(f"{path}: cannot load the policy weights ({exc})") from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ParameterError(f"{path}: cannot load the policy weights ({first[:200]})"
+                                 ) from None
         actor.eval()
         return cls(actor, card, path)
 
@@ -106,17 +115,30 @@ class Policy:
         envc = self.card.get("environment", {})
         kw = {k: envc[k] for k in ("reward_scale", "r1", "r2", "storage_ref_bytes")
               if k in envc}
+        if self.layout is not None:
+            kw.update(obs_format="graph", graph_n_max=self.layout.n_max,
+                      graph_u_max=self.layout.u_max)
         return EnvConfig(instance=inst, max_users_per_node=self.padding,
                          observe_demand=self.observe_demand,
                          **{**kw, **options})
 
     def check_fits(self, inst) -> None:
+        """Refuse, in one line naming the policy and the instance, an instance the policy
+        cannot serve."""
         import numpy as np
 
         where = self.path or "policy"
+        if self.layout is not None:
+            if inst.n_nodes > self.layout.n_max or inst.n_users > self.layout.u_max:
+                raise ParameterError(
+                    f"policy {where} serves up to N={self.layout.n_max} nodes and "
+                    f"U={self.layout.u_max} users; instance {inst.name} has N={inst.n_nodes}, "
+                    f"U={inst.n_users}")
+            return
         if inst.n_nodes != self.n_nodes:
             raise ParameterError(f"policy {where} was trained for N={self.n_nodes} nodes; "
-                                 f"instance {inst.name} has N={inst.n_nodes}")
+                                 f"instance {inst.name} has N={inst.n_nodes} (the shared "
+                                 "architecture serves any N: docs/maasn.md section 8)")
         counts = np.bincount(inst.users.node, minlength=inst.n_nodes)
         if counts.max(initial=0) > self.padding:
             n = int(np.argmax(counts))
@@ -125,7 +147,8 @@ class Policy:
                 f"{counts[n]} users at node {inst.nodes.ids[n]}")
 
     def act(self, obs, mask):
-        """Deterministic binary joint action (N, N) for one step."""
+        """Deterministic binary joint action for one step (flat: (N, N); graph: (n_max,
+        n_max))."""
         import torch
 
         from .networks import masked_actions
@@ -135,3 +158,13 @@ class Policy:
             m = torch.as_tensor(mask, dtype=torch.float32).unsqueeze(0)
             temp = float(self.card["learner"].get("temperature", 1.0))
             return masked_actions(self.actor(o), m, temp, hard=True, explore=False)[0].numpy()
+
+
+def _layout(card: dict):
+    """The graph layout of a shared-architecture policy (None for the paper's)."""
+    envc = card.get("environment", {})
+    if envc.get("obs_format", "flat") != "graph":
+        return None
+    from .graph import GraphLayout
+
+    return GraphLayout(int(envc["graph_n_max"]), int(envc["graph_u_max"]))

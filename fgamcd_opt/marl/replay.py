@@ -15,11 +15,14 @@ import numpy as np
 
 
 class ReplayBuffer:
-    def __init__(self, capacity: int, n_agents: int, obs_dim: int):
+    def __init__(self, capacity: int, n_agents: int, obs_dim: int, obs_rows: int | None = None):
+        """``obs_rows``: rows of one observation (default one per agent; 1 for the packed
+        graph, which every agent shares)."""
         self.capacity = int(capacity)
         n, d = n_agents, obs_dim
-        self.obs = np.zeros((capacity, n, d), np.float32)
-        self.next_obs = np.zeros((capacity, n, d), np.float32)
+        rows = n if obs_rows is None else int(obs_rows)
+        self.obs = np.zeros((capacity, rows, d), np.float32)
+        self.next_obs = np.zeros((capacity, rows, d), np.float32)
         self.mask = np.zeros((capacity, n, n), np.bool_)
         self.next_mask = np.zeros((capacity, n, n), np.bool_)
         self.act = np.zeros((capacity, n, n), np.bool_)

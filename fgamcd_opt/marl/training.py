@@ -35,6 +35,7 @@ from ..errors import ParameterError
 from ..oracle import BeamformingOracle
 from .env import EnvConfig, FgamcdParallelEnv, agent_name
 from .esn import EchoStateNetwork, tau_schedule
+from .graph import pad_agents
 from .learner import LearnerConfig, MaasnLearner
 from .policy import _atomic_write_bytes, save_policy
 from .replay import ReplayBuffer
@@ -128,25 +129,36 @@ def _tensors_np(d):
 
 def run_episode(env: FgamcdParallelEnv, act_fn, seed: int | None = None, options=None,
                 potential: bool = False) -> dict:
-    """One episode; ``act_fn(obs (N, D), mask (N, N)) -> (N, N)``. Returns the tuples and
-    stats: ``act`` is what the environment executed at each step (``env.executed``: the
-    caching after the mask and the guard, the migrations the delivery used), ``proposed`` what
-    ``act_fn`` returned; with ``potential`` also ``deficit`` (T + 1,): the env's storage
-    deficit in PBs (``storage_deficit``) before each step and at the end (reward shaping)."""
+    """One episode; ``act_fn(obs, mask) -> actions`` with obs (N, D) and mask (N, N) in the
+    flat format, obs (1, dim) and mask (n_max, n_max) in the graph format (graph.py: the actions
+    of the padded nodes are ignored). Returns the tuples and stats: ``act`` is what the
+    environment executed at each step (``env.executed``: the caching after the mask and the
+    guard, the migrations the delivery used), ``proposed`` what ``act_fn`` returned; with
+    ``potential`` also ``deficit`` (T + 1,): the env's storage deficit in PBs
+    (``storage_deficit``) before each step and at the end (reward shaping)."""
     n = len(env.possible_agents)
     obs_d, _ = env.reset(seed=seed, options=options)
+    graph = env.layout is not None
+    width = env.layout.n_max if graph else n
+
+    def observe(obs_d):
+        if graph:
+            return env.graph[None].copy()
+        return np.stack([obs_d[agent_name(a)]["observation"] for a in range(n)])
+
     obs_l, mask_l, act_l, prop_l, rew_l = [], [], [], [], []
     unpl = [env.storage_deficit()] if potential else None
     t_act = 0.0
     t0 = time.perf_counter()
     while env.agents:
-        obs = np.stack([obs_d[agent_name(a)]["observation"] for a in range(n)])
+        obs = observe(obs_d)
         mask = np.stack([obs_d[agent_name(a)][env.config.mask_key] for a in range(n)])
+        if graph:
+            mask = pad_agents(mask, width)
         ta = time.perf_counter()
-        d = np.asarray(act_fn(obs, mask))
+        d = np.asarray(act_fn(obs, mask))[:n, :n]
         t_act += time.perf_counter() - ta
-        actions = {agent_name(a): np.concatenate([d[a, :1], d[a, 1:]]).astype(np.int8)
-                   for a in range(n)}
+        actions = {agent_name(a): d[a].astype(np.int8) for a in range(n)}
         obs_l.append(obs)
         mask_l.append(mask)
         prop_l.append(d > 0.5)
@@ -155,11 +167,15 @@ def run_episode(env: FgamcdParallelEnv, act_fn, seed: int | None = None, options
         rew_l.append(rew[agent_name(0)])
         if potential:
             unpl.append(env.storage_deficit())
-    final = np.stack([obs_d[agent_name(a)]["observation"] for a in range(n)])
+    final = observe(obs_d)
     shape = (-1, n, n)
-    return {"obs": np.asarray(obs_l), "mask": np.asarray(mask_l, bool).reshape(-1, n, n),
-            "act": np.asarray(act_l, bool).reshape(shape),
-            "proposed": np.asarray(prop_l, bool).reshape(shape),
+    act = np.asarray(act_l, bool).reshape(shape)
+    prop = np.asarray(prop_l, bool).reshape(shape)
+    if graph:
+        act, prop = pad_agents(act, width), pad_agents(prop, width)
+    return {"obs": np.asarray(obs_l, np.float32),
+            "mask": np.asarray(mask_l, bool).reshape(-1, width, width),
+            "act": act, "proposed": prop,
             "deficit": None if unpl is None else np.asarray(unpl, np.float64),
             "reward": np.asarray(rew_l, np.float32),
             "final_obs": final, "act_s": t_act, "env_s": time.perf_counter() - t0 - t_act}
@@ -224,11 +240,30 @@ class Trainer:
         self.cfg = cfg
         self.env_cfg = env_cfg
         self.learner_cfg = learner_cfg
-        self.env = FgamcdParallelEnv(env_cfg, oracle=oracle)
-        self.n = len(self.env.possible_agents)
-        self.learner = MaasnLearner(learner_cfg, self.n, self.env.block_dim, seed=cfg.seed)
-        self.buffer = ReplayBuffer(cfg.buffer, self.n, self.env.obs_dim)
+        # a scenario mix (scenarios.py) draws instances of different N: one environment per
+        # training instance, all sharing one oracle (envs_for)
+        self._envs: dict[int, FgamcdParallelEnv] = {}
+        if env_cfg.mix:
+            if env_cfg.obs_format != "graph":
+                raise ParameterError("a scenario mix needs the graph observation (the shared "
+                                     "architecture): its instances differ in N")
+            from ..oracle import default_oracle
+
+            self._oracle = oracle or default_oracle()
+            self.env = self.env_for(env_cfg.pool_seed0)
+        else:
+            self.env = FgamcdParallelEnv(env_cfg, oracle=oracle)
+        layout = self.env.layout
+        self.n = layout.n_max if layout is not None else len(self.env.possible_agents)
+        self.learner = MaasnLearner(learner_cfg, self.n, self.env.block_dim, seed=cfg.seed,
+                                    layout=layout)
+        obs_dim = layout.dim if layout is not None else self.env.obs_dim
+        self.buffer = ReplayBuffer(cfg.buffer, self.n, obs_dim,
+                                   obs_rows=1 if layout is not None else self.n)
         self.rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 7]))
+        if cfg.augmentation and layout is not None:
+            raise ParameterError("ESN augmentation works on the paper's padded observation "
+                                 "only; train the shared architecture with --no-augmentation")
         state_dim = self.n * self.env.obs_dim
         self.esn = EchoStateNetwork(state_dim + self.n * self.n, 1 + state_dim, cfg.reservoir,
                                     cfg.spectral_norm, cfg.esn_input_scale, cfg.esn_ridge,
@@ -243,15 +278,40 @@ class Trainer:
         self.resume_overrides: list[dict] = []  # settings changed with --resume --override
         self._saved_at: int | None = None  # episode of the last checkpoint written
 
+    # ---- instances -----------------------------------------------------------------------
+    def env_for(self, seed: int) -> FgamcdParallelEnv:
+        """The environment of training instance ``seed`` of a scenario mix (built once)."""
+        env = self._envs.get(seed)
+        if env is None:
+            from dataclasses import replace
+
+            from ..generators import generate
+            from .scenarios import draw
+
+            scenario, over = draw(self.env_cfg.mix, seed)
+            inst = generate(scenario, seed=int(seed), **over)
+            env = FgamcdParallelEnv(replace(self.env_cfg, instance=inst, mix=()),
+                                    oracle=self._oracle)
+            self._envs[seed] = env
+        return env
+
+    def _episode_env(self, seed: int) -> tuple[FgamcdParallelEnv, dict | None]:
+        """The environment and reset options of an episode with reset seed ``seed``."""
+        if not self.env_cfg.mix:
+            return self.env, None
+        pick = int(np.random.default_rng(seed).integers(max(self.env_cfg.pool, 1)))
+        return self.env_for(self.env_cfg.pool_seed0 + pick), None
+
     # ---- demonstrations ----------------------------------------------------------------
     def _teacher_instances(self) -> list:
         if self.env_cfg.instance is not None:
             return [self.env_cfg.instance]
         if self.env_cfg.pool <= 0:
-            from ..errors import ParameterError
-
             raise ParameterError("a teacher needs a fixed training pool (pool > 0) or an "
                                  "instance")
+        if self.env_cfg.mix:
+            return [self.env_for(self.env_cfg.pool_seed0 + i).config.instance
+                    for i in range(self.env_cfg.pool)]
         return [self.env._scenario_instance(self.env_cfg.pool_seed0 + i)
                 for i in range(self.env_cfg.pool)]
 
@@ -311,9 +371,11 @@ class Trainer:
         ot0 = oracle.solve_time_s
         w0 = time.perf_counter()
         noise = self.noise()
+        seed = _episode_seed(cfg.seed, e)
+        self.env, _ = self._episode_env(seed)
         ep = run_episode(self.env,
                          lambda o, m: self.learner.act(o, m, explore=True, noise=noise).numpy(),
-                         seed=_episode_seed(cfg.seed, e), potential=cfg.shaping)
+                         seed=seed, potential=cfg.shaping)
         transitions = self.transitions(ep)
         t_steps = len(ep["reward"])
         self.buffer.add(*transitions)
@@ -379,15 +441,18 @@ class Trainer:
     def greedy_eval(self) -> dict:
         """Deterministic episodes on the first ``eval_instances`` instances (the learning curve
         without exploration noise): mean delay and PBs penalised (QoS or undelivered)."""
-        env = self.env
         if self.env_cfg.instance is not None:
             seeds = [None]
         else:
             seeds = [self.env_cfg.pool_seed0 + i for i in range(max(self.cfg.eval_instances, 1))]
         delays, bad = [], []
         for s in seeds:
+            if self.env_cfg.mix:
+                env, options = self.env_for(s), None
+            else:
+                env, options = self.env, None if s is None else {"instance_seed": s}
             run_episode(env, lambda o, m: self.learner.act(o, m, explore=False).numpy(),
-                        seed=0, options=None if s is None else {"instance_seed": s})
+                        seed=0, options=options)
             delays.append(env.total_delay_s)
             bad.append(env.qos_violations + len(env.undelivered))
         return {"eval_delay_s": float(np.mean(delays)), "eval_penalised_pbs": float(np.mean(bad))}
