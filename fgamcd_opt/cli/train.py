@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guard", action="store_true",
                    help="train with the coverage guard on, as the maasn solver acts "
                         "(docs/maasn.md)")
+    p.add_argument("--guard-mode", choices=("additive", "fallback"), default="additive",
+                   help="with --guard: additive (the guard's copy first, the policy's on top) or "
+                        "fallback (the guard places a PB only when the policy placed it "
+                        "nowhere)")
     p.add_argument("--max-users-per-node", type=int, default=14, help="observation padding P")
     p.add_argument("--delivery", choices=("planner", "group"), default="planner")
     p.add_argument("--max-cluster", type=int, default=3)
@@ -187,6 +191,7 @@ def _configs(args):
                         delivery=args.delivery, max_cluster=args.max_cluster,
                         effort=args.delivery_effort,
                         observe_demand=not args.no_observe_demand, guard=args.guard,
+                        guard_mode=args.guard_mode,
                         obs_format="graph" if args.architecture == "shared" else "flat",
                         graph_n_max=args.graph_n_max, graph_u_max=args.graph_u_max, mix=mix)
     teacher_params = {}

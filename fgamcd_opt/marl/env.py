@@ -109,6 +109,9 @@ class EnvConfig:
     # coverage guard (off in training, on in the maasn solver): keep room for one copy of every
     # later PB and cache a PB nobody chose at the fitting node that can serve it best
     guard: bool = False
+    # fallback: the guard places a PB only when the policy's copies leave it nowhere;
+    # additive: the guard's copy first, the policy's copies on top (FgamcdParallelEnv._guarded)
+    guard_mode: str = "additive"
     # one more observation entry per node block: bytes its users still request (module doc)
     observe_demand: bool = True
     # "flat": eq. 10's padded vector per agent (the paper's per-agent networks); "graph": the
@@ -611,34 +614,54 @@ class FgamcdParallelEnv(ParallelEnv):
         return True
 
     def _guarded(self, k: int, a: np.ndarray, fits: np.ndarray) -> np.ndarray:
-        """The coverage guard: the policy's copies of PB k are kept (most free storage first)
-        as long as one copy of every later PB still fits in the storage left (``_later_fit``);
-        if none is kept, k goes to the fitting node with the strongest links to its requesters
-        (bounds.py) among those that keep the later PBs placeable (or, failing that, the
-        strongest). So the policy decides wherever its decisions leave room for the rest, and
-        no requested PB ends up cached nowhere when a packing is found."""
-        size = float(self.inst.repository.sizes[k])
-        t = self._t
+        """The coverage guard. ``guard_mode="fallback"``: the policy's copies of PB k are kept
+        (most free storage first) as long as one copy of every later PB still fits in the
+        storage left (``_later_fit``); if none is kept, k goes to the fitting node with the
+        strongest links to its requesters (bounds.py) among those that keep the later PBs
+        placeable (or, failing that, the strongest). ``"additive"``: that default copy first,
+        then the policy's copies on top under the same check, so a policy only ever adds
+        copies to what the guard alone (the ``guard-only`` solver) would do. Either way no
+        requested PB ends up cached nowhere when a packing is found."""
         out = np.zeros_like(a)
         rem = self.remaining.copy()
-        # the packing that proved the later PBs placeable at the previous step (None: the fast
-        # path proved it, and then any fitting node keeps the fast path true)
-        packing = self._packing
-        for n in sorted(np.flatnonzero(a), key=lambda n: -rem[n]):
+        if self.config.guard_mode == "additive":
+            self._default_copy(k, fits, rem, out)
+            self._keep_copies(k, np.flatnonzero(a & ~out), rem, out)
+            return out
+        self._keep_copies(k, np.flatnonzero(a), rem, out)
+        if not out.any():
+            self._default_copy(k, fits, rem, out)
+        return out
+
+    def _keep_copies(self, k: int, nodes, rem: np.ndarray, out: np.ndarray) -> None:
+        """Keep the copies at ``nodes`` (most free storage first) while the later PBs stay
+        placeable (``rem`` and ``out`` updated in place)."""
+        size = float(self.inst.repository.sizes[k])
+        for n in sorted(nodes, key=lambda n: -rem[n]):
             rem[n] -= size
-            if rem[n] >= 0 and (not self._guard_active or self._later_fit(rem, t)):
+            if rem[n] >= 0 and (not self._guard_active or self._later_fit(rem, self._t)):
                 out[n] = True
             else:
                 rem[n] += size
-        if out.any() or not fits.any():
-            return out
+
+    def _default_copy(self, k: int, fits: np.ndarray, rem: np.ndarray, out: np.ndarray
+                      ) -> None:
+        """The guard's own copy of k: the fitting node with the strongest links to its
+        requesters that keeps the later PBs placeable (``rem`` and ``out`` updated)."""
+        if not fits.any():
+            return
+        size = float(self.inst.repository.sizes[k])
+        t = self._t
+        # the packing that proved the later PBs placeable at the previous step (None: the fast
+        # path proved it, and then any fitting node keeps the fast path true)
+        packing = self._packing
         value = BlockData(self.inst, k).link.sum(axis=1)
         cand = sorted(np.flatnonzero(fits), key=lambda n: (-value[n], n))
         for n in cand:
             rem[n] -= size
             if not self._guard_active or self._later_fit(rem, t):
                 out[n] = True
-                return out
+                return
             rem[n] += size
         if self._guard_active and packing is not None and t in packing:
             # best-fit decreasing is not monotone: it may fail on the rest although the
@@ -646,10 +669,11 @@ class FgamcdParallelEnv(ParallelEnv):
             # construction and the rest of it stays valid)
             n = packing[t]
             out[n] = True
+            rem[n] -= size
             self._packing = {s: m for s, m in packing.items() if s != t}
-            return out
+            return
         out[cand[0]] = True
-        return out
+        rem[cand[0]] -= size
 
     # ---- results -----------------------------------------------------------------------
     def plan(self, solver: str = "maasn") -> Plan:

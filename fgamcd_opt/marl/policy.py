@@ -115,6 +115,8 @@ class Policy:
         envc = self.card.get("environment", {})
         kw = {k: envc[k] for k in ("reward_scale", "r1", "r2", "storage_ref_bytes")
               if k in envc}
+        # the guard this policy was trained with (cards before the additive guard: fallback)
+        kw["guard_mode"] = envc.get("guard_mode", "fallback")
         if self.layout is not None:
             kw.update(obs_format="graph", graph_n_max=self.layout.n_max,
                       graph_u_max=self.layout.u_max)
