@@ -7,6 +7,7 @@
     fgamcd eval instances/paper-default.json plan.json [--json] [-o evaluation.json]
     fgamcd schema [instance|plan|run]
     fgamcd solvers            (same as fgamcd-solve --list-solvers)
+    fgamcd theorem1 [--tau0 0:1:21] [--xi 0.5:2.5:101] [--set gamma=0.95] [-o DIR] [--json]
 
 Bad input (files, fields, parameters) prints one line naming the file and JSON path and exits 2;
 ``--debug`` shows tracebacks.
@@ -29,6 +30,7 @@ from .solve import (
     cmd_solve,
     cmd_solvers,
 )
+from .theorem1_cmd import cmd_theorem1, theorem1_args
 
 REACHABILITY_AUTO_PAIRS = 1_000_000
 
@@ -140,6 +142,8 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--debug", action="store_true")
     sv = sub.add_parser("solvers", help="list solvers and their parameters")
     sv.add_argument("--debug", action="store_true")
+    t1 = sub.add_parser("theorem1", help="Theorem 1's bound over (tau0, xi): minimiser, Fig. 6")
+    theorem1_args(t1)
     return ap
 
 
@@ -168,7 +172,7 @@ def _info_args(p):
 
 
 _COMMANDS = {"gen": cmd_gen, "info": cmd_info, "solve": cmd_solve, "eval": cmd_eval,
-             "schema": cmd_schema, "solvers": cmd_solvers}
+             "schema": cmd_schema, "solvers": cmd_solvers, "theorem1": cmd_theorem1}
 
 
 def _run(func, args) -> int:
