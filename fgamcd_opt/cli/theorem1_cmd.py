@@ -170,8 +170,10 @@ def _draw(path: Path, c: Theorem1Constants, g: GridMinimum, res: dict, clip: boo
             label="paper (0.8, 1.12)")
     ax.plot(ABLATION_POINT[1], ABLATION_POINT[0], "x", color="orange", mew=2, ms=9,
             label="ablation (0.9, 1.2)")
-    ax.set_xlim(x.min(), x.max())
-    ax.set_ylim(t.min(), t.max())
+    if x.max() > x.min():
+        ax.set_xlim(x.min(), x.max())
+    if t.max() > t.min():
+        ax.set_ylim(t.min(), t.max())
     ax.set_xlabel("xi (ESN filter threshold, eq. 17)")
     ax.set_ylabel("tau0 (synthetic share, eq. 18)")
     ax.set_title("(a) Theorem 1 bound over (tau0, xi); grey: K' <= 0, no bound")
