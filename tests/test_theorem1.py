@@ -212,6 +212,8 @@ def test_cli_json_and_set(tmp_path, capsys):
     (["--xi", "0:1:5"], "--xi"),
     (["--tau0", "0:1"], "--tau0"),
     (["--tau0", "0.9:1:2", "--xi", "0.3:0.4:2"], "K' > 0"),
+    (["--tau0", "0:1:2000", "--xi", "1:2:2000"], "at most 2,000,000"),
+    (["--set", "phi_out=nan"], "phi_out"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, needle):
     assert main(["theorem1", *argv, "-o", str(tmp_path / "o")]) == 2

@@ -37,6 +37,8 @@ from ..params import Param
 #: The paper's choice (section V-C, Table II) and its "non-optimal" ablation (section V-C 7).
 PAPER_POINT = (0.8, 1.12)
 ABLATION_POINT = (0.9, 1.2)
+#: Largest grid minimise() evaluates (about 10 arrays of 8-byte floats per cell).
+MAX_GRID_CELLS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,9 @@ def minimise(tau0_values, xi_values, c: Theorem1Constants | None = None,
     x = np.asarray(xi_values, float).ravel()
     if t.size == 0 or x.size == 0:
         raise ParameterError("theorem1: the grid is empty")
+    if t.size * x.size > MAX_GRID_CELLS:
+        raise ParameterError(f"theorem1: the grid has {t.size * x.size:,} cells; at most "
+                             f"{MAX_GRID_CELLS:,}")
     parts = bound_parts(t[:, None], x[None, :], c, clip_markov, proof_form)
     if not parts.valid.any():
         raise ParameterError("theorem1: no grid cell has K' > 0 (the bound is undefined "
