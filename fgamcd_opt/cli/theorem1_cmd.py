@@ -103,7 +103,7 @@ def _result(args, c: Theorem1Constants, g: GridMinimum) -> dict:
         "valley_xi_at_paper_tau0": float(valley_xi(PAPER_POINT[0], c, clip)),
         "paper_point": _point(c, *PAPER_POINT, clip, proof, g.bound),
         "ablation_point": _point(c, *ABLATION_POINT, clip, proof, g.bound),
-        "sensitivity": sensitivity(c, SENSITIVITY_FACTORS),
+        "sensitivity": sensitivity(c, SENSITIVITY_FACTORS, clip_markov=clip),
     }
 
 
@@ -237,9 +237,13 @@ def _index_md(res: dict) -> str:
               f"x{SENSITIVITY_FACTORS[1]:g})", "",
               "| constant | value | K* | valley xi at tau0 = 0.8 |", "|---|---|---|---|"]
     base = res["sensitivity"][0]
+
+    def differs(a, b, tol):  # None: no valley at tau0 = 0.8
+        return (a is None) != (b is None) or (a is not None and abs(a - b) > tol)
+
     moving = [r for r in res["sensitivity"]
-              if r is base or abs(r["k_star"] - base["k_star"]) > 1e-9 * base["k_star"]
-              or abs(r["valley_xi"] - base["valley_xi"]) > 1e-9]
+              if r is base or differs(r["k_star"], base["k_star"], 1e-9 * base["k_star"])
+              or differs(r["valley_xi"], base["valley_xi"], 1e-9)]
     still = sorted({r["constant"] for r in res["sensitivity"]} - {r["constant"] for r in moving})
     for r in moving:
         value = "" if r["value"] is None else f"{r['value']:g}"

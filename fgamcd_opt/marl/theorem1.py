@@ -290,12 +290,12 @@ def minimise(tau0_values, xi_values, c: Theorem1Constants | None = None,
 
 
 def sensitivity(c: Theorem1Constants | None = None, factors=(0.5, 2.0),
-                tau0: float = PAPER_POINT[0]) -> list[dict]:
+                tau0: float = PAPER_POINT[0], clip_markov: bool = False) -> list[dict]:
     """Per constant and factor: K* and the valley's xi at ``tau0`` with that constant scaled
     (``steps`` and ``episodes`` rounded; a scaled value the theorem excludes is skipped)."""
     c = (c or Theorem1Constants()).check()
     rows = [{"constant": "(paper values)", "value": None, "k_star": optimal_k_prime(c),
-             "valley_xi": float(valley_xi(tau0, c))}]
+             "valley_xi": float(valley_xi(tau0, c, clip_markov))}]
     for f in fields(c):
         for fac in factors:
             v = getattr(c, f.name) * fac
@@ -306,7 +306,7 @@ def sensitivity(c: Theorem1Constants | None = None, factors=(0.5, 2.0),
             except ParameterError:
                 continue
             rows.append({"constant": f.name, "value": v, "k_star": optimal_k_prime(cc),
-                         "valley_xi": float(valley_xi(tau0, cc))})
+                         "valley_xi": float(valley_xi(tau0, cc, clip_markov))})
     return rows
 
 
