@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "instead of straight-through binary ones")
     p.add_argument("--target-actions", choices=("greedy", "sample"), default="greedy",
                    help="target actor's actions in the critic target")
+    p.add_argument("--cache-prior", type=float, default=None,
+                   help="initial caching logit of every agent (e.g. -3: cache 5%% of the time "
+                        "at first, near the coverage guard alone); default: the networks' own "
+                        "initialisation")
     p.add_argument("--huber-delta", type=float, default=1.0,
                    help="critic loss: Huber threshold (0: squared error)")
     p.add_argument("--checkpoint-every", type=int, default=10)
@@ -212,7 +216,8 @@ def _configs(args):
                                 bc_weight=args.bc_weight if args.teacher else 0.0,
                                 straight_through=not args.no_straight_through,
                                 target_actions=args.target_actions,
-                                huber_delta=args.huber_delta, architecture=args.architecture)
+                                huber_delta=args.huber_delta, architecture=args.architecture,
+                                cache_prior=args.cache_prior)
     train_cfg = TrainConfig(episodes=args.episodes, seed=args.seed, batch=args.batch,
                             buffer=args.buffer, updates_per_episode=args.updates_per_episode,
                             augmentation=not args.no_augmentation, tau0=args.tau0, xi=args.xi,

@@ -29,6 +29,7 @@ from .networks import (
     SharedCritics,
     SharedMixer,
     masked_actions,
+    set_cache_prior,
 )
 
 
@@ -70,6 +71,9 @@ class LearnerConfig:
     # so Q <= 0, and the deterministic actor cannot drive the mixed Q above it (measured
     # without: Q_tot +13 against true returns near -1.4 after 100 episodes)
     value_clip: bool = True
+    # initial caching logit of every agent (networks.set_cache_prior); None: the networks'
+    # own initialisation (the paper's)
+    cache_prior: float | None = None
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -117,6 +121,8 @@ class MaasnLearner:
         self.layout = layout
         self.actor = build_actor(cfg, n_agents, block_dim, layout)
         self.critics, self.mixer = build_critics(cfg, n_agents, block_dim, layout)
+        if cfg.cache_prior is not None:
+            set_cache_prior(self.actor, cfg.cache_prior)
         self.actor_t = build_actor(cfg, n_agents, block_dim, layout)
         self.critics_t, self.mixer_t = build_critics(cfg, n_agents, block_dim, layout)
         for t, s in ((self.actor_t, self.actor), (self.critics_t, self.critics),

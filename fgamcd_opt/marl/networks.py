@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -96,6 +97,26 @@ class FlatActor(nn.Module):
         for layer in self.layers:
             x = torch.relu(layer(x))
         return self.logit_scale * torch.tanh(self.head(x))
+
+
+def set_cache_prior(actor: nn.Module, logit: float) -> None:
+    """Start the actor near a fixed caching logit for every input: the caching head's bias
+    gives ``logit`` and its weights are shrunk 10x, so the first policy caches with
+    probability sigmoid(logit) everywhere (e.g. -3: 5%, near the coverage guard alone) and
+    exploration adds copies around it."""
+    head = {ActionSemanticsActor: "own_a", FlatActor: "head"}.get(type(actor), "own_a")
+    layer = getattr(actor, head)
+    scale = getattr(actor, "logit_scale", 5.0)
+    target = float(np.arctanh(np.clip(logit / scale, -0.999, 0.999)))
+    with torch.no_grad():
+        w = layer.weight
+        b = layer.bias
+        if isinstance(layer, AgentLinear):  # weight (N, in, out), bias (N, out)
+            w[..., 0] *= 0.1
+            b[..., 0] = target
+        else:  # nn.Linear: weight (out, in), bias (out,)
+            w[0] *= 0.1
+            b[0] = target
 
 
 def masked_actions(logits: torch.Tensor, mask: torch.Tensor, temp: float,
