@@ -66,13 +66,16 @@ class MaasnSolver:
               "(false: the policy's decisions only, as in training)"),
     )
 
+    default_policy = "paper-default"  # the shipped policy's name (fgamcd_opt/data/policies)
+    algo = "maasn"  # the learner that wrote the policies this solver runs
+
     def __init__(self):
         self._policies: dict = {}
 
     def _policy(self, path: str):
         from fgamcd_opt.marl.policy import Policy, shipped_policy_path
 
-        path = path or str(shipped_policy_path())
+        path = path or str(shipped_policy_path(self.default_policy))
         pol = self._policies.get(path)
         if pol is None:
             pol = self._policies[path] = Policy.load(path)
@@ -89,6 +92,10 @@ class MaasnSolver:
             policy.check_fits(inst)
         except FgamcdError as exc:
             return SolveResult(None, SolveStatus.ERROR, str(exc))
+        if policy.algo != self.algo:
+            return SolveResult(None, SolveStatus.ERROR,
+                               f"policy {policy.path} was trained by {policy.algo}, not "
+                               f"{self.algo} (use --solver {policy.algo})")
         import torch
 
         threads = torch.get_num_threads()

@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attenuation", type=float, default=0.8)
     p.add_argument("--attenuation-every", type=int, default=10)
     p.add_argument("--reservoir", type=int, default=1024)
+    p.add_argument("--algo", choices=("maasn", "qmix"), default="maasn",
+                   help="maasn: MAASN-DA; qmix: QMIX-DA, the paper's baseline (per-agent DRQN, "
+                        "epsilon-greedy with epsilon on the --explore-noise schedule, QMIX "
+                        "mixing; docs/maasn.md section 9)")
     p.add_argument("--architecture", choices=("paper", "shared"), default="paper",
                    help="paper: per-agent networks over eq. 10's padded observation (one N); "
                         "shared: one set of networks for every agent over the graph observation "
@@ -217,7 +221,7 @@ def _configs(args):
                                 straight_through=not args.no_straight_through,
                                 target_actions=args.target_actions,
                                 huber_delta=args.huber_delta, architecture=args.architecture,
-                                cache_prior=args.cache_prior)
+                                cache_prior=args.cache_prior, algo=args.algo)
     train_cfg = TrainConfig(episodes=args.episodes, seed=args.seed, batch=args.batch,
                             buffer=args.buffer, updates_per_episode=args.updates_per_episode,
                             augmentation=not args.no_augmentation, tau0=args.tau0, xi=args.xi,

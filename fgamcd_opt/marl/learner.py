@@ -74,6 +74,9 @@ class LearnerConfig:
     # initial caching logit of every agent (networks.set_cache_prior); None: the networks'
     # own initialisation (the paper's)
     cache_prior: float | None = None
+    # "maasn" (this file) or "qmix" (QMIX-DA, qmix.py: per-agent DRQN, epsilon-greedy)
+    algo: str = "maasn"
+    rnn_hidden: int = 64  # qmix: GRU width
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -101,6 +104,18 @@ def build_critics(cfg: LearnerConfig, n_agents: int, block_dim: int, layout=None
     obs_dim = n_agents * block_dim
     return (LocalCritics(n_agents, obs_dim, tuple(cfg.critic_hidden)),
             QMixer(n_agents, n_agents * obs_dim, cfg.mixer_embed, cfg.mixer_hyper))
+
+
+def build_learner(cfg: LearnerConfig, n_agents: int, block_dim: int, seed: int = 0,
+                  layout=None):
+    """The learner of ``cfg.algo`` (MAASN-DA or QMIX-DA), same interface."""
+    if cfg.algo == "qmix":
+        from .qmix import QmixLearner
+
+        return QmixLearner(cfg, n_agents, block_dim, seed, layout)
+    if cfg.algo != "maasn":
+        raise ValueError(f"algo: {cfg.algo!r} is not one of maasn, qmix")
+    return MaasnLearner(cfg, n_agents, block_dim, seed, layout)
 
 
 def _soft_update(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:

@@ -69,6 +69,17 @@ class Policy:
         # the D(k) observation entry (docs/maasn.md section 1); cards before it lack the key
         self.observe_demand = bool(envc.get("observe_demand", False))
         self.layout = _layout(card)
+        self.algo = str(card.get("learner", {}).get("algo", "maasn"))
+        self._qmix = None
+        if self.algo == "qmix":
+            from .qmix import QmixPolicy
+
+            self._qmix = QmixPolicy(actor)
+
+    def begin_episode(self) -> None:
+        """A recurrent policy (QMIX-DA) starts an episode from a fresh state."""
+        if self._qmix is not None:
+            self._qmix.begin_episode()
 
     @property
     def architecture(self) -> str:
@@ -94,7 +105,12 @@ class Policy:
             n, pad = int(card["n_nodes"]), int(card["max_users_per_node"])
             layout = _layout(card)
             observe_demand = bool(card.get("environment", {}).get("observe_demand", False))
-            actor = build_actor(lc, n, block_dim(pad, observe_demand), layout)
+            if lc.algo == "qmix":
+                from .qmix import DrqnAgents
+
+                actor = DrqnAgents(n, n * block_dim(pad, observe_demand), int(lc.rnn_hidden))
+            else:
+                actor = build_actor(lc, n, block_dim(pad, observe_demand), layout)
         except (ValueError, KeyError, TypeError) as exc:
             raise ParameterError(f"{cpath}: not a MAASN-DA policy card ({exc})") from None
         try:
@@ -155,6 +171,8 @@ class Policy:
 
         from .networks import masked_actions
 
+        if self._qmix is not None:
+            return self._qmix(obs, mask)
         with torch.no_grad():
             o = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
             m = torch.as_tensor(mask, dtype=torch.float32).unsqueeze(0)

@@ -32,6 +32,9 @@ def rollout(inst, env_cfg: EnvConfig, act_fn, oracle, seed: int = 0, workers: in
 
     env = FgamcdParallelEnv(env_cfg, oracle=oracle)
     env.defer_delivery = True
+    begin = getattr(getattr(act_fn, "__self__", None), "begin_episode", None)
+    if begin is not None:  # a recurrent policy starts from a fresh state
+        begin()
     ep = run_episode(env, act_fn, seed=seed)
     t0 = time.perf_counter()
     delivered_reward = env.deliver_pending(workers=max(int(workers), 1))

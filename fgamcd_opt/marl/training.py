@@ -36,7 +36,7 @@ from ..oracle import BeamformingOracle
 from .env import EnvConfig, FgamcdParallelEnv, agent_name
 from .esn import EchoStateNetwork, tau_schedule
 from .graph import pad_agents
-from .learner import LearnerConfig, MaasnLearner
+from .learner import LearnerConfig, MaasnLearner, build_learner
 from .policy import _atomic_write_bytes, save_policy
 from .replay import ReplayBuffer
 
@@ -255,11 +255,17 @@ class Trainer:
             self.env = FgamcdParallelEnv(env_cfg, oracle=oracle)
         layout = self.env.layout
         self.n = layout.n_max if layout is not None else len(self.env.possible_agents)
-        self.learner = MaasnLearner(learner_cfg, self.n, self.env.block_dim, seed=cfg.seed,
-                                    layout=layout)
+        self.learner = build_learner(learner_cfg, self.n, self.env.block_dim, cfg.seed, layout)
         obs_dim = layout.dim if layout is not None else self.env.obs_dim
+        extras = None
+        if getattr(self.learner, "algo", "maasn") == "qmix":
+            if cfg.teacher:
+                raise ParameterError("--teacher: QMIX-DA trains from scratch (the paper's "
+                                     "baseline); demonstrations are for MAASN-DA")
+            shape = (self.n, int(learner_cfg.rnn_hidden))
+            extras = {"hidden": shape, "next_hidden": shape}
         self.buffer = ReplayBuffer(cfg.buffer, self.n, obs_dim,
-                                   obs_rows=1 if layout is not None else self.n)
+                                   obs_rows=1 if layout is not None else self.n, extras=extras)
         self.rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 7]))
         if cfg.augmentation and layout is not None:
             raise ParameterError("ESN augmentation works on the paper's padded observation "
@@ -373,12 +379,13 @@ class Trainer:
         noise = self.noise()
         seed = _episode_seed(cfg.seed, e)
         self.env, _ = self._episode_env(seed)
-        ep = run_episode(self.env,
-                         lambda o, m: self.learner.act(o, m, explore=True, noise=noise).numpy(),
-                         seed=seed, potential=cfg.shaping)
+        ep = run_episode(self.env, self._act_fn(True, noise), seed=seed, potential=cfg.shaping)
         transitions = self.transitions(ep)
         t_steps = len(ep["reward"])
-        self.buffer.add(*transitions)
+        hidden = self._hidden()  # recurrent learners: the state before each step, and after
+        self.buffer.add(*transitions, extras=None if hidden is None else {
+            "hidden": hidden[:t_steps],
+            "next_hidden": hidden[np.minimum(np.arange(t_steps) + cfg.n_step, t_steps)]})
 
         t1 = time.perf_counter()
         esn_stats = {"synthetic_kept": 0, "esn_error_mean": float("nan")}
@@ -398,7 +405,8 @@ class Trainer:
                 self.buffer.add(ep["obs"][keep], ep["mask"][keep], acts[keep], pred[:, 0],
                                 syn_next, nmask[keep], done[keep],
                                 np.full(len(keep), self.learner_cfg.gamma, np.float32),
-                                synthetic=True)
+                                synthetic=True, extras=None if hidden is None else {
+                                    "hidden": hidden[keep], "next_hidden": hidden[keep + 1]})
         t2 = time.perf_counter()
         losses = {"critic_loss": float("nan"), "actor_loss": float("nan")}
         if len(self.buffer) >= min(cfg.batch, 64):
@@ -438,6 +446,18 @@ class Trainer:
         self.episode += 1
         return row
 
+    def _act_fn(self, explore: bool, noise: float = 1.0):
+        """The learner's acting function for one episode (a recurrent learner starts its state
+        afresh)."""
+        begin = getattr(self.learner, "begin_episode", None)
+        if begin is not None:
+            begin()
+        return lambda o, m: self.learner.act(o, m, explore=explore, noise=noise).numpy()
+
+    def _hidden(self) -> np.ndarray | None:
+        get = getattr(self.learner, "episode_hidden", None)
+        return None if get is None else get().numpy()
+
     def greedy_eval(self) -> dict:
         """Deterministic episodes on the first ``eval_instances`` instances (the learning curve
         without exploration noise): mean delay and PBs penalised (QoS or undelivered)."""
@@ -451,8 +471,7 @@ class Trainer:
                 env, options = self.env_for(s), None
             else:
                 env, options = self.env, None if s is None else {"instance_seed": s}
-            run_episode(env, lambda o, m: self.learner.act(o, m, explore=False).numpy(),
-                        seed=0, options=options)
+            run_episode(env, self._act_fn(False), seed=0, options=options)
             delays.append(env.total_delay_s)
             bad.append(env.qos_violations + len(env.undelivered))
         return {"eval_delay_s": float(np.mean(delays)), "eval_penalised_pbs": float(np.mean(bad))}
