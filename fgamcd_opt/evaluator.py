@@ -14,8 +14,9 @@ Every constraint violation is reported with the nodes, users and PBs involved: s
 migration of a PB the source does not hold (eq. 2), a unit node that neither holds nor received
 the PB (eq. 3), power (eq. 9d), QoS (eq. 9b), zero worst-case rate, requested PBs nobody delivers,
 malformed units. A plan with any violation is ``infeasible``. The total is +inf unless the plan
-is complete and breaks at most QoS (see :class:`Evaluation`); the delay of what is delivered
-with a positive rate is still reported as ``delivered_delay_s``; nothing is ever NaN.
+is complete, no transmission has a requester at worst-case rate 0 (8 S / 0 never ends), and it
+breaks at most QoS (see :class:`Evaluation`); the delay of the transmissions with a positive
+rate is still reported as ``delivered_delay_s``; nothing is ever NaN.
 
 Phases (one function each): storage, migrations, units (validation, beams, power),
 transmissions (slots), pair rates (one batched closed-form call), unit results, coverage.
@@ -78,14 +79,16 @@ class Evaluation:
     """The evaluator's verdict on one plan.
 
     ``total_delay_s`` (s) is the objective T of eq. 8 when the plan is *comparable*: complete
-    (every requested (user, PB) pair served at a positive worst-case rate) and with no violation
-    other than QoS; otherwise it is +inf, so an invalid or incomplete plan never ranks above a
-    valid one. ``delivered_delay_s`` always holds the finite part (migrations + transmissions
-    with a positive rate).
+    (every requested (user, PB) pair served at a positive worst-case rate), with no transmission
+    whose worst-case rate is 0 for one of its users (that transmission lasts 8 S / 0 = inf, even
+    when another unit serves the user: docs/model.md section 5) and with no violation other than
+    QoS; otherwise it is +inf, so an invalid, incomplete or endless plan never ranks above a
+    valid one and never scores below a valid lower bound. ``delivered_delay_s`` always holds the
+    finite part (migrations + transmissions with a positive rate).
     """
 
     status: str  # "feasible" | "infeasible"
-    total_delay_s: float  # T (eq. 8), or +inf when incomplete or structurally invalid
+    total_delay_s: float  # T (eq. 8), or +inf: incomplete, a zero-rate transmission, invalid
     migration_delay_s: float
     broadcast_delay_s: float
     block_migration_s: dict[int, float]
@@ -101,6 +104,12 @@ class Evaluation:
     delivered_delay_s: float = 0.0  # finite part, whatever the verdict
     complete: bool = True  # every requested pair served at a positive rate
     unserved_pairs: int = 0  # requested (user, PB) pairs not served at a positive rate
+    zero_rate_transmissions: int = 0  # transmissions with a user at rate 0 (each lasts inf)
+
+    @property
+    def comparable(self) -> bool:
+        """T is finite: complete, no zero-rate transmission, at most QoS violations."""
+        return bool(np.isfinite(self.total_delay_s))
 
     @property
     def feasible(self) -> bool:
@@ -127,6 +136,7 @@ class Evaluation:
             "delivered_delay_s": tot,
             "complete": self.complete,
             "unserved_pairs": self.unserved_pairs,
+            "zero_rate_transmissions": self.zero_rate_transmissions,
             "migration_delay_s": self.migration_delay_s,
             "broadcast_delay_s": self.broadcast_delay_s,
             "migration_share": self.migration_delay_s / tot if tot > 0 else 0.0,
@@ -234,7 +244,8 @@ def score_block(inst: Instance, k: int, units, migrations=(), oracle: Beamformin
             rates[u] = max(rates.get(u, 0.0), rate)
     return BlockScore(
         block=k, migration_s=ev.migration_delay_s, broadcast_s=ev.broadcast_delay_s,
-        total_s=ev.delivered_delay_s if ev.complete else float("inf"), rates_bps=rates,
+        total_s=ev.delivered_delay_s if ev.complete and not ev.zero_rate_transmissions
+        else float("inf"), rates_bps=rates,
         qos_violating_users=tuple(ev.qos_violating_users()),
         undelivered_users=tuple(ev.undelivered_users()), violations=ev.violations)
 
@@ -259,13 +270,14 @@ def _score(inst: Instance, plan: Plan, oracle: BeamformingOracle, blocks) -> Eva
     prepared = _prepare_units(inst, plan, holds | received, demand, oracle, violations)
     tx = _transmissions(prepared, violations)
     pair_rate = _pair_rates(inst, tx)
-    results, block_bc, served = _unit_results(inst, tx, prepared, pair_rate, demand, violations)
+    results, block_bc, served, endless = _unit_results(inst, tx, prepared, pair_rate, demand,
+                                                       violations)
     undelivered = _coverage(demand, served, violations)
     mig = float(sum(block_mig.values()))
     bc = float(sum(block_bc.values()))
     unserved = int((demand & ~served).sum())
     return _finish(inst, violations, mig, bc, block_mig, block_bc, results, used, undelivered,
-                   demand, n_mig, t0, unserved)
+                   demand, n_mig, t0, unserved, endless)
 
 
 def _demand_of(inst: Instance, blocks) -> np.ndarray:
@@ -276,10 +288,12 @@ def _demand_of(inst: Instance, blocks) -> np.ndarray:
 
 
 def _finish(inst, violations, mig, bc, block_mig, block_bc, results, used, undelivered, demand,
-            n_mig, t0, unserved) -> Evaluation:
+            n_mig, t0, unserved, endless=0) -> Evaluation:
     kinds = {v.kind for v in violations}
     complete = unserved == 0 and "malformed" not in kinds
-    comparable = complete and not kinds & set(STRUCTURAL_KINDS)
+    # a transmission with a user at worst-case rate 0 lasts 8 S / 0 = inf (docs/model.md
+    # section 5): dropping it instead would serve its other users in zero time, below any bound
+    comparable = complete and not endless and not kinds & set(STRUCTURAL_KINDS)
     delivered = mig + bc
     return Evaluation(
         status="feasible" if not violations else "infeasible",
@@ -289,7 +303,8 @@ def _finish(inst, violations, mig, bc, block_mig, block_bc, results, used, undel
         storage_used_bytes=used, storage_capacity_bytes=inst.nodes.storage_bytes.copy(),
         violations=violations, undelivered=undelivered, n_requested_pairs=int(demand.sum()),
         n_migrations=n_mig, eval_time_s=time.perf_counter() - t0,
-        delivered_delay_s=delivered, complete=complete, unserved_pairs=unserved)
+        delivered_delay_s=delivered, complete=complete, unserved_pairs=unserved,
+        zero_rate_transmissions=endless)
 
 
 def _check_storage(inst: Instance, used: np.ndarray, violations: list[Violation]) -> None:
@@ -467,13 +482,16 @@ def _pair_rates_batch(inst: Instance, tx: list[tuple], n_pairs: int) -> np.ndarr
 
 
 def _unit_results(inst: Instance, tx, prepared, pair_rate, demand, violations):
-    """Per-unit rates, the broadcast delay per PB (8 S / worst rate per transmission, summed),
-    zero-rate and QoS violations, and which (user, PB) pairs are served at a positive rate."""
+    """Per-unit rates, the broadcast delay per PB (8 S / worst rate per transmission, summed
+    over the transmissions with a positive worst rate), zero-rate and QoS violations, which
+    (user, PB) pairs are served at a positive rate, and how many transmissions have a user at
+    rate 0 (each of them lasts inf, which makes T infinite)."""
     sizes = inst.repository.sizes
     served = np.zeros_like(demand)
     results: list[UnitResult] = []
     block_bc: dict[int, float] = {}
     row = 0
+    endless = 0
     qos = inst.users.qos_bps
     for members, k, _, users, _ in tx:
         rate_of = dict(zip(users, pair_rate[row:row + len(users)].tolist(), strict=True))
@@ -481,14 +499,17 @@ def _unit_results(inst: Instance, tx, prepared, pair_rate, demand, violations):
         worst = min(rate_of.values())
         if worst > 0:
             block_bc[k] = block_bc.get(k, 0.0) + transfer_delay_s(sizes[k], worst)
+        else:
+            endless += 1
         for m in members:
             i, unit, _, source, status, power = prepared[m]
             rates = [rate_of[u] for u in unit.users]
             rmin = min(rates)
             zero = tuple(u for u, r in zip(unit.users, rates, strict=True) if r <= 0)
             if zero:
-                violations.append(Violation("zero_rate", f"unit {i}: worst-case rate 0 (user out "
-                                            "of every participant's reach)", users=zero,
+                violations.append(Violation("zero_rate", f"unit {i}: worst-case rate 0 (the "
+                                            "error margin covers the user's signal): its "
+                                            "transmission never ends", users=zero,
                                             blocks=(k,), nodes=unit.nodes))
             low = tuple(u for u, r in zip(unit.users, rates, strict=True)
                         if 0 < r < qos[u] * (1 - QOS_RTOL))
@@ -500,7 +521,7 @@ def _unit_results(inst: Instance, tx, prepared, pair_rate, demand, violations):
             results.append(UnitResult(i, k, unit.mode, unit.nodes, unit.users, np.array(rates),
                                       transfer_delay_s(sizes[k], rmin), power, source, status))
     results.sort(key=lambda r: r.index)
-    return results, block_bc, served
+    return results, block_bc, served, endless
 
 
 def _coverage(demand: np.ndarray, served: np.ndarray, violations: list[Violation]):

@@ -36,9 +36,10 @@ class RunRecord:
     """One row of results: one solver on one instance with one seed (schema: RUN_SCHEMA).
 
     Delays in seconds. ``total_delay_s`` is None (JSON null) when it is infinite: the plan
-    leaves requested (user, PB) pairs unserved or at zero rate, or breaks a structural
-    constraint; ``delivered_delay_s`` keeps the finite part. ``gap`` = (T - bound) / T, only for
-    comparable plans (complete, at most QoS violations), never negative.
+    leaves requested (user, PB) pairs unserved or at zero rate, has a transmission with a user
+    at rate 0 (it never ends), or breaks a structural constraint; ``delivered_delay_s`` keeps
+    the finite part. ``gap`` = (T - bound) / T, only for comparable plans (finite T), never
+    negative.
     """
 
     instance_name: str

@@ -20,10 +20,15 @@ def _print_evaluation(inst, ev, header: str) -> None:
     if s["total_delay_s"] != float("inf"):
         print(f"  status {s['status']}: total delay {s['total_delay_s']:.4f} s ({parts})")
     else:
-        why = (f"{s['undelivered_users'] + s['qos_violating_users']} user(s) not fully served, "
-               f"{s['unserved_pairs']} of {s['requested_pairs']} requested (user, PB) pairs "
-               "unserved or at zero rate" if not s["complete"] else
-               "the plan breaks a structural constraint")
+        if not s["complete"]:
+            why = (f"{s['undelivered_users'] + s['qos_violating_users']} user(s) not fully "
+                   f"served, {s['unserved_pairs']} of {s['requested_pairs']} requested (user, "
+                   "PB) pairs unserved or at zero rate")
+        elif s["zero_rate_transmissions"]:
+            why = (f"{s['zero_rate_transmissions']} transmission(s) have a user at worst-case "
+                   "rate 0 and never end")
+        else:
+            why = "the plan breaks a structural constraint"
         print(f"  status {s['status']}: total delay inf ({why}); delivered part "
               f"{s['delivered_delay_s']:.4f} s ({parts})")
     print(f"  {s['n_units']} delivery units, {s['n_migrations']} migrations; "
