@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from fgamcd_solvers.milp import formulation as milp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +22,6 @@ from fgamcd_opt.evaluator import evaluate, score_block
 from fgamcd_opt.oracle import BeamformingOracle
 from fgamcd_opt.plan import DeliveryUnit, Migration, Plan
 from fgamcd_opt.runner import gap_to_bound
-from fgamcd_solvers.milp import formulation as milp
 
 
 def orthogonal_beams(inst, k, nodes, serve: int, null: int) -> np.ndarray:
@@ -123,8 +123,8 @@ def test_issue_case_edited_solver_plan_no_longer_scores_below_the_bound(shared_t
 # ---------------------------------------------------------------------------------------------
 # property: random edits of solver plans never score a finite total below the bound
 # ---------------------------------------------------------------------------------------------
-EDITS = ("hide", "hide_all", "drop_user", "add_user", "scale", "drop_unit", "duplicate", "slot", "random",
-         "add_node", "drop_migration", "add_migration", "drop_cache", "add_cache")
+EDITS = ("hide", "hide_all", "drop_user", "add_user", "scale", "drop_unit", "duplicate", "slot",
+         "random", "add_node", "drop_migration", "add_migration", "drop_cache", "add_cache")
 
 
 def _edit(inst, plan: Plan, ev, kind: str, i: int, x: float, rng) -> Plan:
