@@ -45,6 +45,7 @@ from .plan import DeliveryUnit, Migration
 from .rates import rate_from_amplitude, transfer_delay_s
 from .solver import SolveStatus
 
+MESSAGE_USERS = 50  # users named in a message (the rest counted)
 QOS_PENALTY_S = 1e6  # partition search: a group that misses QoS costs this much more (QoS first)
 
 
@@ -182,18 +183,29 @@ class DeliveryResult:
     qos_unmet: dict[int, tuple[tuple[int, ...], str]] = field(default_factory=dict)
     # PBs planned with the quick fallback because the time limit had passed (ctx.should_stop)
     hurried: list[int] = field(default_factory=list)
+    # PBs not planned at all: FALLBACK_S past the time limit (ctx.must_stop), left undelivered
+    skipped: list[int] = field(default_factory=list)
 
     @property
     def solve_status(self) -> SolveStatus:
         """``time_limit`` when the limit cut the search short, else ``feasible``."""
-        return SolveStatus.TIME_LIMIT if self.hurried else SolveStatus.FEASIBLE
+        return SolveStatus.TIME_LIMIT if self.hurried or self.skipped else SolveStatus.FEASIBLE
 
     def time_limit_message(self) -> str:
         """'' unless the time limit cut the search short, else how many PBs it affected."""
-        if not self.hurried:
+        if not self.hurried and not self.skipped:
             return ""
-        return (f"time limit reached: {len(self.hurried)} PB(s) planned with the quick fallback "
-                "(one node, no partition search)")
+        text = (f"time limit reached: {len(self.hurried)} PB(s) planned with the quick fallback "
+                "(one node, MRT beams, no partition search)")
+        if self.skipped:
+            text += f", {len(self.skipped)} PB(s) not planned (left undelivered)"
+        return text
+
+    def skip(self, k: int, users) -> None:
+        """Leave PB k unplanned (out of time): its requesters are undelivered."""
+        if int(k) not in self.skipped:
+            self.skipped.append(int(k))
+        self.undeliverable[int(k)] = tuple(int(u) for u in users)
 
     def qos_message(self, inst: Instance) -> str:
         """'' when every planned group meets QoS, else which users miss it and why."""
@@ -234,8 +246,13 @@ class DeliveryResult:
         users = sorted({u for us in self.undeliverable.values() for u in us})
         if not users:
             return ""
-        return (f"{len(self.undeliverable)} requested PB(s) cached nowhere; users not fully "
-                "served: " + ", ".join(inst.users.ids[u] for u in users))
+        nowhere = len(set(self.undeliverable) - set(self.skipped))
+        what = "; ".join(filter(None, [
+            f"{nowhere} requested PB(s) cached nowhere" if nowhere else "",
+            f"{len(self.skipped)} PB(s) not planned in time" if self.skipped else ""]))
+        listed = ", ".join(inst.users.ids[u] for u in users[:MESSAGE_USERS])
+        more = f" and {len(users) - MESSAGE_USERS} more" if len(users) > MESSAGE_USERS else ""
+        return f"{what}; users not fully served: {listed}{more}"
 
     def add(self, g: GroupDelivery, mode: str = "broadcast", slot=None, model=None,
             beamforming=None):
@@ -434,8 +451,10 @@ def plan_transmissions(inst: Instance, k: int, users, holders, oracle: Beamformi
 
 def quick_options(options: PlannerOptions) -> PlannerOptions:
     """The fallback once the time limit has passed: one node per transmission, no partition
-    search (a few oracle calls per PB instead of dozens)."""
-    return replace(options, max_cluster=1, screen=1, partition=False)
+    search, closed-form beams (MRT; a user a common beam leaves at rate 0 gets its own robust
+    MRT unit), so a PB costs a few closed-form evaluations instead of dozens of SOCPs."""
+    return replace(options, max_cluster=1, screen=1, partition=False, method="mrt",
+                   split_zero_rate=True)
 
 
 def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
@@ -446,7 +465,8 @@ def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
 
     holds: (N, K) bool, what each node caches (a_n(k)).
     ctx: the solver's SolveContext (optional): progress per PB, and past its time limit the
-    remaining PBs get :func:`quick_options` (listed in ``DeliveryResult.hurried``).
+    remaining PBs get :func:`quick_options` (listed in ``DeliveryResult.hurried``), and
+    ``FALLBACK_S`` later none at all (``DeliveryResult.skipped``, left undelivered).
     """
     out = DeliveryResult()
     blocks = inst.requested_blocks
@@ -455,6 +475,9 @@ def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
         holders = np.flatnonzero(holds[:, k])
         opts = options
         if ctx is not None and ctx.step(i, len(blocks), "PB"):
+            if ctx.must_stop():
+                out.skip(int(k), users)
+                continue
             opts = quick_options(options)
             out.hurried.append(int(k))
         parts = plan_transmissions(inst, int(k), users, holders, oracle, opts)
@@ -479,11 +502,14 @@ def plan_unicast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
     for i, k in enumerate(blocks):
         holders = np.flatnonzero(holds[:, k])
         received: set[int] = set()
-        bd = BlockData(inst, int(k))
         opts = options
         if ctx is not None and ctx.step(i, len(blocks), "PB"):
+            if ctx.must_stop():
+                out.skip(int(k), inst.requesters(k))
+                continue
             opts = quick_options(options)
             out.hurried.append(int(k))
+        bd = BlockData(inst, int(k))
         for u in inst.requesters(k):
             g = plan_group(inst, int(k), (u,), holders, oracle, opts, received=received,
                            block_data=bd)

@@ -45,10 +45,14 @@ class CoarseSolver:
         quick = quick_options(opts)
         for i, j in enumerate(models):
             use = opts
+            users = tuple(np.flatnonzero(inst.users.model == j))
             if ctx.step(i, len(models), "model"):
+                if ctx.must_stop():  # out of time: this model stays undelivered
+                    for k in rep.models[j].blocks:
+                        out.skip(k, out.undeliverable.get(k, ()) + users)
+                    continue
                 use = quick
                 out.hurried.extend(int(k) for k in rep.models[j].blocks)
-            users = tuple(np.flatnonzero(inst.users.model == j))
             holders = tuple(n for n in range(inst.n_nodes) if j in copies[n])
             for k in rep.models[j].blocks:
                 if k not in block_data:  # bounds and backhaul of a PB, shared by its models
@@ -63,9 +67,12 @@ class CoarseSolver:
                     out.add(g, model=j)
         plan = Plan(cache=[set() for _ in range(inst.n_nodes)], migrations=out.migrations,
                     units=out.units, model_copies=copies, solver=self.name)
-        missing = sorted({u for us in out.undeliverable.values() for u in us})
+        missing = sorted({u for k, us in out.undeliverable.items() if k not in out.skipped
+                          for u in us})
         msg = (f"{len(missing)} user(s) request a model no node caches: "
-               + ", ".join(inst.users.ids[u] for u in missing)) if missing else ""
+               + ", ".join(inst.users.ids[u] for u in missing[:50])
+               + (f" and {len(missing) - 50} more" if len(missing) > 50 else "")) \
+            if missing else ""
         msg = "; ".join(filter(None, [msg, out.qos_message(inst), out.time_limit_message()]))
         plan.metadata["cached_models"] = [len(c) for c in copies]
         return SolveResult(plan, out.solve_status, msg)

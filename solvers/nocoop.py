@@ -53,14 +53,18 @@ class NoCoopSolver:
         missing: dict[int, list[int]] = {}
         qos: list[str] = []
         blocks = inst.requested_blocks
-        hurried = 0
+        hurried = skipped = 0
         slot = 0
         for i, k in enumerate(blocks):
             k = int(k)
-            if opts.method != "mrt" and ctx.step(i, len(blocks), "PB"):
-                # closed form and no partition search from here on
-                opts = replace(opts, method="mrt", partition=False, split_zero_rate=False)
-                hurried = len(blocks) - i
+            if ctx.step(i, len(blocks), "PB"):
+                if ctx.must_stop():  # out of time: the rest stays undelivered (partial plan)
+                    skipped = len(blocks) - i
+                    break
+                if opts.method != "mrt":
+                    # closed form and no partition search from here on
+                    opts = replace(opts, method="mrt", partition=False, split_zero_rate=False)
+                    hurried = len(blocks) - i
             req = inst.requesters(k)
             bd = BlockData(inst, k)
             rounds: list[list] = []
@@ -95,11 +99,13 @@ class NoCoopSolver:
                    + ", ".join(inst.users.ids[u] for u in sorted(missing)))
         if qos:
             msg = "; ".join(filter(None, [msg, "QoS not met: " + "; ".join(qos)]))
-        if hurried:
-            msg = "; ".join(filter(None, [msg, f"time limit reached: {hurried} PB(s) beamformed "
-                                          "with MRT (closed form), one group per cell"]))
-        return SolveResult(plan, SolveStatus.TIME_LIMIT if hurried else SolveStatus.FEASIBLE,
-                           msg)
+        if hurried or skipped:
+            msg = "; ".join(filter(None, [msg, f"time limit reached: {hurried - skipped} PB(s) "
+                                          "beamformed with MRT (closed form), one group per "
+                                          "cell" + (f", {skipped} PB(s) not planned (left "
+                                                    "undelivered)" if skipped else "")]))
+        return SolveResult(plan, SolveStatus.TIME_LIMIT if hurried or skipped
+                           else SolveStatus.FEASIBLE, msg)
 
 
 __solvers__ = [NoCoopSolver]
