@@ -15,10 +15,11 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from . import __version__
+from .errors import FgamcdError
 from .evaluator import VIOLATION_KINDS, Evaluation, evaluate
 from .instance import Instance
 from .jsonio import jsonable
@@ -107,8 +108,11 @@ def run_solver(inst: Instance, solver_cls, params: dict | None = None, seed: int
                progress: ProgressCallback | None = None) -> Run:
     """Run one solver on one instance and score its plan.
 
-    bound_s : a certified lower bound on the delay computed outside the solver (e.g. the MILP
-        relaxation of ``fgamcd-solve --bound``); the larger of it and the solver's own is kept.
+    bound_s : a certified lower bound on the delay computed outside the solver (e.g. the
+        certified bound of ``fgamcd-solve --bound``); when given it is the record's bound
+        (``bound_source`` "external"), so every solver is measured against the same number; the
+        solver's own bound is then kept in ``metadata["solver_bound_s"]`` (see
+        :func:`attach_bound`).
     progress : receives (fraction, message) from the solver (``ctx.progress``).
     """
     resolved = resolve(solver_cls.params, params, owner=f"solver {solver_cls.name}")
@@ -123,6 +127,10 @@ def run_solver(inst: Instance, solver_cls, params: dict | None = None, seed: int
         if not isinstance(result, SolveResult):
             result = SolveResult(None, SolveStatus.ERROR,
                                  f"solve() returned {type(result).__name__}, not SolveResult")
+    except FgamcdError as exc:  # the solver refuses this instance or its parameters
+        if debug:
+            raise
+        result = SolveResult(None, SolveStatus.ERROR, str(exc), metadata={"refused": True})
     except Exception as exc:  # a solver bug must not take the run (or a sweep) down
         if debug:
             raise
@@ -145,6 +153,27 @@ def run_solver(inst: Instance, solver_cls, params: dict | None = None, seed: int
     return Run(record, result, evaluation)
 
 
+def attach_bound(run: Run, bound_s: float | None, info: dict | None = None) -> Run:
+    """``run`` with an external certified bound (``fgamcd-solve --bound``, computed after the
+    solve): the record's bound and gap use it, ``metadata["bound_info"]`` says which bound it
+    is and whether a stage hit its budget (``info``), the solver's own bound moves to
+    ``metadata["solver_bound_s"]``."""
+    rec = run.record
+    metadata = {k: v for k, v in rec.metadata.items() if k != "bound_warning"}
+    if run.result.bound is not None:
+        metadata["solver_bound_s"] = run.result.bound
+    valid = bound_s is not None and math.isfinite(bound_s)
+    if info is not None:
+        metadata["bound_info"] = jsonable(info)
+    bound = bound_s if valid else None
+    gap, note = gap_to_bound(run.evaluation, bound)
+    if note:
+        metadata["bound_warning"] = note
+    rec = replace(rec, bound_s=bound, bound_source="external" if valid else None, gap=gap,
+                  metadata=metadata)
+    return Run(rec, run.result, run.evaluation)
+
+
 def gap_to_bound(ev: Evaluation | None, bound: float | None) -> tuple[float | None, str]:
     """(gap, note). The gap (T - bound) / T is defined only for a comparable plan (finite T:
     complete, at most QoS violations); a bound above T is reported in the note (it would mean
@@ -163,12 +192,15 @@ def gap_to_bound(ev: Evaluation | None, bound: float | None) -> tuple[float | No
 
 def _record(inst, name, resolved, seed, oracle, time_limit_s, result, ev, bound_s, solve_time,
             calls, hits, oracle_time) -> RunRecord:
-    bounds = {"solver": result.bound, "external": bound_s}
-    valid = {k: v for k, v in bounds.items() if v is not None and math.isfinite(v)}
-    source = max(valid, key=valid.get) if valid else None
-    bound = valid.get(source) if source else None
+    # an external bound, when given, is the record's bound: the same number for every solver
+    source = "external" if bound_s is not None else "solver"
+    bound = bound_s if bound_s is not None else result.bound
+    if bound is None or not math.isfinite(bound):
+        source, bound = None, None
     gap, note = gap_to_bound(ev, bound)
     metadata = {k: v for k, v in result.metadata.items() if k != "traceback"}
+    if bound_s is not None and result.bound is not None:
+        metadata["solver_bound_s"] = result.bound
     if note:
         metadata["bound_warning"] = note
     kinds: dict[str, int] = {}

@@ -85,6 +85,13 @@ class _ProgressBar:
                 self.bar.set_postfix_str(message, refresh=False)
             self.bar.refresh()
 
+    def restart(self, desc: str) -> None:
+        """The next stage (loading, the solver, the bound) starts at 0%."""
+        if self.bar is not None:
+            self.bar.reset(total=1000)
+            self.bar.set_description_str(desc, refresh=False)
+            self.bar.set_postfix_str("", refresh=True)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -94,12 +101,13 @@ def cmd_solve(args) -> int:
     import jsonschema
 
     from .. import registry
+    from ..errors import SolverRefusal
     from ..instance_io import load_instance
     from ..jsonio import write_json_atomic
     from ..oracle import BeamformingOracle
     from ..params import parse_assignments
     from ..plan_io import plan_to_dict
-    from ..runner import RUN_SCHEMA, run_solver
+    from ..runner import RUN_SCHEMA, attach_bound, run_solver
 
     if args.list_solvers:
         return cmd_solvers(args)
@@ -107,18 +115,25 @@ def cmd_solve(args) -> int:
         print("fgamcd-solve: give an instance file and --solver NAME (or --list-solvers)",
               file=sys.stderr)
         return 2
-    inst = load_instance(args.instance, allow_external_sidecar=args.allow_external_sidecar,
-                         max_memory=args.max_memory)
-    cls = registry.get_solver(args.solver)
-    params = parse_assignments(args.param or [])
-    oracle = BeamformingOracle(args.beamforming)
-    bound = None
-    if args.bound:
-        bound = _external_bound(inst, oracle, args)
-    bar = _ProgressBar(args.progress or sys.stderr.isatty(), f"{cls.name}")
+    bar = _ProgressBar(args.progress or sys.stderr.isatty(), "loading")
     try:
+        bar(0.0, f"reading {args.instance}")
+        inst = load_instance(args.instance, allow_external_sidecar=args.allow_external_sidecar,
+                             max_memory=args.max_memory)
+        cls = registry.get_solver(args.solver)
+        params = parse_assignments(args.param or [])
+        oracle = BeamformingOracle(args.beamforming)
+        bar.restart(cls.name)
         run = run_solver(inst, cls, params, seed=args.seed, time_limit_s=args.time_limit,
-                         oracle=oracle, debug=args.debug, bound_s=bound, progress=bar)
+                         oracle=oracle, debug=args.debug, progress=bar)
+        if run.record.metadata.get("refused"):
+            # bad input for this solver: one line on stderr, exit 2, nothing written (README)
+            raise SolverRefusal(f"{args.instance}: solver {cls.name} refused the instance: "
+                                f"{run.record.message}")
+        if args.bound:
+            bar.restart("bound")
+            bound, info = _external_bound(inst, args, progress=bar)
+            run = attach_bound(run, bound, info)
     finally:
         bar.close()
     rec = run.record
@@ -130,7 +145,9 @@ def cmd_solve(args) -> int:
     if rec.bound_s is not None:
         gap = f", gap {100 * rec.gap:.2f}%" if rec.gap is not None else \
             " (no gap: the plan is not comparable)"
-        print(f"  lower bound on delay {rec.bound_s:.4f} s ({rec.bound_source}){gap}")
+        bi = rec.metadata.get("bound_info") or {}
+        cut = "; a bound stage hit its time budget" if bi.get("budget_hit") else ""
+        print(f"  lower bound on delay {rec.bound_s:.4f} s ({rec.bound_source}){gap}{cut}")
     if run.evaluation is not None:
         _print_evaluation(inst, run.evaluation, "evaluation")
     plan_path, ev_path, run_path = _output_paths(args, inst.name, rec.solver)
@@ -147,25 +164,28 @@ def cmd_solve(args) -> int:
     written = [str(p) for p in ((plan_path, ev_path) if run.plan is not None else ())]
     print(f"wrote {', '.join([*written, str(run_path)])}")
     if rec.solver_status == "error":
+        print(f"error: {args.instance}: solver {rec.solver} failed: {rec.message}",
+              file=sys.stderr)
         return 1
     return 0
 
 
-def _external_bound(inst, oracle, args) -> float | None:
-    """The certified lower bound of the MILP relaxation (computed once per instance and
-    memoised by the milp plugin)."""
+def _external_bound(inst, args, progress=None) -> tuple[float | None, dict | None]:
+    """The certified lower bound (``certified_lower_bound`` of the milp plugin, the same
+    memoised computation the milp solver uses, docs/milp.md section 3.6) within
+    ``--bound-time-limit`` seconds."""
+    import importlib
+
     from .. import registry
 
     milp = registry.get_solver("milp")
-    import importlib
-
     module = importlib.import_module(milp.__module__)
     fn = getattr(module, "certified_lower_bound", None)
     if fn is None:
         print("  --bound: this milp solver offers no certified_lower_bound()", file=sys.stderr)
-        return None
-    bound, _info = fn(inst, oracle=oracle, time_limit_s=args.bound_time_limit)
-    return bound
+        return None, None
+    kwargs = {"progress": progress} if progress is not None else {}
+    return fn(inst, time_limit_s=args.bound_time_limit, **kwargs)
 
 
 def cmd_eval(args) -> int:
@@ -232,7 +252,8 @@ def _solve_args(p):
     p.add_argument("--bound", action="store_true", help="also compute the certified lower "
                    "bound (MILP relaxation) and report the gap of this solver's plan")
     p.add_argument("--bound-time-limit", type=float, default=60.0,
-                   help="seconds for the bound's MILP (default 60)")
+                   help="seconds for the certified bound, computed after the solve (default 60, "
+                        "= the milp solver's group_bound_time, so both get the same bound)")
     p.add_argument("--progress", action="store_true",
                    help="show the progress bar even when stderr is not a terminal")
     p.add_argument("--list-solvers", action="store_true")

@@ -100,7 +100,8 @@ class MilpSolver:
         cut: list[str] = []  # stages stopped by a time limit (status time_limit)
 
         # ---- 1. the certified bound (solvers/milp/certified.py; docs/milp.md section 3.6) ----
-        res = compute_bound(inst, bound_options(params, ctx))
+        res = compute_bound(inst, bound_options(params, ctx),
+                            progress=lambda f, m: ctx.progress(0.5 * f, m))
         bdata, out_b, excluded = res.data, res.outcome, res.excluded
         meta: dict = dict(res.info)
         meta["bound_info"] = {k: res.info[k] for k in ("options", "budget_hit", "time_s",

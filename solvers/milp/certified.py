@@ -88,23 +88,25 @@ class BoundResult:
 _MEMO: dict = {}
 
 
-def compute_bound(inst, options: BoundOptions = BoundOptions()) -> BoundResult:
-    """The certified bound of the module docstring, memoised per (fingerprint, options)."""
+def compute_bound(inst, options: BoundOptions = BoundOptions(), progress=None) -> BoundResult:
+    """The certified bound of the module docstring, memoised per (fingerprint, options).
+    ``progress(fraction, message)``, if given, hears about each stage."""
     key = (inst.fingerprint, options.key())
     hit = _MEMO.get(key)
     if hit is not None and (hit.options.time_limit_s >= options.time_limit_s
                             or not hit.budget_hit):
         hit.info = {**hit.info, "memoised": True}
         return hit
-    res = _compute(inst, options)
+    res = _compute(inst, options, progress or (lambda f, m: None))
     _MEMO[key] = res
     while len(_MEMO) > MEMO_SIZE:
         _MEMO.pop(next(iter(_MEMO)))
     return res
 
 
-def _compute(inst, opts: BoundOptions) -> BoundResult:
+def _compute(inst, opts: BoundOptions, progress) -> BoundResult:
     t0 = time.perf_counter()
+    progress(0.0, "bound: optimistic model")
     start = time.monotonic()
     budget = max(float(opts.time_limit_s), 0.0)
     end = start + budget
@@ -120,6 +122,7 @@ def _compute(inst, opts: BoundOptions) -> BoundResult:
     cut = False
     rounds = opts.cluster_rounds if opts.group_bounds else 0
     if opts.group_bounds:
+        progress(0.05, "bound: multicast floors")
         gb = milp.refine_group_bounds(inst, data, oracle, FLOOR_SHARE * budget - (
             time.monotonic() - start), prune=rounds == 0, workers=opts.workers)
         info["group_bound"] = gb.summary()
@@ -133,6 +136,7 @@ def _compute(inst, opts: BoundOptions) -> BoundResult:
     result.infeasible = milp.storage_infeasibility(inst, data)
     if not result.infeasible:
         result.warm = milp.complete(data, warm_caching(inst, [o.block for o in data.blocks]))
+        progress(FLOOR_SHARE, "bound: MILP")
         out = _solve(data, inst, opts, result.warm, end)
         stages["milp"] = [out.summary()]
         cut |= out.status == "time_limit"
@@ -151,6 +155,8 @@ def _compute(inst, opts: BoundOptions) -> BoundResult:
                 cut = True
                 break
             stats = GroupBoundStats()
+            progress(min(0.99, (time.monotonic() - start) / max(budget, 1e-9)),
+                     f"bound: cluster round {len(info['cluster_bound_rounds']) + 1}")
             n_up, secs = milp.refine_cluster_bounds(inst, data, out.assignment.choices, left,
                                                     refined, stats=stats, oracle=oracle,
                                                     workers=opts.workers)
@@ -184,6 +190,7 @@ def _compute(inst, opts: BoundOptions) -> BoundResult:
                 infeasible=result.infeasible, budget_hit=result.budget_hit,
                 time_s=time.perf_counter() - t0)
     result.info = jsonable(info)
+    progress(1.0, "bound: done")
     return result
 
 
@@ -201,7 +208,7 @@ def _note_choices(chosen: dict, outcome) -> None:
 
 
 def certified_lower_bound(inst, oracle=None, time_limit_s: float = 60.0, bound_workers: int = 2,
-                          **options) -> tuple[float | None, dict]:
+                          progress=None, **options) -> tuple[float | None, dict]:
     """A certified lower bound (seconds) on the total delay of every plan for ``inst`` whose
     every transmission has finite delay, whatever its delivery structure (CoMP broadcast,
     unicast, partial groups, slots), within ``time_limit_s`` plus a few seconds: the bound of
@@ -211,7 +218,7 @@ def certified_lower_bound(inst, oracle=None, time_limit_s: float = 60.0, bound_w
     del oracle
     opts = replace(BoundOptions(), time_limit_s=float(time_limit_s), workers=int(bound_workers),
                    **options)
-    res = compute_bound(inst, opts)
+    res = compute_bound(inst, opts, progress)
     return res.bound, dict(res.info)
 
 
