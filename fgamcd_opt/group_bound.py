@@ -312,6 +312,12 @@ class PartitionBound:
         self.stats.time_s += secs
         self._amp[key] = min(self._amp.get(key, np.inf), amp)
 
+    def has_refined(self, nodes) -> bool:
+        """Whether some group bound for ``nodes`` is memoised (else :meth:`delay_lb` without
+        time could only repeat the per-user bound)."""
+        nodes = tuple(sorted(int(n) for n in nodes))
+        return any(key[0] == nodes for key in self._amp if key in self._refined)
+
     def group_delay_lb(self, nodes, group_mask: int) -> float:
         """Lower bound (s) on one transmission of k to the users of ``group_mask`` (bit i =
         self.users[i]) from any subset of ``nodes``."""

@@ -44,17 +44,18 @@ class CoarseSolver:
         models = [int(j) for j in inst.requested_models]
         quick = quick_options(opts)
         for i, j in enumerate(models):
-            use = opts
+            ctx.step(i, len(models), "model")
             users = tuple(np.flatnonzero(inst.users.model == j))
-            if ctx.step(i, len(models), "model"):
-                if ctx.must_stop():  # out of time: this model stays undelivered
-                    for k in rep.models[j].blocks:
-                        out.skip(k, out.undeliverable.get(k, ()) + users)
-                    continue
-                use = quick
-                out.hurried.extend(int(k) for k in rep.models[j].blocks)
             holders = tuple(n for n in range(inst.n_nodes) if j in copies[n])
             for k in rep.models[j].blocks:
+                use = opts
+                if ctx.should_stop():  # past the limit: quick fallback, then nothing
+                    if ctx.must_stop():
+                        out.skip(k, out.undeliverable.get(k, ()) + users)
+                        continue
+                    use = quick
+                    if k not in out.hurried:
+                        out.hurried.append(int(k))
                 if k not in block_data:  # bounds and backhaul of a PB, shared by its models
                     block_data[k] = BlockData(inst, k)
                 parts = plan_transmissions(inst, k, users, holders, ctx.oracle, use,

@@ -16,6 +16,20 @@ Flow for the optimising methods (``fast``, ``sdr``, ``nonrobust``):
 
 Results are memoised per (instance fingerprint, PB, participants, users, method, options) in a
 bounded LRU, so training loops and sweeps never solve the same subproblem twice.
+
+**Monotone in the nodes** (optimising methods ``fast``, ``sdr``, ``nonrobust``): beams from a
+node set S padded with zero beams for the other nodes of a superset S' are beams from S' with
+exactly the same worst-case rates (a silent node adds no signal and no error margin), so the
+optimum can only grow with the node set; a local method can still miss it (issue 22: llm-13b,
+PB k123 to u0 and u18, nodes (0, 2, 3, 5) reach 2.21 Mbps while adding node 4 returned
+2.5e-17 W beams at 0 bps, "converged"). So when S' is first solved, the best result this oracle
+knows for a subset S of S' (same PB, users, method and options) is compared with it, by
+(QoS met, then exact worst-case min rate); if the subset's is better, S' is solved again with
+the subset's beams padded with zeros as an extra SCA start (``fast``, ``nonrobust``), and the
+best of the two solves and the padded beams themselves is returned. A superset's answer is
+therefore never worse than any subset's known when it is first solved (tested with random
+node-adding probes); a subset solved later does not change a memoised superset (the memo stays
+a pure cache of what was returned).
 """
 
 from __future__ import annotations
@@ -34,6 +48,8 @@ from .methods import MethodOutput, MethodStatus, amplitude_upper_bound, mrt, rob
 from .problem import BeamProblem, project_power
 
 METHODS = ("fast", "sdr", "mrt", "nonrobust")
+MONOTONE_METHODS = ("fast", "sdr", "nonrobust")  # optimisers: monotone in the node set
+KNOWN_GROUPS = 50_000  # (PB, users, method, options) groups whose node sets are remembered
 
 
 class OracleStatus(StrEnum):
@@ -155,12 +171,17 @@ class BeamformingOracle:
         self.options = options
         self.cache_size = cache_size
         self._cache = LRU(cache_size)
+        # (instance, PB, users, method, options) -> {nodes: best BeamResult known}: the subsets
+        # a superset is compared with (module docstring, "monotone in the nodes")
+        self._known = LRU(min(KNOWN_GROUPS, cache_size))
         self.hits = 0
         self.misses = 0
         self.solve_time_s = 0.0
+        self.monotone_repairs = 0  # solves a known subset's beams improved (module docstring)
 
     def clear(self) -> None:
         self._cache.clear()
+        self._known.clear()
 
     def solve(self, inst: Instance, k: int, nodes, users, method: str | None = None,
               **options) -> BeamResult:
@@ -180,13 +201,60 @@ class BeamformingOracle:
         self.misses += 1
         t0 = time.perf_counter()
         result = self._solve(inst, int(k), nodes, users, method, opts)
+        if method in MONOTONE_METHODS:
+            group = (inst.fingerprint, int(k), users, method, key[-1])
+            result = self._monotone(inst, int(k), nodes, users, method, opts, result, group)
         result.time_s = time.perf_counter() - t0
         self.solve_time_s += result.time_s
         self._cache.put(key, result)
         return result
 
+    def _monotone(self, inst, k, nodes, users, method, opts, result, group) -> BeamResult:
+        """The better of ``result`` and what the best known subset of ``nodes`` gives (module
+        docstring); remembers the answer for later supersets."""
+        known = self._known.get(group)
+        if known is None:
+            known = {}
+            self._known.put(group, known)
+        here = set(nodes)
+        best = None
+        for sub, res in known.items():
+            if len(sub) < len(nodes) and here.issuperset(sub) and (
+                    best is None or _rank(res) > _rank(best)):
+                best = res
+        if best is not None and _rank(best) > _rank(result):
+            rows = [nodes.index(n) for n in best.nodes]
+            x0 = np.zeros((len(nodes), inst.antennas), dtype=complex)
+            x0[rows] = best.beams / np.sqrt(inst.nodes.power_max_w[list(best.nodes)])[:, None]
+            padded = self._padded(inst, k, nodes, users, method, best)
+            candidates = [result, padded]
+            if method in ("fast", "nonrobust"):
+                candidates.append(self._solve(inst, k, nodes, users, method, opts, init=x0))
+            result = max(candidates, key=_rank)  # ties: the first (the plain solve)
+            self.monotone_repairs += int(result is not candidates[0])
+        known[nodes] = result
+        return result
+
+    @staticmethod
+    def _padded(inst, k, nodes, users, method, like: BeamResult) -> BeamResult:
+        """The subset result ``like`` reported for the superset ``nodes``: its beams padded
+        with zero beams, hence exactly its worst-case rates (a silent node adds no signal and
+        no error margin; the evaluator recomputes them from the beams)."""
+        beams = np.zeros((len(nodes), inst.antennas), dtype=complex)
+        beams[[nodes.index(n) for n in like.nodes]] = like.beams
+        return BeamResult(
+            block=k, nodes=nodes, users=users, method=method, beams=beams,
+            rates_bps=like.rates_bps.copy(), status=like.status,
+            qos_feasible=like.qos_feasible, qos_infeasible_users=like.qos_infeasible_users,
+            zero_rate_users=like.zero_rate_users, power_w=np.sum(np.abs(beams) ** 2, axis=1),
+            iterations=0, fallback_used=like.fallback_used,
+            message=f"beams of the subset {like.nodes} padded with zeros (better than the "
+                    "solve from these nodes)")
+
     # ------------------------------------------------------------------------------------
-    def _solve(self, inst, k, nodes, users, method, opts) -> BeamResult:
+    def _solve(self, inst, k, nodes, users, method, opts, init=None) -> BeamResult:
+        """One solve; ``init`` (p, M) normalised beams: an extra starting point (fast and
+        nonrobust only)."""
         m = inst.antennas
         if not nodes or not users:
             return BeamResult(k, nodes, users, method, np.zeros((len(nodes), m), complex),
@@ -220,7 +288,9 @@ class BeamformingOracle:
                 solve_on = BeamProblem(problem.g, np.zeros_like(problem.rho),
                                        problem.snr_required)
             reduced, bases = solve_on.reduce()
-            out = _run_method(method, reduced, None, None, None, opts, budget)
+            init_red = None if init is None else np.stack(
+                [q.conj().T @ x for q, x in zip(bases, init, strict=True)])
+            out = _run_method(method, reduced, None, None, init_red, opts, budget)
             iterations += out.iterations
             x_red = out.x
             status, fallback, message = _status_of(out)
@@ -269,6 +339,11 @@ class BeamformingOracle:
             power_w=np.sum(np.abs(beams) ** 2, axis=1), iterations=iterations,
             fallback_used=fallback, message=message,
         )
+
+
+def _rank(res: BeamResult) -> tuple[bool, float]:
+    """How results of one subproblem compare: QoS met first, then the exact min rate."""
+    return (bool(res.qos_feasible), float(res.min_rate_bps))
 
 
 def _status_of(out: MethodOutput) -> tuple[OracleStatus, bool, str]:

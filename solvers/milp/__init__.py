@@ -36,7 +36,7 @@ from fgamcd_opt.planner import (
     plan_transmissions,
     quick_options,
 )
-from fgamcd_opt.solver import SolveResult, SolveStatus
+from fgamcd_opt.solver import FALLBACK_S, SolveResult, SolveStatus
 
 from . import formulation as milp
 from .certified import BoundOptions, certified_lower_bound, compute_bound
@@ -148,8 +148,7 @@ class MilpSolver:
             holders = np.flatnonzero(holds[:, o.block])
             opts = popts
             if ctx.must_stop():  # out of time: the PB stays undelivered (partial plan)
-                planner.undeliverable[o.block] = o.users
-                planner.skipped.append(o.block)
+                planner.skip(o.block, o.users)
                 continue
             if time.perf_counter() > planner_end:
                 opts = quick_options(popts)
@@ -171,10 +170,13 @@ class MilpSolver:
         statuses = {"optimistic": out_b.status}
         if planner.hurried or planner.skipped:
             cut.append("planner")
-        if params["rate_model"] == "optimistic" or ctx.must_stop():
+
+        def planner_plan(why: str = "") -> SolveResult:
+            """The shared planner's delivery on the bound MILP's caching (rate_model
+            optimistic, or the oracle stage out of time)."""
             plan = Plan.from_holds(holds, planner.migrations, planner.units, solver=self.name)
-            if params["rate_model"] != "optimistic":
-                cut.append("oracle MILP skipped")
+            if why:
+                cut.append(why)
             meta.update(primal="planner on the bound MILP's caching", statuses=statuses,
                         build_time_s=out_b.build_time_s + out_b.load_time_s,
                         solve_time_s=out_b.solve_time_s, n_variables=out_b.n_variables,
@@ -184,6 +186,11 @@ class MilpSolver:
             return SolveResult(plan, SolveStatus.TIME_LIMIT if cut else SolveStatus.FEASIBLE,
                                self._message(out_b, None, excluded, inst, cut, planner),
                                bound=bound, metadata=jsonable(meta))
+
+        if params["rate_model"] == "optimistic":
+            return planner_plan()
+        if ctx.must_stop():
+            return planner_plan("oracle MILP skipped")
 
         # ---- 3. the oracle-rate MILP -------------------------------------------------------
         candidates, users = {}, {}
@@ -199,7 +206,10 @@ class MilpSolver:
         pdata = milp.oracle_data(inst, oracle, candidates, users, params["qos_penalty"],
                                  excluded=bdata.excluded, partitions=partitions,
                                  multistart_users=params["multistart_users"],
-                                 deadline=ctx.deadline(ORACLE_SHARE), preferred=planner_cluster)
+                                 deadline=ctx.deadline(ORACLE_SHARE), preferred=planner_cluster,
+                                 stop=_hard_stop(ctx))
+        if pdata is None:  # out of time while rating candidates: the planner's plan
+            return planner_plan("oracle candidates (planner plan returned)")
         if pdata.cut_blocks:
             cut.append("oracle candidates")
         start = milp.complete(pdata, holds)
@@ -302,6 +312,12 @@ def bound_options(params: dict, ctx) -> BoundOptions:
                         workers=params["bound_workers"], max_cluster=params["max_cluster_bound"],
                         mip_gap=params["mip_gap"], threads=params["threads"],
                         milp_time_s=params["time_limit"], group_bounds=groups)
+
+
+def _hard_stop(ctx) -> float | None:
+    """The ``time.monotonic()`` instant of ``ctx.must_stop()`` (None without a limit)."""
+    d = ctx.deadline()
+    return None if d is None else d + FALLBACK_S
 
 
 def _share_end(ctx, share: float) -> float:

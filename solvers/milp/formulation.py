@@ -83,6 +83,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -293,7 +294,8 @@ def oracle_data(inst: Instance, oracle: BeamformingOracle,
                 partitions: dict[int, list[list[BeamResult]]] | None = None,
                 multistart_users: int = 0, multistart_starts: int = 20,
                 deadline: float | None = None,
-                preferred: dict[int, tuple[int, ...]] | None = None) -> MilpData:
+                preferred: dict[int, tuple[int, ...]] | None = None,
+                stop: float | None = None) -> MilpData | None:
     """The primal model: for each PB k in ``candidates`` and each candidate cluster S, the
     oracle's broadcast of k from S to ``users[k]``. When that broadcast gives some user rate 0 or
     misses a QoS floor, the *split* option is added too: one unit per user from S, sent one
@@ -309,13 +311,15 @@ def oracle_data(inst: Instance, oracle: BeamformingOracle,
     have many local optima (docs/milp.md section 7). Past ``deadline`` (``time.monotonic()``
     seconds) each remaining PB gets only one candidate, ``preferred[k]`` when given (e.g. the
     planner's cluster, whose oracle result is memoised) else its first, without multi-start
-    (``MilpData.cut_blocks`` counts them)."""
+    (``MilpData.cut_blocks`` counts them); past ``stop`` it gives up and returns None."""
     t0 = time.perf_counter()
     calls0 = oracle.hits + oracle.misses
     blocks = []
     excluded = dict(excluded or {})
     cut = 0
     for k, clusters in candidates.items():
+        if stop is not None and time.monotonic() > stop:
+            return None
         us = tuple(int(u) for u in users[k])
         size = int(inst.repository.sizes[k])
         rows, delay, qos, units = [], [], [], []
@@ -473,8 +477,11 @@ def refine_group_bounds(inst: Instance, data: MilpData, oracle: BeamformingOracl
             continue
         left = time_budget_s - (time.perf_counter() - t0)
         # out of time, a PB not prepared still combines the group bounds memoised so far (a
-        # valid, weaker bound; no oracle call, no new group bound)
+        # valid, weaker bound; no oracle call, no new group bound) when there are any
         j = prepared[i] if i in prepared else job(o, seed=left > 0)
+        if j is not None and left <= 0 and i not in prepared and not j[0].has_refined(j[1]):
+            rep.blocks_skipped_budget += 1
+            continue
         if j is None:
             rep.blocks_tight += 1
             continue
@@ -842,6 +849,10 @@ def _read_holds(mdl, data: MilpData, n_blocks: int) -> np.ndarray:
     return holds
 
 
+MILP_KILL_GRACE_S = 1.0  # a solver process still running this long after its deadline is killed
+_FORKED_CALL: tuple | None = None  # the call a forked solver process runs (inherited, not pickled)
+
+
 def solve_milp(data: MilpData, n_blocks: int, time_limit_s: float = 120.0,
                mip_gap: float = 0.01, threads: int = 2, warm_start: Assignment | None = None,
                capacity_slack_bytes: float = 0.0, seed: int = 0,
@@ -852,7 +863,59 @@ def solve_milp(data: MilpData, n_blocks: int, time_limit_s: float = 120.0,
     read back; the dual bound is HiGHS's best bound whatever the termination. HiGHS gets
     ``time_limit_s``, or less when ``deadline`` (``time.monotonic()`` seconds) comes first
     (counted after the model is built).
+
+    The model is built and solved in a forked process (fgamcd_opt/workers.py: it dies with
+    this one): building and translating a large pyomo model is not interruptible (N = 8,
+    U = 48: a minute), so a solve still running ``MILP_KILL_GRACE_S`` after ``deadline`` is
+    killed and reported as ``time_limit`` without a solution (the callers then keep their MIP
+    start and the no-storage-limit bound). HiGHS also never runs in this process, so its
+    global thread scheduler is never inherited by a fork.
     """
+    global _FORKED_CALL
+    if deadline is not None and deadline <= time.monotonic():
+        return MilpOutcome(data.rate_model, "time_limit", "no time left", None, None, None,
+                           message="not solved: its deadline had passed")
+    import pyomo.environ  # noqa: F401  (imported once here, shared with the forked process)
+    from pyomo.contrib.appsi.solvers import Highs  # noqa: F401
+
+    from fgamcd_opt.workers import process_pool, terminate_pool
+
+    t0 = time.perf_counter()
+    _FORKED_CALL = (data, n_blocks, time_limit_s, mip_gap, threads, warm_start,
+                    capacity_slack_bytes, seed, deadline)
+    pool = process_pool(1, "fork")
+    try:
+        fut = pool.submit(_forked_solve)
+        _FORKED_CALL = None
+        timeout = None if deadline is None else max(
+            0.0, deadline - time.monotonic()) + MILP_KILL_GRACE_S
+        try:
+            out = fut.result(timeout=timeout)
+        except FutureTimeout:
+            terminate_pool(pool)
+            out = MilpOutcome(data.rate_model, "time_limit", "killed", None, None, None,
+                              message="stopped at its deadline while building or solving "
+                                      "(solver process killed)")
+            out.build_time_s = time.perf_counter() - t0
+        except Exception as exc:  # the solver process died: reported, not raised
+            out = MilpOutcome(data.rate_model, "error", "", None, None, None,
+                              message=f"solver process failed: {type(exc).__name__}: {exc}")
+    finally:
+        _FORKED_CALL = None
+        pool.shutdown(wait=True, cancel_futures=True)
+    if out.assignment is not None:  # rebuilt here: the caller's data, not the child's copy
+        out.assignment = complete(data, out.assignment.holds)
+    return out
+
+
+def _forked_solve() -> MilpOutcome:
+    return _solve_milp_here(*_FORKED_CALL)
+
+
+def _solve_milp_here(data: MilpData, n_blocks: int, time_limit_s: float, mip_gap: float,
+                     threads: int, warm_start: Assignment | None, capacity_slack_bytes: float,
+                     seed: int, deadline: float | None) -> MilpOutcome:
+    """:func:`solve_milp`'s work, in the solver process."""
     from pyomo.common.timing import HierarchicalTimer
     from pyomo.contrib.appsi.base import TerminationCondition as TC
     from pyomo.contrib.appsi.solvers import Highs
