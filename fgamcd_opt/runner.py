@@ -26,7 +26,7 @@ from .jsonio import jsonable
 from .oracle import BeamformingOracle, default_oracle
 from .params import resolve
 from .plan import Plan
-from .solver import ProgressCallback, SolveContext, SolveResult, SolveStatus
+from .solver import FALLBACK_S, ProgressCallback, SolveContext, SolveResult, SolveStatus
 
 RECORD_SCHEMA_VERSION = 2
 VERDICTS = ("feasible", "infeasible", "not_evaluated")
@@ -121,6 +121,9 @@ def run_solver(inst: Instance, solver_cls, params: dict | None = None, seed: int
     ctx = SolveContext(oracle=oracle, seed=seed, time_limit_s=time_limit_s,
                        progress_callback=progress)
     t0 = time.perf_counter()
+    before = oracle.deadline
+    if time_limit_s is not None:  # the oracle stops optimising FALLBACK_S past the limit
+        oracle.deadline = ctx.deadline() + FALLBACK_S
     try:
         solver = solver_instance(solver_cls)
         result = solver.solve(inst, ctx, dict(resolved))
@@ -136,6 +139,8 @@ def run_solver(inst: Instance, solver_cls, params: dict | None = None, seed: int
             raise
         result = SolveResult(None, SolveStatus.ERROR, f"{type(exc).__name__}: {exc}",
                              metadata={"traceback": traceback.format_exc()})
+    finally:
+        oracle.deadline = before
     solve_time = time.perf_counter() - t0
     evaluation = None
     if result.plan is not None:

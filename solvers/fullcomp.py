@@ -38,7 +38,7 @@ class FullCompSolver:
 
     def solve(self, instance, ctx, params) -> SolveResult:
         inst = instance
-        holds = default_caching(inst)
+        holds = default_caching(inst, progress=ctx.progress)
         everyone = tuple(range(inst.n_nodes))
         opts = PlannerOptions(use_all_free=True, method=params["beamforming"],
                               partition=params["grouping"],

@@ -33,7 +33,7 @@ class HybridSolver:
 
     def solve(self, instance, ctx, params) -> SolveResult:
         inst = instance
-        holds = default_caching(inst)
+        holds = default_caching(inst, progress=ctx.progress)
         counts = np.array([len(inst.requesters(k)) for k in range(inst.n_blocks)])
         hot = counts > params["eps_hot"]
         cold_blocks = [int(k) for k in inst.requested_blocks if not hot[k]]

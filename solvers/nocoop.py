@@ -44,7 +44,7 @@ class NoCoopSolver:
 
     def solve(self, instance, ctx, params) -> SolveResult:
         inst = instance
-        holds = trimcaching_placement(inst, users_of_node_only=True)
+        holds = trimcaching_placement(inst, users_of_node_only=True, progress=ctx.progress)
         # own node only: no migration, one-node clusters; grouping off = one common beam as before
         opts = PlannerOptions(max_cluster=1, migration=False, method=params["beamforming"],
                               partition=params["grouping"],

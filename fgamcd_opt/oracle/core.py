@@ -178,6 +178,10 @@ class BeamformingOracle:
         self.misses = 0
         self.solve_time_s = 0.0
         self.monotone_repairs = 0  # solves a known subset's beams improved (module docstring)
+        # a time.monotonic() instant set by the runner during a time-limited solve (and by the
+        # bound for its own oracle): past it the optimising methods return closed-form MRT
+        # beams, and a solve running then stops its SCA; such answers are not memoised
+        self.deadline: float | None = None
 
     def clear(self) -> None:
         self._cache.clear()
@@ -200,7 +204,27 @@ class BeamformingOracle:
             return hit
         self.misses += 1
         t0 = time.perf_counter()
+        if self.deadline is not None and method in MONOTONE_METHODS:
+            left = self.deadline - time.monotonic()
+            if left <= 0 and len(users) > 1:  # out of time: closed form, not memoised
+                result = self._solve(inst, int(k), nodes, users, "mrt", {})
+                result.message = "time limit passed: closed-form MRT beams"
+                result.time_s = time.perf_counter() - t0
+                self.solve_time_s += result.time_s
+                return result
+            if method in ("fast", "nonrobust") and "time_limit" not in opts:
+                result = self._solve(inst, int(k), nodes, users, method,
+                                     {**opts, "time_limit": left})
+                if result.status == OracleStatus.ITERATION_LIMIT and "time" in result.message:
+                    result.time_s = time.perf_counter() - t0
+                    self.solve_time_s += result.time_s
+                    return result  # cut by the deadline: valid beams, not memoised
+                return self._finish(inst, k, nodes, users, method, opts, key, result, t0)
         result = self._solve(inst, int(k), nodes, users, method, opts)
+        return self._finish(inst, k, nodes, users, method, opts, key, result, t0)
+
+    def _finish(self, inst, k, nodes, users, method, opts, key, result, t0) -> BeamResult:
+        """Monotone repair (module docstring), timing and memo of a fresh solve."""
         if method in MONOTONE_METHODS:
             group = (inst.fingerprint, int(k), users, method, key[-1])
             result = self._monotone(inst, int(k), nodes, users, method, opts, result, group)

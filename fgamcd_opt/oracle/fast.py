@@ -211,14 +211,19 @@ def sca(
     max_iterations: int = 50,
     tol: float = 1e-5,
     template: _SocpTemplate | None = None,
+    stop_at: float | None = None,
 ) -> tuple[np.ndarray, float, int, str]:
-    """Run SCA from x0. Returns (x, objective, iterations, clarabel status of the last SOCP)."""
+    """Run SCA from x0 (no new SOCP after ``stop_at``, a ``time.perf_counter()`` instant).
+    Returns (x, objective, iterations, clarabel status of the last SOCP)."""
     template = template or _SocpTemplate(problem, t, floors)
     x = project_power(x0)
     best = _objective(problem, x, t)
     last_status = "none"
     it = 0
     for it in range(1, max_iterations + 1):  # noqa: B007 (returned after the loop)
+        if stop_at is not None and time.perf_counter() > stop_at:
+            last_status = "time_limit"
+            break
         sig = np.einsum("nvd,nd->v", problem.g.conj(), x)
         # phase of each user's current signal; any phase will do where the signal is zero
         phase = np.where(np.abs(sig) > 0, sig / np.maximum(np.abs(sig), 1e-300), 1.0)
@@ -259,6 +264,7 @@ def solve_fast(
     a solver error keeps the best valid iterate and reports NUMERICAL_FAILURE.
     """
     start_time = time.perf_counter()
+    stop_at = None if time_limit is None else start_time + time_limit
     t = np.ones(problem.n_users) if weights is None else np.asarray(weights, dtype=float)
     starts = ([init] if init is not None else []) + starting_points(
         problem, t, n_random=n_random_starts, seed=seed
@@ -269,7 +275,7 @@ def solve_fast(
     runs, total_it, statuses = [], 0, []
     for x0 in starts:
         x, obj, it, status = sca(problem, x0, t, floors, max_iterations=race_iterations, tol=tol,
-                                 template=template)
+                                 template=template, stop_at=stop_at)
         total_it += it
         statuses.append(status)
         runs.append((obj if _floors_met(problem, x, floors) else -np.inf, x, it))

@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from fgamcd_opt.caching import repair_storage
+from fgamcd_opt.errors import SolverRefusal
 from fgamcd_opt.jsonio import jsonable
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
@@ -46,6 +47,8 @@ from .certified import BoundOptions, certified_lower_bound, compute_bound
 # oracle-rated candidates until ORACLE_SHARE (one candidate per PB after), the oracle MILP
 # until the limit
 BOUND_SHARE = 0.5
+MAX_REQUESTED_PAIRS = 1_000_000  # larger instances are refused (their per-user bounds alone
+# would draw every pair's channel: 10^6 users request 1.6e7 pairs)
 PLANNER_SHARE = 0.65
 ORACLE_SHARE = 0.8
 
@@ -91,6 +94,11 @@ class MilpSolver:
 
     def solve(self, instance, ctx, params) -> SolveResult:
         inst = instance
+        pairs = int(inst.demand.sum())
+        if pairs > MAX_REQUESTED_PAIRS:
+            raise SolverRefusal(f"{pairs} requested (user, PB) pairs: the MILP's per-user rate "
+                                f"bounds need each pair's channel; at most "
+                                f"{MAX_REQUESTED_PAIRS} are accepted (docs/milp.md section 4)")
         if len(inst.requested_blocks) == 0:  # nobody requests anything: the empty plan is optimal
             return SolveResult(Plan.empty(inst.n_nodes, solver=self.name), SolveStatus.OPTIMAL,
                                "no requested PB", bound=0.0)

@@ -111,6 +111,7 @@ def _compute(inst, opts: BoundOptions, progress) -> BoundResult:
     budget = max(float(opts.time_limit_s), 0.0)
     end = start + budget
     oracle = BeamformingOracle("fast")
+    oracle.deadline = end  # an oracle call in a stage stops at the bound's end too
     data = milp.optimistic_data(inst, opts.max_cluster or None)
     excluded = data.excluded_pairs()
     stages: dict = {"optimistic_data_s": time.perf_counter() - t0}
