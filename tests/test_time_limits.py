@@ -94,3 +94,23 @@ def test_the_bound_is_the_same_whichever_solver_asks():
         assert (rec.gap is None) == (not math.isfinite(run.evaluation.total_delay_s))
         jsonschema.validate(rec.to_dict(), RUN_SCHEMA)
     assert rec.metadata["solver_bound_s"] == again  # milp's own, kept apart
+
+
+@pytest.mark.parametrize("name", ["trimcaching", "nocoop", "hybrid"])
+def test_pre_solve_stages_report_progress(tiny, name):
+    """The caching stage reports progress before the delivery planning does (a huge instance
+    spends minutes there: the progress bar must move from the start)."""
+    seen: list[str] = []
+    run_solver(tiny, get_solver(name), progress=lambda f, m: seen.append(m),
+               oracle=BeamformingOracle())
+    first_plan = next(i for i, m in enumerate(seen) if m.startswith("PB"))
+    assert any(m.startswith("caching") for m in seen[:first_plan]), seen[:5]
+
+
+def test_bound_stages_report_progress(tiny):
+    certified._MEMO.clear()
+    seen: list[tuple[float, str]] = []
+    certified.certified_lower_bound(tiny, time_limit_s=30.0, bound_workers=1,
+                                    progress=lambda f, m: seen.append((f, m)))
+    assert seen[0][1].startswith("bound") and seen[-1] == (1.0, "bound: done")
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen)

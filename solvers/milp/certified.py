@@ -156,8 +156,9 @@ def _compute(inst, opts: BoundOptions, progress) -> BoundResult:
                 cut = True
                 break
             stats = GroupBoundStats()
-            progress(min(0.99, (time.monotonic() - start) / max(budget, 1e-9)),
-                     f"bound: cluster round {len(info['cluster_bound_rounds']) + 1}")
+            done = len(info["cluster_bound_rounds"])
+            progress(FLOOR_SHARE + (1 - FLOOR_SHARE) * (done + 1) / (rounds + 1),
+                     f"bound: cluster round {done + 1}")
             n_up, secs = milp.refine_cluster_bounds(inst, data, out.assignment.choices, left,
                                                     refined, stats=stats, oracle=oracle,
                                                     workers=opts.workers)
