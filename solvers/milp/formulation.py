@@ -849,7 +849,7 @@ def _read_holds(mdl, data: MilpData, n_blocks: int) -> np.ndarray:
     return holds
 
 
-MILP_KILL_GRACE_S = 1.0  # a solver process still running this long after its deadline is killed
+MILP_KILL_GRACE_S = 3.0  # a solver process still running this long after its deadline is killed
 _FORKED_CALL: tuple | None = None  # the call a forked solver process runs (inherited, not pickled)
 
 
