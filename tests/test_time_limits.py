@@ -110,7 +110,7 @@ def test_pre_solve_stages_report_progress(tiny, name):
 def test_bound_stages_report_progress(tiny):
     certified._MEMO.clear()
     seen: list[tuple[float, str]] = []
-    certified.certified_lower_bound(tiny, time_limit_s=30.0, bound_workers=1,
+    certified.certified_lower_bound(tiny, time_limit_s=4.0, bound_workers=1,
                                     progress=lambda f, m: seen.append((f, m)))
     assert seen[0][1].startswith("bound") and seen[-1] == (1.0, "bound: done")
     assert [f for f, _ in seen] == sorted(f for f, _ in seen)
