@@ -153,15 +153,22 @@ class Evaluation:
             "eval_time_s": self.eval_time_s,
         }
 
-    def to_dict(self, inst: Instance) -> dict:
+    def to_dict(self, inst: Instance, max_items: int | None = None) -> dict:
         """Strict-JSON form: +inf (an incomplete total, a zero-rate unit's delay, an overflowing
-        power) becomes null."""
+        power) becomes null. ``max_items``: list at most that many violations, undelivered
+        pairs and units (the counts stay in the summary; ``truncated`` gives each list's full
+        length): a plan leaving 10^6 users unserved would otherwise list 1.6e7 pairs."""
         bid = [b.id for b in inst.repository.blocks]
+        cap = len if max_items is None else (lambda seq: min(len(seq), max_items))
+        lists = {"violations": self.violations, "undelivered": self.undelivered,
+                 "units": self.units}
+        truncated = {k: len(v) for k, v in lists.items() if cap(v) < len(v)}
         return jsonable({
             **self.summary(inst),
-            "violations": [v.to_dict(inst) for v in self.violations],
+            **({"truncated": truncated} if truncated else {}),
+            "violations": [v.to_dict(inst) for v in self.violations[:cap(self.violations)]],
             "undelivered": [{"user": inst.users.ids[u], "block": bid[k]}
-                            for u, k in self.undelivered],
+                            for u, k in self.undelivered[:cap(self.undelivered)]],
             "blocks": {
                 bid[k]: {"migration_s": self.block_migration_s.get(k, 0.0),
                          "broadcast_s": self.block_broadcast_s.get(k, 0.0)}
@@ -175,7 +182,7 @@ class Evaluation:
                  "delay_s": r.delay_s if np.isfinite(r.delay_s) else None,
                  "power_w": r.power_w.tolist(), "beams": r.beam_source,
                  "oracle_status": r.oracle_status}
-                for r in self.units
+                for r in self.units[:cap(self.units)]
             ],
         })
 
@@ -437,6 +444,7 @@ def _transmissions(prepared: list[tuple], violations: list[Violation]) -> list[t
     return tx
 
 
+EVAL_JSON_ITEMS = 100_000  # the CLIs list at most this many violations / pairs / units
 PAIR_BATCH = 65_536  # (transmission, user) pairs scored per call: bounds the padded arrays
 
 
@@ -526,19 +534,17 @@ def _unit_results(inst: Instance, tx, prepared, pair_rate, demand, violations):
 
 def _coverage(demand: np.ndarray, served: np.ndarray, violations: list[Violation]):
     """Requested (user, PB) pairs no unit serves (zero-rate pairs are reported as zero_rate)."""
-    zero_rate_pairs = {(u, k) for v in violations if v.kind == "zero_rate" for u in v.users
-                       for k in v.blocks}
     missing = demand & ~served
-    undelivered = [(int(u), int(k)) for u, k in zip(*np.nonzero(missing), strict=True)
-                   if (int(u), int(k)) not in zero_rate_pairs]
-    if undelivered:
-        by_user: dict[int, list[int]] = {}
-        for u, k in undelivered:
-            by_user.setdefault(u, []).append(k)
-        for u, ks in sorted(by_user.items()):
-            violations.append(Violation("undelivered", f"{len(ks)} requested PB(s) of this user "
-                                        "are delivered by no unit", users=(u,),
-                                        blocks=tuple(ks)))
+    for v in violations:
+        if v.kind == "zero_rate":
+            missing[np.ix_(list(v.users), list(v.blocks))] = False
+    uu, kk = np.nonzero(missing)  # row-major: by user, then PB (vectorised: 10^6 users)
+    undelivered = list(zip(uu.tolist(), kk.tolist(), strict=True))
+    starts = np.flatnonzero(np.r_[True, uu[1:] != uu[:-1]]).tolist() if uu.size else []
+    for a, b in zip(starts, [*starts[1:], int(uu.size)][:len(starts)], strict=True):
+        violations.append(Violation("undelivered", f"{b - a} requested PB(s) of this user "
+                                    "are delivered by no unit", users=(int(uu[a]),),
+                                    blocks=tuple(kk[a:b].tolist())))
     return undelivered
 
 

@@ -17,6 +17,7 @@ from fgamcd_opt.caching import coarse_caching
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
 from fgamcd_opt.planner import (
+    MESSAGE_USERS,
     BlockData,
     DeliveryResult,
     PlannerOptions,
@@ -71,8 +72,9 @@ class CoarseSolver:
         missing = sorted({u for k, us in out.undeliverable.items() if k not in out.skipped
                           for u in us})
         msg = (f"{len(missing)} user(s) request a model no node caches: "
-               + ", ".join(inst.users.ids[u] for u in missing[:50])
-               + (f" and {len(missing) - 50} more" if len(missing) > 50 else "")) \
+               + ", ".join(inst.users.ids[u] for u in missing[:MESSAGE_USERS])
+               + (f" and {len(missing) - MESSAGE_USERS} more" if len(missing) > MESSAGE_USERS
+                  else "")) \
             if missing else ""
         msg = "; ".join(filter(None, [msg, out.qos_message(inst), out.time_limit_message()]))
         plan.metadata["cached_models"] = [len(c) for c in copies]

@@ -28,7 +28,13 @@ import numpy as np
 from fgamcd_opt.caching import trimcaching_placement
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
-from fgamcd_opt.planner import BlockData, DeliveryResult, PlannerOptions, plan_transmissions
+from fgamcd_opt.planner import (
+    MESSAGE_USERS,
+    BlockData,
+    DeliveryResult,
+    PlannerOptions,
+    plan_transmissions,
+)
 from fgamcd_opt.solver import SolveResult, SolveStatus
 
 
@@ -95,8 +101,11 @@ class NoCoopSolver:
         plan = Plan.from_holds(holds, units=out.units, solver=self.name)
         msg = ""
         if missing:
+            named = sorted(missing)
             msg = (f"{len(missing)} user(s) lack PBs at their own node and are not served: "
-                   + ", ".join(inst.users.ids[u] for u in sorted(missing)))
+                   + ", ".join(inst.users.ids[u] for u in named[:MESSAGE_USERS])
+                   + (f" and {len(named) - MESSAGE_USERS} more" if len(named) > MESSAGE_USERS
+                      else ""))
         if qos:
             msg = "; ".join(filter(None, [msg, "QoS not met: " + "; ".join(qos)]))
         if hurried or skipped:

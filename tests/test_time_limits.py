@@ -114,3 +114,20 @@ def test_bound_stages_report_progress(tiny):
                                     progress=lambda f, m: seen.append((f, m)))
     assert seen[0][1].startswith("bound") and seen[-1] == (1.0, "bound: done")
     assert [f for f, _ in seen] == sorted(f for f, _ in seen)
+
+
+def test_evaluation_json_lists_are_capped_with_their_counts(tiny):
+    """A plan leaving 10^6 users unserved lists 1.6e7 pairs: the CLIs cap the JSON lists
+    (EVAL_JSON_ITEMS) and say so, the counts stay exact."""
+    from fgamcd_opt.evaluator import evaluate
+    from fgamcd_opt.plan import Plan
+
+    ev = evaluate(tiny, Plan.empty(tiny.n_nodes))
+    full = ev.to_dict(tiny)
+    cut = ev.to_dict(tiny, max_items=3)
+    assert "truncated" not in full and len(full["undelivered"]) == ev.summary(tiny)[
+        "undelivered_pairs"] > 3
+    assert cut["truncated"] == {"violations": len(ev.violations),
+                                "undelivered": len(ev.undelivered)}
+    assert cut["undelivered"] == full["undelivered"][:3] and len(cut["violations"]) == 3
+    assert cut["undelivered_pairs"] == full["undelivered_pairs"]

@@ -102,6 +102,7 @@ def cmd_solve(args) -> int:
 
     from .. import registry
     from ..errors import SolverRefusal
+    from ..evaluator import EVAL_JSON_ITEMS
     from ..instance_io import load_instance
     from ..jsonio import write_json_atomic
     from ..oracle import BeamformingOracle
@@ -158,7 +159,8 @@ def cmd_solve(args) -> int:
                               solver_params=rec.params)
         write_json_atomic(plan_path, plan_d, indent=None if not args.omit_beams else 1)
         write_json_atomic(ev_path, {"run": record,
-                                    "evaluation": run.evaluation.to_dict(inst)
+                                    "evaluation": run.evaluation.to_dict(
+                                        inst, max_items=EVAL_JSON_ITEMS)
                                     if run.evaluation is not None else None})
     write_json_atomic(run_path, record)
     written = [str(p) for p in ((plan_path, ev_path) if run.plan is not None else ())]
@@ -189,7 +191,7 @@ def _external_bound(inst, args, progress=None) -> tuple[float | None, dict | Non
 
 
 def cmd_eval(args) -> int:
-    from ..evaluator import evaluate
+    from ..evaluator import EVAL_JSON_ITEMS, evaluate
     from ..instance_io import load_instance
     from ..jsonio import write_json_atomic
     from ..oracle import BeamformingOracle
@@ -200,11 +202,11 @@ def cmd_eval(args) -> int:
     plan = load_plan(args.plan, inst)
     ev = evaluate(inst, plan, BeamformingOracle(args.beamforming))
     if args.json:
-        print(json.dumps(ev.to_dict(inst), indent=1))
+        print(json.dumps(ev.to_dict(inst, max_items=EVAL_JSON_ITEMS), indent=1))
     else:
         _print_evaluation(inst, ev, f"evaluation of {args.plan} on {inst.name}")
     if args.output:
-        write_json_atomic(args.output, ev.to_dict(inst))
+        write_json_atomic(args.output, ev.to_dict(inst, max_items=EVAL_JSON_ITEMS))
     return 0
 
 
