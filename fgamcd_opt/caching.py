@@ -18,7 +18,7 @@ import numpy as np
 from .bounds import link_amplitude_bound
 from .instance import Instance
 
-VALUE_SAMPLE_USERS = 256  # default_caching: larger requester sets are valued from a sample
+VALUE_SAMPLE_USERS = 64  # default_caching: larger requester sets are valued from a sample
 
 
 def default_caching(inst: Instance, progress=None) -> np.ndarray:

@@ -33,6 +33,7 @@ more), then zero-rate users, then delay.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -326,7 +327,8 @@ def plan_partition(inst: Instance, k: int, users, holders, oracle: BeamformingOr
         _, groups = best_partition(n, lambda m: _partition_cost(plans.get(m)))
     else:
         groups = _greedy_partition(n, plan, lambda g: _partition_cost(plans.get(g)),
-                                   lambda m: [i for i in range(n) if m >> i & 1], users)
+                                   lambda m: [i for i in range(n) if m >> i & 1], users,
+                                   stop=lambda: _late(oracle))
     parts = [plans[g] for g in groups]
     if len(parts) > 1:
         # send the groups in turn, a later group reusing copies migrated for an earlier one
@@ -341,6 +343,13 @@ def plan_partition(inst: Instance, k: int, users, holders, oracle: BeamformingOr
     return _split_unreachable(inst, k, parts, holders, oracle, options, received, sources, bd)
 
 
+def _late(oracle) -> bool:
+    """Past the oracle's deadline (a time-limited solve's hard stop, set by the runner): stop
+    splitting and improving groups; the users not covered yet are left undelivered."""
+    deadline = getattr(oracle, "deadline", None)
+    return deadline is not None and time.monotonic() > deadline
+
+
 def _split_unreachable(inst, k, parts, holders, oracle, options, received, sources, bd):
     """Users a group's common beam leaves at worst-case rate 0 are served alone (robust MRT,
     the single-user optimum) and the rest of the group re-planned, as without partitions; kept
@@ -351,7 +360,7 @@ def _split_unreachable(inst, k, parts, holders, oracle, options, received, sourc
     out = []
     for p in parts:
         dead = set(p.beam.zero_rate_users) if p is not None else set()
-        if not dead or len(p.users) == 1:
+        if not dead or len(p.users) == 1 or _late(oracle):
             out.append(p)
             continue
         alive = tuple(u for u in p.users if u not in dead)
@@ -359,8 +368,12 @@ def _split_unreachable(inst, k, parts, holders, oracle, options, received, sourc
         if alive:
             pieces += plan_partition(inst, k, alive, holders, oracle, options, received,
                                      sources, bd)
-        pieces += [plan_group(inst, k, (u,), holders, oracle, options, received=received,
-                              sources=sources, block_data=bd) for u in sorted(dead)]
+        for u in sorted(dead):
+            if _late(oracle):
+                pieces.append(None)  # out of time: keep the common group
+                break
+            pieces.append(plan_group(inst, k, (u,), holders, oracle, options,
+                                     received=received, sources=sources, block_data=bd))
         if not pieces or any(q is None for q in pieces):
             out.append(p)
             continue
@@ -381,13 +394,15 @@ def _split_unreachable(inst, k, parts, holders, oracle, options, received, sourc
     return out
 
 
-def _greedy_partition(n: int, plan, cost, idx, users) -> list[int]:
+def _greedy_partition(n: int, plan, cost, idx, users, stop=lambda: False) -> list[int]:
     """Heuristic for large groups: from the whole group, repeatedly take the group with the
     largest cost, move its bottleneck user (lowest worst-case rate in its beam) to a new group of
     its own or into another group, keep the best move if it lowers the total cost; stop when no
-    move helps (at most n rounds)."""
+    move helps (at most n rounds), or when ``stop()``."""
     groups = [(1 << n) - 1]
     for _ in range(n):
+        if stop():
+            break
         worst = max(groups, key=cost)
         g = plan(worst)
         if g is None or bin(worst).count("1") < 2:
@@ -442,6 +457,8 @@ def plan_transmissions(inst: Instance, k: int, users, holders, oracle: Beamformi
                                     sources, bd)
         received |= {m.dst for p in parts for m in p.migrations}
     for u in sorted(dead):
+        if _late(oracle):  # out of time: the users not planned yet are left undelivered
+            break
         part = plan_group(inst, k, (u,), holders, oracle, options, received=received,
                           sources=sources, block_data=bd)
         parts.append(part)
@@ -484,6 +501,10 @@ def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
         if not parts:
             out.undeliverable[int(k)] = tuple(int(u) for u in users)
             continue
+        left = set(int(u) for u in users) - {u for g in parts for u in g.users}
+        if left:  # the time limit stopped the PB's planning half way
+            out.undeliverable[int(k)] = tuple(sorted(left))
+            out.skip(int(k), sorted(left))
         out.note_qos(inst, int(k), parts, holders, options.migration)
         for g in parts:
             mode = "unicast" if len(parts) > 1 and len(g.users) == 1 else "broadcast"

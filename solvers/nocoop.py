@@ -109,7 +109,7 @@ class NoCoopSolver:
         if qos:
             msg = "; ".join(filter(None, [msg, "QoS not met: " + "; ".join(qos)]))
         if hurried or skipped:
-            msg = "; ".join(filter(None, [msg, f"time limit reached: {hurried - skipped} PB(s) "
+            msg = "; ".join(filter(None, [msg, f"time limit reached: {max(hurried - skipped, 0)} PB(s) "
                                           "beamformed with MRT (closed form), one group per "
                                           "cell" + (f", {skipped} PB(s) not planned (left "
                                                     "undelivered)" if skipped else "")]))
