@@ -80,7 +80,8 @@ class FullCompSolver:
             f"{len(missing)} requested PB(s) cached nowhere" if missing else "",
             out.qos_message(inst)]))
         if hurried or skipped:
-            msg = "; ".join(filter(None, [msg, f"time limit reached: {max(hurried - skipped, 0)} PB(s) "
+            mrt = max(hurried - skipped, 0)  # PBs planned between the limit and the stop
+            msg = "; ".join(filter(None, [msg, f"time limit reached: {mrt} PB(s) "
                                           "beamformed with MRT, one group per PB"
                                           + (f", {skipped} PB(s) not planned (left "
                                              "undelivered)" if skipped else "")]))

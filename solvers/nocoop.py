@@ -109,7 +109,8 @@ class NoCoopSolver:
         if qos:
             msg = "; ".join(filter(None, [msg, "QoS not met: " + "; ".join(qos)]))
         if hurried or skipped:
-            msg = "; ".join(filter(None, [msg, f"time limit reached: {max(hurried - skipped, 0)} PB(s) "
+            mrt = max(hurried - skipped, 0)  # PBs planned between the limit and the stop
+            msg = "; ".join(filter(None, [msg, f"time limit reached: {mrt} PB(s) "
                                           "beamformed with MRT (closed form), one group per "
                                           "cell" + (f", {skipped} PB(s) not planned (left "
                                                     "undelivered)" if skipped else "")]))
