@@ -170,12 +170,13 @@ def attach_bound(run: Run, bound_s: float | None, info: dict | None = None) -> R
     valid = bound_s is not None and math.isfinite(bound_s)
     if info is not None:
         metadata["bound_info"] = jsonable(info)
-    bound = bound_s if valid else None
-    gap, note = gap_to_bound(run.evaluation, bound)
+    if not valid:  # no external bound: the record keeps the solver's own, if any
+        return Run(replace(rec, metadata={**rec.metadata, **metadata}), run.result,
+                   run.evaluation)
+    gap, note = gap_to_bound(run.evaluation, bound_s)
     if note:
         metadata["bound_warning"] = note
-    rec = replace(rec, bound_s=bound, bound_source="external" if valid else None, gap=gap,
-                  metadata=metadata)
+    rec = replace(rec, bound_s=bound_s, bound_source="external", gap=gap, metadata=metadata)
     return Run(rec, run.result, run.evaluation)
 
 
