@@ -72,11 +72,21 @@ class _ProgressBar:
     def __init__(self, enabled: bool, desc: str):
         self.bar = None
         if enabled:
+            import threading
+
             from tqdm import tqdm
 
             self.bar = tqdm(total=1000, desc=desc, unit="", leave=False,
                             bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"
                                        " {postfix}")
+            # the elapsed time keeps moving through stages that report nothing for a while
+            # (reading a 10^6-user instance, scoring the plan)
+            self._done = threading.Event()
+            threading.Thread(target=self._tick, daemon=True).start()
+
+    def _tick(self) -> None:
+        while not self._done.wait(1.0):
+            self.bar.refresh()
 
     def __call__(self, fraction: float, message: str) -> None:
         if self.bar is not None:
@@ -94,6 +104,7 @@ class _ProgressBar:
 
     def close(self) -> None:
         if self.bar is not None:
+            self._done.set()
             self.bar.close()
 
 
