@@ -35,8 +35,8 @@ from .problem import BeamProblem, project_power
 _SETTINGS_CACHE: dict = {}
 
 
-def _settings(max_iter: int = 100) -> clarabel.DefaultSettings:
-    s = _SETTINGS_CACHE.get(max_iter)
+def _settings(max_iter: int = 100, limit: float | None = None) -> clarabel.DefaultSettings:
+    s = _SETTINGS_CACHE.get(max_iter) if limit is None else None
     if s is None:
         s = clarabel.DefaultSettings()
         s.verbose = False
@@ -44,7 +44,10 @@ def _settings(max_iter: int = 100) -> clarabel.DefaultSettings:
         s.tol_gap_abs = 1e-7
         s.tol_gap_rel = 1e-7
         s.tol_feas = 1e-8
-        _SETTINGS_CACHE[max_iter] = s
+        if limit is None:
+            _SETTINGS_CACHE[max_iter] = s
+        else:
+            s.time_limit = limit
     return s
 
 
@@ -154,8 +157,9 @@ class _SocpTemplate:
         self.P, self.q = st.P, st.q
         self.cones = list(st.cones)
 
-    def solve(self, g_rot: np.ndarray):
-        """One SOCP with user channels already rotated by e^{j phi_u}: g_rot (p, v, d)."""
+    def solve(self, g_rot: np.ndarray, time_limit: float | None = None):
+        """One SOCP with user channels already rotated by e^{j phi_u}: g_rot (p, v, d);
+        ``time_limit`` (s): Clarabel stops there (a huge group under a run's time limit)."""
         p, v, d = self.p, self.v, self.d
         # Re(g^H x) = Re(g) . Re(x) + Im(g) . Im(x); column 2 d n + j of x_n, row u
         lin = np.stack([g_rot.real, g_rot.imag], axis=1).transpose(0, 1, 3, 2)
@@ -163,7 +167,10 @@ class _SocpTemplate:
         np.negative(lin, out=self._x_user[:, :v])
         if self.has_floors:
             np.negative(lin, out=self._x_user[:, v:2 * v])
-        solver = clarabel.DefaultSolver(self.P, self.q, self.A, self.b, self.cones, _settings())
+        settings = _settings()
+        if time_limit is not None:
+            settings = _settings(limit=max(float(time_limit), 1e-3))
+        solver = clarabel.DefaultSolver(self.P, self.q, self.A, self.b, self.cones, settings)
         sol = solver.solve()
         z = np.asarray(sol.x)
         xr = z[: 2 * p * d].reshape(p, 2, d)
@@ -228,7 +235,9 @@ def sca(
         # phase of each user's current signal; any phase will do where the signal is zero
         phase = np.where(np.abs(sig) > 0, sig / np.maximum(np.abs(sig), 1e-300), 1.0)
         try:
-            x_new, last_status, _ = template.solve(problem.g * phase[None, :, None])
+            g_rot = problem.g * phase[None, :, None]
+            x_new, last_status, _ = (template.solve(g_rot) if stop_at is None else
+                                     template.solve(g_rot, stop_at - time.perf_counter()))
         except Exception as exc:  # Clarabel raises on malformed numerics; keep the iterate
             last_status = f"error: {exc}"
             break
