@@ -42,6 +42,17 @@ inst = generate("paper-default")
 print("READY", flush=True)
 run_solver(inst, get_solver("maasn"), {"workers": 2}, debug=True)
 """,
+    # the MILP's solver process (formulation.solve_milp)
+    "milp": SLOW + """
+from fgamcd_opt import generate
+from fgamcd_solvers.milp import formulation as milp
+milp._solve_milp_here = slow
+inst = generate("tiny", seed=1)
+data = milp.optimistic_data(inst)
+print("READY", flush=True)
+for _ in range(2):  # a second one while the first is killed with its parent
+    milp.solve_milp(data, inst.n_blocks)
+""",
     # the sweep's local executor (spawned workers)
     "sweep": """
 import time
@@ -52,6 +63,9 @@ for _ in ex.map_unordered(time.sleep, [120, 120], lambda item, exc: None):
     pass
 """,
 }
+
+
+NEEDED = {"milp": 1}  # worker processes each case starts
 
 
 def _children(pid: int) -> set[int]:
@@ -85,13 +99,13 @@ def test_workers_exit_when_the_parent_is_killed(case, tmp_path):
     try:
         assert parent.stdout.readline().strip() == "READY"
         t0 = time.monotonic()
-        while len(workers) < 2 and time.monotonic() - t0 < 60:
+        while len(workers) < NEEDED.get(case, 2) and time.monotonic() - t0 < 60:
             time.sleep(0.2)
             # a spawned pool also runs a resource tracker: keep only the pool's workers
             workers = {p for p in _children(parent.pid)
                        if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes()
                        .decode(errors="replace")}
-        assert len(workers) >= 2, f"{case}: the workers did not start"
+        assert len(workers) >= NEEDED.get(case, 2), f"{case}: the workers did not start"
         time.sleep(1.0)  # the workers are inside their (sleeping) tasks
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=10)
