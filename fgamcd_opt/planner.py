@@ -531,7 +531,12 @@ def plan_unicast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
             opts = quick_options(options)
             out.hurried.append(int(k))
         bd = BlockData(inst, int(k))
-        for u in inst.requesters(k):
+        req = inst.requesters(k)
+        for j, u in enumerate(req):
+            if ctx is not None and ctx.must_stop():  # out of time in a huge PB: its other
+                out.skip(int(k), (*out.undeliverable.get(int(k), ()),  # users stay undelivered
+                                  *(int(v) for v in req[j:])))
+                break
             g = plan_group(inst, int(k), (u,), holders, oracle, opts, received=received,
                            block_data=bd)
             if g is None:
