@@ -135,9 +135,9 @@ def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle
     best = min((solve((n,), [], 0.0) for n in singles[: max(options.screen, 1)]),
                key=lambda g: g.key)
 
-    # 2. growth
+    # 2. growth (not past the oracle's deadline: each call on a huge group draws its channels)
     cap = inst.n_nodes if options.max_cluster <= 0 else min(options.max_cluster, inst.n_nodes)
-    while len(best.nodes) < cap:
+    while len(best.nodes) < cap and not _late(oracle):
         cands = []
         for m in range(inst.n_nodes):
             if m in best.nodes:
@@ -203,10 +203,11 @@ class DeliveryResult:
         return text
 
     def skip(self, k: int, users) -> None:
-        """Leave PB k unplanned (out of time): its requesters are undelivered."""
+        """Leave PB k unplanned (out of time): its requesters are undelivered (kept as an
+        array: a huge instance skips 1.6e7 (user, PB) pairs)."""
         if int(k) not in self.skipped:
             self.skipped.append(int(k))
-        self.undeliverable[int(k)] = tuple(int(u) for u in users)
+        self.undeliverable[int(k)] = np.asarray(users, dtype=np.int64)
 
     def qos_message(self, inst: Instance) -> str:
         """'' when every planned group meets QoS, else which users miss it and why."""
@@ -244,7 +245,9 @@ class DeliveryResult:
     def undelivered_message(self, inst: Instance) -> str:
         """'' when every requester is served, else which PBs and users are not (for the
         solver's result message: undelivered users are reported, never dropped silently)."""
-        users = sorted({u for us in self.undeliverable.values() for u in us})
+        users = np.unique(np.concatenate([np.asarray(us, dtype=np.int64).ravel()
+                                          for us in self.undeliverable.values()]
+                                         or [np.zeros(0, dtype=np.int64)])).tolist()
         if not users:
             return ""
         nowhere = len(set(self.undeliverable) - set(self.skipped))
@@ -540,8 +543,7 @@ def plan_unicast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
             g = plan_group(inst, int(k), (u,), holders, oracle, opts, received=received,
                            block_data=bd)
             if g is None:
-                out.undeliverable.setdefault(int(k), ())
-                out.undeliverable[int(k)] += (int(u),)
+                out.undeliverable[int(k)] = (*out.undeliverable.get(int(k), ()), int(u))
                 continue
             received.update(m.dst for m in g.migrations)
             out.add(g, mode="unicast", beamforming=options.method)

@@ -52,7 +52,7 @@ class CoarseSolver:
                 use = opts
                 if ctx.should_stop():  # past the limit: quick fallback, then nothing
                     if ctx.must_stop():
-                        out.skip(k, out.undeliverable.get(k, ()) + users)
+                        out.skip(k, (*out.undeliverable.get(k, ()), *users))
                         continue
                     use = quick
                     if k not in out.hurried:
@@ -62,7 +62,7 @@ class CoarseSolver:
                 parts = plan_transmissions(inst, k, users, holders, ctx.oracle, use,
                                            block_data=block_data[k]) if holders else []
                 if not parts:
-                    out.undeliverable[k] = out.undeliverable.get(k, ()) + users
+                    out.undeliverable[k] = (*out.undeliverable.get(k, ()), *users)
                     continue
                 out.note_qos(inst, k, parts, holders, opts.migration)
                 for g in parts:
