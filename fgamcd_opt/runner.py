@@ -121,6 +121,7 @@ def run_solver(inst: Instance, solver_cls, params: dict | None = None, seed: int
     ctx = SolveContext(oracle=oracle, seed=seed, time_limit_s=time_limit_s,
                        progress_callback=progress)
     t0 = time.perf_counter()
+    oracle.begin_run()  # this run's answers depend on its own questions only
     before = oracle.deadline
     if time_limit_s is not None:  # the oracle stops optimising FALLBACK_S past the limit
         oracle.deadline = ctx.deadline() + FALLBACK_S

@@ -61,3 +61,19 @@ def test_random_node_adding_probes_never_lose_rate(instances, which, pick, order
         if best is not None:
             assert rank(res) >= best, (k, order[:i], rank(res), best)
         best = rank(res) if best is None else max(best, rank(res))
+
+
+def test_a_run_does_not_depend_on_what_other_runs_asked_the_shared_oracle():
+    """A sweep shares one oracle between the solvers of a grid point: the monotone answers are
+    per run (begin_run), so a solver's plan is the same as with an oracle of its own."""
+    from fgamcd_opt import get_solver, run_solver
+
+    inst = generate("tiny", seed=2, n_nodes=5)
+    shared = BeamformingOracle()
+    run_solver(inst, get_solver("hybrid"), oracle=shared)
+    assert shared.monotone_repairs > 0  # the first run did repair answers
+    after = run_solver(inst, get_solver("trimcaching"), oracle=shared)
+    alone = run_solver(inst, get_solver("trimcaching"), oracle=BeamformingOracle())
+    assert after.record.total_delay_s == alone.record.total_delay_s
+    assert [u.beams.tobytes() for u in after.plan.units] == [
+        u.beams.tobytes() for u in alone.plan.units]

@@ -22,14 +22,17 @@ node set S padded with zero beams for the other nodes of a superset S' are beams
 exactly the same worst-case rates (a silent node adds no signal and no error margin), so the
 optimum can only grow with the node set; a local method can still miss it (issue 22: llm-13b,
 PB k123 to u0 and u18, nodes (0, 2, 3, 5) reach 2.21 Mbps while adding node 4 returned
-2.5e-17 W beams at 0 bps, "converged"). So when S' is first solved, the best result this oracle
-knows for a subset S of S' (same PB, users, method and options) is compared with it, by
-(QoS met, then exact worst-case min rate); if the subset's is better, S' is solved again with
-the subset's beams padded with zeros as an extra SCA start (``fast``, ``nonrobust``), and the
-best of the two solves and the padded beams themselves is returned. A superset's answer is
-therefore never worse than any subset's known when it is first solved (tested with random
-node-adding probes); a subset solved later does not change a memoised superset (the memo stays
-a pure cache of what was returned).
+2.5e-17 W beams at 0 bps, "converged"). So when a run first asks for S', the best answer the
+run got for a subset S of S' (same PB, users, method and options) is compared with the plain
+solve of S', by (QoS met, then exact worst-case min rate); if the subset's is better, S' is
+also solved with the subset's beams padded with zeros as an extra SCA start (``fast``,
+``nonrobust``), and the best of the two solves and the padded beams themselves is the answer.
+A superset's answer is therefore never worse than any subset's the run already got (tested
+with random node-adding probes). A question asked again in the run gets the same answer. The
+memo shared by every run of this oracle holds the plain solves (and the warm-started ones,
+functions of the subproblem and the subset's beams), and ``begin_run`` (called by the runner)
+forgets the previous run's answers: a run's answers depend on its own questions only, not on
+what other solvers sharing the oracle asked before.
 """
 
 from __future__ import annotations
@@ -170,10 +173,13 @@ class BeamformingOracle:
         self.method = method
         self.options = options
         self.cache_size = cache_size
-        self._cache = LRU(cache_size)
-        # (instance, PB, users, method, options) -> {nodes: best BeamResult known}: the subsets
-        # a superset is compared with (module docstring, "monotone in the nodes")
+        self._cache = LRU(cache_size)  # plain solves, shared by every run of this oracle
+        # this run's answers (a question asked twice gets the same answer) and, per (instance,
+        # PB, users, method, options), the node sets it answered: the subsets a superset is
+        # compared with (module docstring, "monotone in the nodes"); both reset by begin_run
+        self._answers = LRU(cache_size)
         self._known = LRU(min(KNOWN_GROUPS, cache_size))
+        self._warm = LRU(min(KNOWN_GROUPS, cache_size))  # warm-started solves (pure)
         self.hits = 0
         self.misses = 0
         self.solve_time_s = 0.0
@@ -185,7 +191,9 @@ class BeamformingOracle:
 
     def clear(self) -> None:
         self._cache.clear()
+        self._answers.clear()
         self._known.clear()
+        self._warm.clear()
 
     def solve(self, inst: Instance, k: int, nodes, users, method: str | None = None,
               **options) -> BeamResult:
@@ -198,44 +206,58 @@ class BeamformingOracle:
         nodes = tuple(int(n) for n in nodes)
         users = tuple(int(u) for u in users)
         key = (inst.fingerprint, int(k), nodes, users, method, tuple(sorted(opts.items())))
-        hit = self._cache.get(key)
-        if hit is not None:
+        answer = self._answers.get(key)  # what this run got before: the same answer again
+        if answer is not None:
             self.hits += 1
-            return hit
-        self.misses += 1
+            return answer
         t0 = time.perf_counter()
-        if self.deadline is not None and method in MONOTONE_METHODS:
-            left = self.deadline - time.monotonic()
-            if left <= 0 and len(users) > 1:  # out of time: closed form, not memoised
-                result = self._solve(inst, int(k), nodes, users, "mrt", {})
-                result.message = "time limit passed: closed-form MRT beams"
-                result.time_s = time.perf_counter() - t0
-                self.solve_time_s += result.time_s
-                return result
-            if method in ("fast", "nonrobust") and "time_limit" not in opts:
-                result = self._solve(inst, int(k), nodes, users, method,
-                                     {**opts, "time_limit": left})
-                if result.status == OracleStatus.ITERATION_LIMIT and "time" in result.message:
-                    result.time_s = time.perf_counter() - t0
-                    self.solve_time_s += result.time_s
-                    return result  # cut by the deadline: valid beams, not memoised
-                return self._finish(inst, k, nodes, users, method, opts, key, result, t0)
-        result = self._solve(inst, int(k), nodes, users, method, opts)
-        return self._finish(inst, k, nodes, users, method, opts, key, result, t0)
-
-    def _finish(self, inst, k, nodes, users, method, opts, key, result, t0) -> BeamResult:
-        """Monotone repair (module docstring), timing and memo of a fresh solve."""
+        plain = self._cache.get(key)  # the plain solve, shared by every run of this oracle
+        if plain is not None:
+            self.hits += 1
+        else:
+            self.misses += 1
+            plain, memo = self._plain(inst, int(k), nodes, users, method, opts)
+            if not memo:  # cut by the deadline: valid beams, neither memoised nor compared
+                plain.time_s = time.perf_counter() - t0
+                self.solve_time_s += plain.time_s
+                return plain
+            plain.time_s = time.perf_counter() - t0
+            self._cache.put(key, plain)
+        result = plain
         if method in MONOTONE_METHODS:
             group = (inst.fingerprint, int(k), users, method, key[-1])
-            result = self._monotone(inst, int(k), nodes, users, method, opts, result, group)
-        result.time_s = time.perf_counter() - t0
-        self.solve_time_s += result.time_s
-        self._cache.put(key, result)
+            result = self._monotone(inst, int(k), nodes, users, method, opts, plain, group, key)
+        self.solve_time_s += time.perf_counter() - t0
+        self._answers.put(key, result)
         return result
 
-    def _monotone(self, inst, k, nodes, users, method, opts, result, group) -> BeamResult:
-        """The better of ``result`` and what the best known subset of ``nodes`` gives (module
-        docstring); remembers the answer for later supersets."""
+    def begin_run(self) -> None:
+        """Start a run (the runner calls it): forget the answers and known subsets of earlier
+        runs, so that a run's answers depend only on its own questions, not on what other
+        solvers sharing this oracle (a sweep's grid point) asked before. The plain solves stay
+        memoised."""
+        self._answers.clear()
+        self._known.clear()
+
+    def _plain(self, inst, k, nodes, users, method, opts) -> tuple[BeamResult, bool]:
+        """A solve of this subproblem alone, and whether it may be memoised (not when the
+        deadline cut it: then closed-form MRT past it, or the SCA stopped at it)."""
+        if self.deadline is not None and method in MONOTONE_METHODS:
+            left = self.deadline - time.monotonic()
+            if left <= 0 and len(users) > 1:  # out of time: closed form
+                result = self._solve(inst, k, nodes, users, "mrt", {})
+                result.message = "time limit passed: closed-form MRT beams"
+                return result, False
+            if method in ("fast", "nonrobust") and "time_limit" not in opts:
+                result = self._solve(inst, k, nodes, users, method, {**opts, "time_limit": left})
+                cut = result.status == OracleStatus.ITERATION_LIMIT and "time" in result.message
+                return result, not cut
+        return self._solve(inst, k, nodes, users, method, opts), True
+
+    def _monotone(self, inst, k, nodes, users, method, opts, plain, group, key) -> BeamResult:
+        """The better of the plain solve and what the best subset of ``nodes`` this run knows
+        gives (module docstring); remembers the answer for later supersets. The warm-started
+        solve is a function of the subproblem and the subset's beams, so it is memoised too."""
         known = self._known.get(group)
         if known is None:
             known = {}
@@ -246,16 +268,22 @@ class BeamformingOracle:
             if len(sub) < len(nodes) and here.issuperset(sub) and (
                     best is None or _rank(res) > _rank(best)):
                 best = res
-        if best is not None and _rank(best) > _rank(result):
-            rows = [nodes.index(n) for n in best.nodes]
-            x0 = np.zeros((len(nodes), inst.antennas), dtype=complex)
-            x0[rows] = best.beams / np.sqrt(inst.nodes.power_max_w[list(best.nodes)])[:, None]
-            padded = self._padded(inst, k, nodes, users, method, best)
-            candidates = [result, padded]
+        result = plain
+        if best is not None and _rank(best) > _rank(plain):
+            candidates = [plain, self._padded(inst, k, nodes, users, method, best)]
             if method in ("fast", "nonrobust"):
-                candidates.append(self._solve(inst, k, nodes, users, method, opts, init=x0))
+                wkey = (key, best.nodes, best.beams.tobytes())
+                warm = self._warm.get(wkey)
+                if warm is None:
+                    rows = [nodes.index(n) for n in best.nodes]
+                    x0 = np.zeros((len(nodes), inst.antennas), dtype=complex)
+                    x0[rows] = best.beams / np.sqrt(
+                        inst.nodes.power_max_w[list(best.nodes)])[:, None]
+                    warm = self._solve(inst, k, nodes, users, method, opts, init=x0)
+                    self._warm.put(wkey, warm)
+                candidates.append(warm)
             result = max(candidates, key=_rank)  # ties: the first (the plain solve)
-            self.monotone_repairs += int(result is not candidates[0])
+            self.monotone_repairs += int(result is not plain)
         known[nodes] = result
         return result
 
