@@ -20,25 +20,38 @@ import numpy as np
 from .bounds import link_amplitude_bound
 from .instance import Instance
 
+VALUE_SAMPLE_USERS = 64  # default_caching: larger requester sets are valued from a sample
 
-def default_caching(inst: Instance) -> np.ndarray:
+
+def default_caching(inst: Instance, progress=None) -> np.ndarray:
     """The planner's default caching a_n(k) (N, K) for solvers that only decide delivery.
 
     Value of PB k at node n = sum over its requesters of node n's share of the user's rate bound
     (how much n can contribute to serving k). First every requested PB gets one copy, largest
     PBs first, at the most valuable node that still has room (so nothing requested is cached
     nowhere while storage remains); then PBs are added by value per byte while storage lasts.
-    Deterministic; ties broken by index.
+    Deterministic; ties broken by index. A PB with more than ``VALUE_SAMPLE_USERS`` requesters
+    is valued from that many evenly spaced ones, scaled to the whole set (each rate bound needs
+    the user's channel: 10^6 users request 1.6e7 (user, PB) pairs). ``progress(fraction,
+    message)``, if given, hears about each PB.
     """
     n_nodes = inst.n_nodes
     holds = np.zeros((n_nodes, inst.n_blocks), dtype=bool)
     free = inst.nodes.storage_bytes.astype(float).copy()
     sizes = inst.repository.sizes.astype(float)
     value = np.zeros((n_nodes, inst.n_blocks))
-    for k in inst.requested_blocks:
-        link = link_amplitude_bound(inst, int(k), inst.requesters(k))  # (N, v)
+    blocks = inst.requested_blocks
+    for i, k in enumerate(blocks):
+        if progress is not None:
+            progress(i / len(blocks), f"caching: PB {i}/{len(blocks)}")
+        req = inst.requesters(k)
+        sample = req
+        if len(req) > VALUE_SAMPLE_USERS:
+            sample = req[np.unique(np.linspace(0, len(req) - 1, VALUE_SAMPLE_USERS).round()
+                                   .astype(np.int64))]
+        link = link_amplitude_bound(inst, int(k), sample)  # (N, v)
         share = link / np.maximum(link.sum(axis=0, keepdims=True), 1e-300)
-        value[:, k] = share.sum(axis=1)
+        value[:, k] = share.sum(axis=1) * (len(req) / max(len(sample), 1))
     for k in sorted((int(k) for k in inst.requested_blocks), key=lambda k: (-sizes[k], k)):
         for n in sorted(range(n_nodes), key=lambda n: (-value[n, k], n)):
             if sizes[k] <= free[n]:
@@ -96,47 +109,71 @@ def cooperating_sets(inst) -> list[np.ndarray]:
     return out
 
 
+def _reach(inst, coop, users_of_node_only: bool) -> np.ndarray:
+    """(N, U) bool: node n is in user u's cooperating set (or is u's node)."""
+    node = np.asarray(inst.users.node, dtype=np.int64)
+    if users_of_node_only:
+        reach = np.zeros((inst.n_nodes, inst.n_users), dtype=bool)
+        reach[node, np.arange(inst.n_users)] = True
+        return reach
+    if coop is None:  # cooperating_sets, vectorised: own node or within the radius of it
+        near = np.asarray(inst.info_exchange, dtype=bool) | np.eye(inst.n_nodes, dtype=bool)
+        return near[node].T.copy()
+    reach = np.zeros((inst.n_nodes, inst.n_users), dtype=bool)
+    for u in range(inst.n_users):
+        reach[coop[u], u] = True
+    return reach
+
+
 def trimcaching_placement(inst, coop: list[np.ndarray] | None = None,
-                          users_of_node_only: bool = False) -> np.ndarray:
+                          users_of_node_only: bool = False, progress=None) -> np.ndarray:
     """The greedy hit-ratio placement; returns a_n(k) as an (N, K) bool array.
 
     ``users_of_node_only``: a user counts only for its own node (no cooperation), which is the
-    caching rule of the no-cooperation baseline.
+    caching rule of the no-cooperation baseline. Each step takes the (node n, model j) of
+    largest gain per added byte (gain = not-yet-hit users of j whose cooperating set holds n),
+    ties by larger gain, then smaller n, then smaller j; the gains are kept per (model, node)
+    and updated as users get hit, so a step costs O(J N K) whatever U. ``progress``: called
+    per step.
     """
     rep = inst.repository
     sizes = rep.sizes.astype(np.int64)
-    coop = coop or cooperating_sets(inst)
     holds = np.zeros((inst.n_nodes, inst.n_blocks), dtype=bool)
     free = inst.nodes.storage_bytes.astype(np.int64).copy()
+    reach = _reach(inst, coop, users_of_node_only)
+    model = np.asarray(inst.users.model, dtype=np.int64)
+    n_models = rep.n_models
     hit = np.zeros(inst.n_users, dtype=bool)
-    reach = np.zeros((inst.n_nodes, inst.n_users), dtype=bool)  # n in coop set of u
-    for u in range(inst.n_users):
-        if users_of_node_only:
-            reach[inst.users.node[u], u] = True
-        else:
-            reach[coop[u], u] = True
+    # gains[j, n]: users of model j not hit yet whose cooperating set holds n
+    gains = np.stack([np.bincount(model[reach[n]], minlength=n_models)
+                      for n in range(inst.n_nodes)], axis=1).astype(np.int64)
+    member = np.zeros((n_models, inst.n_blocks), dtype=np.int64)  # PB k in model j
+    for j, m in enumerate(rep.models):
+        member[j, list(m.blocks)] = 1
     models = [np.asarray(m.blocks) for m in rep.models]
+    j_idx, n_idx = np.meshgrid(np.arange(n_models), np.arange(inst.n_nodes), indexing="ij")
+    step = 0
     while True:
-        best = None
-        for j in np.unique(inst.users.model[~hit]):
-            waiting = (~hit) & (inst.users.model == j)
-            gains = (reach[:, waiting]).sum(axis=1)  # per node
-            for n in np.flatnonzero(gains > 0):
-                need = models[j][~holds[n, models[j]]]
-                added = int(sizes[need].sum())
-                if added > free[n]:
-                    continue
-                score = np.inf if added == 0 else gains[n] / added
-                key = (score, int(gains[n]), -int(n), -int(j))
-                if best is None or key > best[0]:
-                    best = (key, int(n), int(j), need, added)
-        if best is None:
+        added = member @ (sizes[:, None] * ~holds.T)  # (J, N) bytes a placement would add
+        ok = (gains > 0) & (added <= free[None, :])
+        if not ok.any():
             break
-        _, n, j, need, added = best
+        with np.errstate(divide="ignore"):
+            score = np.where(added == 0, np.inf, gains / np.maximum(added, 1))
+        cj, cn = j_idx[ok], n_idx[ok]
+        # the largest (score, gain, -n, -j): lexsort's last key is the primary one
+        best = np.lexsort((cj, cn, -gains[ok], -score[ok]))[0]
+        j, n = int(cj[best]), int(cn[best])
+        need = models[j][~holds[n, models[j]]]
         holds[n, need] = True
-        free[n] -= added
+        free[n] -= int(added[j, n])
         # every user of model j that can reach n is now hit
-        hit |= (inst.users.model == j) & reach[n]
+        newly = (model == j) & reach[n] & ~hit
+        hit |= newly
+        gains[j] -= reach[:, newly].sum(axis=1)
+        step += 1
+        if progress is not None:
+            progress(float(hit.mean()) if inst.n_users else 1.0, f"caching: step {step}")
     return holds
 
 

@@ -40,3 +40,11 @@ class ParameterError(FgamcdError):
 class ResourceLimitError(FgamcdError):
     """An instance would need more memory than the configured limit (``--max-memory`` or the
     environment variable FGAMCD_MAX_MEMORY); the message gives the estimate and the limit."""
+
+
+class SolverRefusal(FgamcdError):
+    """A solver refuses an instance or a parameter value that does not fit it (a policy trained
+    for another N, a negative episode count). Raised inside ``solve``: the runner records
+    ``solver_status`` error with ``metadata["refused"]``, and ``fgamcd-solve`` prints the one-line
+    reason on stderr and exits 2, as for any bad input. Any :class:`FgamcdError` raised by a
+    solver is a refusal too."""

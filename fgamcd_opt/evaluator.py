@@ -14,8 +14,9 @@ Every constraint violation is reported with the nodes, users and PBs involved: s
 migration of a PB the source does not hold (eq. 2), a unit node that neither holds nor received
 the PB (eq. 3), power (eq. 9d), QoS (eq. 9b), zero worst-case rate, requested PBs nobody delivers,
 malformed units. A plan with any violation is ``infeasible``. The total is +inf unless the plan
-is complete and breaks at most QoS (see :class:`Evaluation`); the delay of what is delivered
-with a positive rate is still reported as ``delivered_delay_s``; nothing is ever NaN.
+is complete, no transmission has a requester at worst-case rate 0 (8 S / 0 never ends), and it
+breaks at most QoS (see :class:`Evaluation`); the delay of the transmissions with a positive
+rate is still reported as ``delivered_delay_s``; nothing is ever NaN.
 
 Phases (one function each): storage, migrations, units (validation, beams, power),
 transmissions (slots), pair rates (one batched closed-form call), unit results, coverage.
@@ -78,14 +79,16 @@ class Evaluation:
     """The evaluator's verdict on one plan.
 
     ``total_delay_s`` (s) is the objective T of eq. 8 when the plan is *comparable*: complete
-    (every requested (user, PB) pair served at a positive worst-case rate) and with no violation
-    other than QoS; otherwise it is +inf, so an invalid or incomplete plan never ranks above a
-    valid one. ``delivered_delay_s`` always holds the finite part (migrations + transmissions
-    with a positive rate).
+    (every requested (user, PB) pair served at a positive worst-case rate), with no transmission
+    whose worst-case rate is 0 for one of its users (that transmission lasts 8 S / 0 = inf, even
+    when another unit serves the user: docs/model.md section 5) and with no violation other than
+    QoS; otherwise it is +inf, so an invalid, incomplete or endless plan never ranks above a
+    valid one and never scores below a valid lower bound. ``delivered_delay_s`` always holds the
+    finite part (migrations + transmissions with a positive rate).
     """
 
     status: str  # "feasible" | "infeasible"
-    total_delay_s: float  # T (eq. 8), or +inf when incomplete or structurally invalid
+    total_delay_s: float  # T (eq. 8), or +inf: incomplete, a zero-rate transmission, invalid
     migration_delay_s: float
     broadcast_delay_s: float
     block_migration_s: dict[int, float]
@@ -101,6 +104,12 @@ class Evaluation:
     delivered_delay_s: float = 0.0  # finite part, whatever the verdict
     complete: bool = True  # every requested pair served at a positive rate
     unserved_pairs: int = 0  # requested (user, PB) pairs not served at a positive rate
+    zero_rate_transmissions: int = 0  # transmissions with a user at rate 0 (each lasts inf)
+
+    @property
+    def comparable(self) -> bool:
+        """T is finite: complete, no zero-rate transmission, at most QoS violations."""
+        return bool(np.isfinite(self.total_delay_s))
 
     @property
     def feasible(self) -> bool:
@@ -127,6 +136,7 @@ class Evaluation:
             "delivered_delay_s": tot,
             "complete": self.complete,
             "unserved_pairs": self.unserved_pairs,
+            "zero_rate_transmissions": self.zero_rate_transmissions,
             "migration_delay_s": self.migration_delay_s,
             "broadcast_delay_s": self.broadcast_delay_s,
             "migration_share": self.migration_delay_s / tot if tot > 0 else 0.0,
@@ -143,15 +153,22 @@ class Evaluation:
             "eval_time_s": self.eval_time_s,
         }
 
-    def to_dict(self, inst: Instance) -> dict:
+    def to_dict(self, inst: Instance, max_items: int | None = None) -> dict:
         """Strict-JSON form: +inf (an incomplete total, a zero-rate unit's delay, an overflowing
-        power) becomes null."""
+        power) becomes null. ``max_items``: list at most that many violations, undelivered
+        pairs and units (the counts stay in the summary; ``truncated`` gives each list's full
+        length): a plan leaving 10^6 users unserved would otherwise list 1.6e7 pairs."""
         bid = [b.id for b in inst.repository.blocks]
+        cap = len if max_items is None else (lambda seq: min(len(seq), max_items))
+        lists = {"violations": self.violations, "undelivered": self.undelivered,
+                 "units": self.units}
+        truncated = {k: len(v) for k, v in lists.items() if cap(v) < len(v)}
         return jsonable({
             **self.summary(inst),
-            "violations": [v.to_dict(inst) for v in self.violations],
+            **({"truncated": truncated} if truncated else {}),
+            "violations": [v.to_dict(inst) for v in self.violations[:cap(self.violations)]],
             "undelivered": [{"user": inst.users.ids[u], "block": bid[k]}
-                            for u, k in self.undelivered],
+                            for u, k in self.undelivered[:cap(self.undelivered)]],
             "blocks": {
                 bid[k]: {"migration_s": self.block_migration_s.get(k, 0.0),
                          "broadcast_s": self.block_broadcast_s.get(k, 0.0)}
@@ -165,7 +182,7 @@ class Evaluation:
                  "delay_s": r.delay_s if np.isfinite(r.delay_s) else None,
                  "power_w": r.power_w.tolist(), "beams": r.beam_source,
                  "oracle_status": r.oracle_status}
-                for r in self.units
+                for r in self.units[:cap(self.units)]
             ],
         })
 
@@ -234,7 +251,8 @@ def score_block(inst: Instance, k: int, units, migrations=(), oracle: Beamformin
             rates[u] = max(rates.get(u, 0.0), rate)
     return BlockScore(
         block=k, migration_s=ev.migration_delay_s, broadcast_s=ev.broadcast_delay_s,
-        total_s=ev.delivered_delay_s if ev.complete else float("inf"), rates_bps=rates,
+        total_s=ev.delivered_delay_s if ev.complete and not ev.zero_rate_transmissions
+        else float("inf"), rates_bps=rates,
         qos_violating_users=tuple(ev.qos_violating_users()),
         undelivered_users=tuple(ev.undelivered_users()), violations=ev.violations)
 
@@ -259,13 +277,14 @@ def _score(inst: Instance, plan: Plan, oracle: BeamformingOracle, blocks) -> Eva
     prepared = _prepare_units(inst, plan, holds | received, demand, oracle, violations)
     tx = _transmissions(prepared, violations)
     pair_rate = _pair_rates(inst, tx)
-    results, block_bc, served = _unit_results(inst, tx, prepared, pair_rate, demand, violations)
+    results, block_bc, served, endless = _unit_results(inst, tx, prepared, pair_rate, demand,
+                                                       violations)
     undelivered = _coverage(demand, served, violations)
     mig = float(sum(block_mig.values()))
     bc = float(sum(block_bc.values()))
     unserved = int((demand & ~served).sum())
     return _finish(inst, violations, mig, bc, block_mig, block_bc, results, used, undelivered,
-                   demand, n_mig, t0, unserved)
+                   demand, n_mig, t0, unserved, endless)
 
 
 def _demand_of(inst: Instance, blocks) -> np.ndarray:
@@ -276,10 +295,12 @@ def _demand_of(inst: Instance, blocks) -> np.ndarray:
 
 
 def _finish(inst, violations, mig, bc, block_mig, block_bc, results, used, undelivered, demand,
-            n_mig, t0, unserved) -> Evaluation:
+            n_mig, t0, unserved, endless=0) -> Evaluation:
     kinds = {v.kind for v in violations}
     complete = unserved == 0 and "malformed" not in kinds
-    comparable = complete and not kinds & set(STRUCTURAL_KINDS)
+    # a transmission with a user at worst-case rate 0 lasts 8 S / 0 = inf (docs/model.md
+    # section 5): dropping it instead would serve its other users in zero time, below any bound
+    comparable = complete and not endless and not kinds & set(STRUCTURAL_KINDS)
     delivered = mig + bc
     return Evaluation(
         status="feasible" if not violations else "infeasible",
@@ -289,7 +310,8 @@ def _finish(inst, violations, mig, bc, block_mig, block_bc, results, used, undel
         storage_used_bytes=used, storage_capacity_bytes=inst.nodes.storage_bytes.copy(),
         violations=violations, undelivered=undelivered, n_requested_pairs=int(demand.sum()),
         n_migrations=n_mig, eval_time_s=time.perf_counter() - t0,
-        delivered_delay_s=delivered, complete=complete, unserved_pairs=unserved)
+        delivered_delay_s=delivered, complete=complete, unserved_pairs=unserved,
+        zero_rate_transmissions=endless)
 
 
 def _check_storage(inst: Instance, used: np.ndarray, violations: list[Violation]) -> None:
@@ -422,6 +444,7 @@ def _transmissions(prepared: list[tuple], violations: list[Violation]) -> list[t
     return tx
 
 
+EVAL_JSON_ITEMS = 100_000  # the CLIs list at most this many violations / pairs / units
 PAIR_BATCH = 65_536  # (transmission, user) pairs scored per call: bounds the padded arrays
 
 
@@ -467,13 +490,16 @@ def _pair_rates_batch(inst: Instance, tx: list[tuple], n_pairs: int) -> np.ndarr
 
 
 def _unit_results(inst: Instance, tx, prepared, pair_rate, demand, violations):
-    """Per-unit rates, the broadcast delay per PB (8 S / worst rate per transmission, summed),
-    zero-rate and QoS violations, and which (user, PB) pairs are served at a positive rate."""
+    """Per-unit rates, the broadcast delay per PB (8 S / worst rate per transmission, summed
+    over the transmissions with a positive worst rate), zero-rate and QoS violations, which
+    (user, PB) pairs are served at a positive rate, and how many transmissions have a user at
+    rate 0 (each of them lasts inf, which makes T infinite)."""
     sizes = inst.repository.sizes
     served = np.zeros_like(demand)
     results: list[UnitResult] = []
     block_bc: dict[int, float] = {}
     row = 0
+    endless = 0
     qos = inst.users.qos_bps
     for members, k, _, users, _ in tx:
         rate_of = dict(zip(users, pair_rate[row:row + len(users)].tolist(), strict=True))
@@ -481,14 +507,17 @@ def _unit_results(inst: Instance, tx, prepared, pair_rate, demand, violations):
         worst = min(rate_of.values())
         if worst > 0:
             block_bc[k] = block_bc.get(k, 0.0) + transfer_delay_s(sizes[k], worst)
+        else:
+            endless += 1
         for m in members:
             i, unit, _, source, status, power = prepared[m]
             rates = [rate_of[u] for u in unit.users]
             rmin = min(rates)
             zero = tuple(u for u, r in zip(unit.users, rates, strict=True) if r <= 0)
             if zero:
-                violations.append(Violation("zero_rate", f"unit {i}: worst-case rate 0 (user out "
-                                            "of every participant's reach)", users=zero,
+                violations.append(Violation("zero_rate", f"unit {i}: worst-case rate 0 (the "
+                                            "error margin covers the user's signal): its "
+                                            "transmission never ends", users=zero,
                                             blocks=(k,), nodes=unit.nodes))
             low = tuple(u for u, r in zip(unit.users, rates, strict=True)
                         if 0 < r < qos[u] * (1 - QOS_RTOL))
@@ -500,24 +529,22 @@ def _unit_results(inst: Instance, tx, prepared, pair_rate, demand, violations):
             results.append(UnitResult(i, k, unit.mode, unit.nodes, unit.users, np.array(rates),
                                       transfer_delay_s(sizes[k], rmin), power, source, status))
     results.sort(key=lambda r: r.index)
-    return results, block_bc, served
+    return results, block_bc, served, endless
 
 
 def _coverage(demand: np.ndarray, served: np.ndarray, violations: list[Violation]):
     """Requested (user, PB) pairs no unit serves (zero-rate pairs are reported as zero_rate)."""
-    zero_rate_pairs = {(u, k) for v in violations if v.kind == "zero_rate" for u in v.users
-                       for k in v.blocks}
     missing = demand & ~served
-    undelivered = [(int(u), int(k)) for u, k in zip(*np.nonzero(missing), strict=True)
-                   if (int(u), int(k)) not in zero_rate_pairs]
-    if undelivered:
-        by_user: dict[int, list[int]] = {}
-        for u, k in undelivered:
-            by_user.setdefault(u, []).append(k)
-        for u, ks in sorted(by_user.items()):
-            violations.append(Violation("undelivered", f"{len(ks)} requested PB(s) of this user "
-                                        "are delivered by no unit", users=(u,),
-                                        blocks=tuple(ks)))
+    for v in violations:
+        if v.kind == "zero_rate":
+            missing[np.ix_(list(v.users), list(v.blocks))] = False
+    uu, kk = np.nonzero(missing)  # row-major: by user, then PB (vectorised: 10^6 users)
+    undelivered = list(zip(uu.tolist(), kk.tolist(), strict=True))
+    starts = np.flatnonzero(np.r_[True, uu[1:] != uu[:-1]]).tolist() if uu.size else []
+    for a, b in zip(starts, [*starts[1:], int(uu.size)][:len(starts)], strict=True):
+        violations.append(Violation("undelivered", f"{b - a} requested PB(s) of this user "
+                                    "are delivered by no unit", users=(int(uu[a]),),
+                                    blocks=tuple(kk[a:b].tolist())))
     return undelivered
 
 

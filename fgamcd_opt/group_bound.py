@@ -65,6 +65,7 @@ START_FRACTION = 0.35  # first trial amplitude, as a share of the per-user bound
 # stopping tolerance in rate (delay) terms; the SDP also runs when the search stops unconverged
 PHASE_MAX_BOXES = {2: 2000, 3: 3000, 4: 4000, 5: 6000}
 PHASE_RTOL = 0.005
+GRACE_S = 1.0  # refine_concurrently: a worker still busy this long after the deadline is killed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,14 +105,18 @@ class _LiftedSdp:
             cons.append(z <= quad - 2 * self.s * (rho[u] @ t) - rho[u] @ T @ rho[u])
         self.prob = cp.Problem(cp.Maximize(z), cons)
 
-    def F(self, s: float) -> float | None:
+    def F(self, s: float, time_limit_s: float | None = None) -> float | None:
         """Upper estimate of the optimal objective at s, or None when SCS does not report an
-        optimum (then the caller keeps the bounds it has)."""
+        optimum (then the caller keeps the bounds it has; also when SCS stops at
+        ``time_limit_s``)."""
         import cvxpy as cp
 
         self.s.value = float(s)
+        extra = {} if time_limit_s is None else {"time_limit_secs": max(float(time_limit_s),
+                                                                        1e-3)}
         try:
-            self.prob.solve(solver=cp.SCS, eps_abs=SCS_EPS, eps_rel=SCS_EPS, max_iters=20000)
+            self.prob.solve(solver=cp.SCS, eps_abs=SCS_EPS, eps_rel=SCS_EPS, max_iters=20000,
+                            **extra)
         except Exception:  # a solver failure only means no refinement
             return None
         if self.prob.status != cp.OPTIMAL or self.prob.value is None:
@@ -121,8 +126,8 @@ class _LiftedSdp:
 
 
 def amplitude_bound(problem: BeamProblem, achieved: float = 0.0, rtol: float = 0.02,
-                    steps: int = SECANT_STEPS, phase_boxes: int | None = None
-                    ) -> tuple[float, dict]:
+                    steps: int = SECANT_STEPS, phase_boxes: int | None = None,
+                    deadline: float | None = None) -> tuple[float, dict]:
     """Upper bound on max_x min_u a_u(x) (normalised amplitude) for ``problem`` (any shape):
     the least of the per-user bound, the phase branch and bound (``phase_boxes`` SOCPs at
     most; default by group size, PHASE_MAX_BOXES) and, unless the branch and bound converged,
@@ -130,11 +135,13 @@ def amplitude_bound(problem: BeamProblem, achieved: float = 0.0, rtol: float = 0
 
     ``achieved``: an amplitude some beam reaches (only speeds up the search). Returns
     (bound, info) with info = {"per_user": ..., "sdp_evaluations": ..., "phase_boxes": ...,
-    "source": ..., "achieved": the best amplitude a beam is known to reach}.
+    "source": ..., "achieved": the best amplitude a beam is known to reach, "cut": whether
+    ``deadline`` (``time.monotonic()`` seconds) stopped the search}. Past the deadline the
+    bound found so far is returned (valid, only weaker).
     """
     per_user = float(amplitude_upper_bound(problem).min()) if problem.n_users else np.inf
     info = {"per_user": per_user, "sdp_evaluations": 0, "phase_boxes": 0, "source": "per-user",
-            "achieved": float(achieved)}
+            "achieved": float(achieved), "cut": False}
     if problem.n_users <= 1 or per_user <= 0:
         return per_user, info  # a single user: robust MRT attains the per-user bound
     # A node weaker than its error radius to every user of the group never raises anyone's
@@ -146,7 +153,8 @@ def amplitude_bound(problem: BeamProblem, achieved: float = 0.0, rtol: float = 0
     bound = per_user
     boxes = PHASE_MAX_BOXES.get(problem.n_users, 0) if phase_boxes is None else phase_boxes
     if boxes > 0:
-        res = phase_bound(reduced, achieved=achieved, rtol=PHASE_RTOL, max_boxes=boxes)
+        res = phase_bound(reduced, achieved=achieved, rtol=PHASE_RTOL, max_boxes=boxes,
+                          time_budget_s=_left(deadline))
         info["phase_boxes"] = res.boxes
         info["phase_converged"] = res.converged
         achieved = max(float(achieved), res.incumbent)
@@ -155,6 +163,9 @@ def amplitude_bound(problem: BeamProblem, achieved: float = 0.0, rtol: float = 0
             bound, info["source"] = res.bound, "phase"
         if res.converged:
             return bound, info
+    if _left(deadline) <= 0:
+        info["cut"] = True  # the search stopped at the deadline: no SDP either
+        return bound, info
     # F is homogeneous of degree 2 in (g, rho, s): solve at O(1) scale (conditioning)
     sc = per_user
     sdp = _LiftedSdp(BeamProblem(reduced.g / sc, reduced.rho / sc, reduced.snr_required))
@@ -162,9 +173,13 @@ def amplitude_bound(problem: BeamProblem, achieved: float = 0.0, rtol: float = 0
     lo = max(0.0, min(float(achieved) / sc, 1.0))
     s = lo if lo > 0 else START_FRACTION
     for _ in range(steps):
-        val = sdp.F(s)
+        if _left(deadline) <= 0:
+            info["cut"] = True
+            break
+        val = sdp.F(s, None if deadline is None else _left(deadline))
         info["sdp_evaluations"] += 1
         if val is None:
+            info["cut"] = info["cut"] or _left(deadline) <= 0
             break
         if val < s * s:  # s is not achievable (case i)
             best = min(best, s)
@@ -179,6 +194,12 @@ def amplitude_bound(problem: BeamProblem, achieved: float = 0.0, rtol: float = 0
     if best < bound:
         bound, info["source"] = best, "sdp"
     return bound, info
+
+
+def _left(deadline: float | None) -> float:
+    """Seconds to ``deadline`` (``time.monotonic()`` clock: one clock for every process of the
+    machine, so a worker can be handed its parent's deadline); inf without one."""
+    return np.inf if deadline is None else deadline - time.monotonic()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,6 +237,7 @@ class GroupBoundStats:
     sdp_evaluations: int = 0
     phase_boxes: int = 0
     time_s: float = 0.0
+    groups_cut: int = 0  # group bounds stopped by a deadline (valid, weaker)
 
 
 class PartitionBound:
@@ -261,7 +283,7 @@ class PartitionBound:
             self._amp[key] = float(amplitude_upper_bound(self._sub(nodes, mask)).min())
         return self._amp[key]
 
-    def _refine(self, nodes, mask: int) -> None:
+    def _refine(self, nodes, mask: int, deadline: float | None = None) -> None:
         key = (nodes, mask)
         if key in self._refined:
             return
@@ -269,7 +291,7 @@ class PartitionBound:
             self._refined.add(key)
             return
         t0 = time.perf_counter()
-        amp, info = amplitude_bound(*self._task(nodes, mask))
+        amp, info = amplitude_bound(*self._task(nodes, mask), deadline=deadline)
         self._store(nodes, mask, amp, info, time.perf_counter() - t0)
 
     def _task(self, nodes, mask: int) -> tuple[BeamProblem, float]:
@@ -281,12 +303,20 @@ class PartitionBound:
 
     def _store(self, nodes, mask: int, amp: float, info: dict, secs: float) -> None:
         key = (nodes, mask)
-        self._refined.add(key)
+        if not info.get("cut", False):  # a bound cut by a deadline is kept (valid) but is
+            self._refined.add(key)      # computed again when a later call has the time
         self.stats.sdp_groups += 1
         self.stats.sdp_evaluations += info["sdp_evaluations"]
         self.stats.phase_boxes += info["phase_boxes"]
+        self.stats.groups_cut += int(info.get("cut", False))
         self.stats.time_s += secs
         self._amp[key] = min(self._amp.get(key, np.inf), amp)
+
+    def has_refined(self, nodes) -> bool:
+        """Whether some group bound for ``nodes`` is memoised (else :meth:`delay_lb` without
+        time could only repeat the per-user bound)."""
+        nodes = tuple(sorted(int(n) for n in nodes))
+        return any(key[0] == nodes for key in self._amp if key in self._refined)
 
     def group_delay_lb(self, nodes, group_mask: int) -> float:
         """Lower bound (s) on one transmission of k to the users of ``group_mask`` (bit i =
@@ -304,7 +334,8 @@ class PartitionBound:
 
     def delay_lb(self, nodes, time_budget_s: float = np.inf) -> tuple[float, dict]:
         """Lower bound (s) on the broadcast time of PB k over every partition of its requesters
-        when the PB's transmitting nodes lie in ``nodes``. Returns (bound, info)."""
+        when the PB's transmitting nodes lie in ``nodes``. Returns (bound, info). The group
+        bounds stop at ``time_budget_s`` too (a cut one is valid, only weaker)."""
         nodes = tuple(sorted(int(n) for n in nodes))
         n = len(self.users)
         if n == 0:
@@ -315,20 +346,22 @@ class PartitionBound:
             full = (1 << n) - 1
             return self.group_delay_lb(nodes, full), {"groups": [full], "exact": False}
         t0 = time.perf_counter()
+        deadline = time.monotonic() + time_budget_s if np.isfinite(time_budget_s) else None
         while True:
             val, groups = self._dp(nodes)
             todo = [g for g in groups if (nodes, g) not in self._refined]
             if not todo or not np.isfinite(val) or time.perf_counter() - t0 > time_budget_s:
                 break
             for g in todo:
-                self._refine(nodes, g)
+                self._refine(nodes, g, deadline)
         return val, {"groups": groups, "exact": not todo}
 
 
-def _amplitude_task(problem: BeamProblem, achieved: float) -> tuple[float, dict, float]:
+def _amplitude_task(problem: BeamProblem, achieved: float,
+                    deadline: float | None = None) -> tuple[float, dict, float]:
     """Worker-process side of :func:`refine_concurrently`: (bound, info, seconds)."""
     t0 = time.perf_counter()
-    amp, info = amplitude_bound(problem, achieved=achieved)
+    amp, info = amplitude_bound(problem, achieved=achieved, deadline=deadline)
     return amp, info, time.perf_counter() - t0
 
 
@@ -341,13 +374,17 @@ def refine_concurrently(jobs, workers: int = 2, time_budget_s: float = np.inf) -
     optimal partition's unrefined groups, repeat); a group bound depends only on its
     sub-problem and start, so the memo ends up with the same values as the sequential code,
     which the caller then runs and finds memoised. No new group is submitted after
-    ``time_budget_s`` (the tasks running then finish); a job left unfinished only means fewer
-    refined (valid) costs, i.e. a weaker bound. Returns the number of groups refined here.
-    The pool is shut down (its processes joined) before returning."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    ``time_budget_s``; the running tasks get the same deadline (they return their bound so far),
+    and workers still busy ``GRACE_S`` after it are killed; a job left unfinished only means
+    fewer refined (valid) costs, i.e. a weaker bound. Returns the number of groups refined here.
+    The pool's processes die with this process (fgamcd_opt/workers.py) and are gone before
+    this returns."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from .workers import process_pool, terminate_pool
 
     t0 = time.perf_counter()
+    deadline = time.monotonic() + time_budget_s if np.isfinite(time_budget_s) else None
     seen, state = set(), []
     for pb, nodes in jobs:
         nodes = tuple(sorted(int(n) for n in nodes))
@@ -376,35 +413,44 @@ def refine_concurrently(jobs, workers: int = 2, time_budget_s: float = np.inf) -
                     big.append(g)
             if big:
                 for g in big:
-                    pending[pool.submit(_amplitude_task, *pb._task(nodes, g))] = (j, g)
+                    pending[pool.submit(_amplitude_task, *pb._task(nodes, g), deadline)] = (j, g)
                 waiting[j] = len(big)
                 return
 
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=max(1, int(workers)), mp_context=ctx) as pool:
-        try:
-            for j in range(len(state)):
-                advance(j, pool)
-            while pending:
-                finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    j, g = pending.pop(fut)
-                    try:
-                        amp, info, secs = fut.result()
-                    except Exception:  # a lost worker: the caller's sequential pass computes it
-                        waiting[j] = -1  # the job stops here (its group stays unrefined)
-                        continue
-                    if waiting[j] < 0:
-                        continue
-                    pb, nodes = state[j]
-                    pb._store(nodes, g, amp, info, secs)
-                    done += 1
-                    waiting[j] -= 1
-                    if waiting[j] == 0:
-                        advance(j, pool)
-        finally:
-            for fut in pending:
-                fut.cancel()
+    pool = process_pool(workers, "fork")
+    try:
+        for j in range(len(state)):
+            advance(j, pool)
+        while pending:
+            # a task returns at the deadline by itself (amplitude_bound checks the clock); one
+            # stuck in a single long solve is abandoned GRACE_S later and its worker killed
+            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED,
+                               timeout=None if deadline is None else max(
+                                   0.0, deadline + GRACE_S - time.monotonic()))
+            if not finished:
+                break
+            for fut in finished:
+                j, g = pending.pop(fut)
+                try:
+                    amp, info, secs = fut.result()
+                except Exception:  # a lost worker: the caller's sequential pass computes it
+                    waiting[j] = -1  # the job stops here (its group stays unrefined)
+                    continue
+                if waiting[j] < 0:
+                    continue
+                pb, nodes = state[j]
+                pb._store(nodes, g, amp, info, secs)
+                done += 1
+                waiting[j] -= 1
+                if waiting[j] == 0:
+                    advance(j, pool)
+    finally:
+        if pending:  # abandoned groups stay unrefined: their costs are still valid
+            for j, _ in pending.values():
+                state[j][0].stats.groups_cut += 1
+            terminate_pool(pool)
+        else:
+            pool.shutdown(wait=True)
     return done
 
 

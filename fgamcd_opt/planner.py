@@ -33,6 +33,7 @@ more), then zero-rate users, then delay.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -45,6 +46,7 @@ from .plan import DeliveryUnit, Migration
 from .rates import rate_from_amplitude, transfer_delay_s
 from .solver import SolveStatus
 
+MESSAGE_USERS = 50  # users named in a message (the rest counted)
 QOS_PENALTY_S = 1e6  # partition search: a group that misses QoS costs this much more (QoS first)
 
 
@@ -139,9 +141,9 @@ def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle
     best = min((solve((n,), [], 0.0) for n in singles[: max(options.screen, 1)]),
                key=lambda g: g.key)
 
-    # 2. growth
+    # 2. growth (not past the oracle's deadline: each call on a huge group draws its channels)
     cap = inst.n_nodes if options.max_cluster <= 0 else min(options.max_cluster, inst.n_nodes)
-    while len(best.nodes) < cap:
+    while len(best.nodes) < cap and not _late(oracle):
         cands = []
         for m in range(inst.n_nodes):
             if m in best.nodes:
@@ -192,18 +194,30 @@ class DeliveryResult:
     qos_unmet: dict[int, tuple[tuple[int, ...], str]] = field(default_factory=dict)
     # PBs planned with the quick fallback because the time limit had passed (ctx.should_stop)
     hurried: list[int] = field(default_factory=list)
+    # PBs not planned at all: FALLBACK_S past the time limit (ctx.must_stop), left undelivered
+    skipped: list[int] = field(default_factory=list)
 
     @property
     def solve_status(self) -> SolveStatus:
         """``time_limit`` when the limit cut the search short, else ``feasible``."""
-        return SolveStatus.TIME_LIMIT if self.hurried else SolveStatus.FEASIBLE
+        return SolveStatus.TIME_LIMIT if self.hurried or self.skipped else SolveStatus.FEASIBLE
 
     def time_limit_message(self) -> str:
         """'' unless the time limit cut the search short, else how many PBs it affected."""
-        if not self.hurried:
+        if not self.hurried and not self.skipped:
             return ""
-        return (f"time limit reached: {len(self.hurried)} PB(s) planned with the quick fallback "
-                "(one node, no partition search)")
+        text = (f"time limit reached: {len(self.hurried)} PB(s) planned with the quick fallback "
+                "(one node, MRT beams, no partition search)")
+        if self.skipped:
+            text += f", {len(self.skipped)} PB(s) not planned (left undelivered)"
+        return text
+
+    def skip(self, k: int, users) -> None:
+        """Leave PB k unplanned (out of time): its requesters are undelivered (kept as an
+        array: a huge instance skips 1.6e7 (user, PB) pairs)."""
+        if int(k) not in self.skipped:
+            self.skipped.append(int(k))
+        self.undeliverable[int(k)] = np.asarray(users, dtype=np.int64)
 
     def qos_message(self, inst: Instance) -> str:
         """'' when every planned group meets QoS, else which users miss it and why."""
@@ -241,11 +255,18 @@ class DeliveryResult:
     def undelivered_message(self, inst: Instance) -> str:
         """'' when every requester is served, else which PBs and users are not (for the
         solver's result message: undelivered users are reported, never dropped silently)."""
-        users = sorted({u for us in self.undeliverable.values() for u in us})
+        users = np.unique(np.concatenate([np.asarray(us, dtype=np.int64).ravel()
+                                          for us in self.undeliverable.values()]
+                                         or [np.zeros(0, dtype=np.int64)])).tolist()
         if not users:
             return ""
-        return (f"{len(self.undeliverable)} requested PB(s) cached nowhere; users not fully "
-                "served: " + ", ".join(inst.users.ids[u] for u in users))
+        nowhere = len(set(self.undeliverable) - set(self.skipped))
+        what = "; ".join(filter(None, [
+            f"{nowhere} requested PB(s) cached nowhere" if nowhere else "",
+            f"{len(self.skipped)} PB(s) not planned in time" if self.skipped else ""]))
+        listed = ", ".join(inst.users.ids[u] for u in users[:MESSAGE_USERS])
+        more = f" and {len(users) - MESSAGE_USERS} more" if len(users) > MESSAGE_USERS else ""
+        return f"{what}; users not fully served: {listed}{more}"
 
     def add(self, g: GroupDelivery, mode: str = "broadcast", slot=None, model=None,
             beamforming=None):
@@ -319,7 +340,8 @@ def plan_partition(inst: Instance, k: int, users, holders, oracle: BeamformingOr
         _, groups = best_partition(n, lambda m: _partition_cost(plans.get(m)))
     else:
         groups = _greedy_partition(n, plan, lambda g: _partition_cost(plans.get(g)),
-                                   lambda m: [i for i in range(n) if m >> i & 1], users)
+                                   lambda m: [i for i in range(n) if m >> i & 1], users,
+                                   stop=lambda: _late(oracle))
     parts = [plans[g] for g in groups]
     if len(parts) > 1:
         # send the groups in turn, a later group reusing copies migrated for an earlier one
@@ -334,6 +356,13 @@ def plan_partition(inst: Instance, k: int, users, holders, oracle: BeamformingOr
     return _split_unreachable(inst, k, parts, holders, oracle, options, received, sources, bd)
 
 
+def _late(oracle) -> bool:
+    """Past the oracle's deadline (a time-limited solve's hard stop, set by the runner): stop
+    splitting and improving groups; the users not covered yet are left undelivered."""
+    deadline = getattr(oracle, "deadline", None)
+    return deadline is not None and time.monotonic() > deadline
+
+
 def _split_unreachable(inst, k, parts, holders, oracle, options, received, sources, bd):
     """Users a group's common beam leaves at worst-case rate 0 are served alone (robust MRT,
     the single-user optimum) and the rest of the group re-planned, as without partitions; kept
@@ -344,7 +373,7 @@ def _split_unreachable(inst, k, parts, holders, oracle, options, received, sourc
     out = []
     for p in parts:
         dead = set(p.beam.zero_rate_users) if p is not None else set()
-        if not dead or len(p.users) == 1:
+        if not dead or len(p.users) == 1 or _late(oracle):
             out.append(p)
             continue
         alive = tuple(u for u in p.users if u not in dead)
@@ -352,8 +381,12 @@ def _split_unreachable(inst, k, parts, holders, oracle, options, received, sourc
         if alive:
             pieces += plan_partition(inst, k, alive, holders, oracle, options, received,
                                      sources, bd)
-        pieces += [plan_group(inst, k, (u,), holders, oracle, options, received=received,
-                              sources=sources, block_data=bd) for u in sorted(dead)]
+        for u in sorted(dead):
+            if _late(oracle):
+                pieces.append(None)  # out of time: keep the common group
+                break
+            pieces.append(plan_group(inst, k, (u,), holders, oracle, options,
+                                     received=received, sources=sources, block_data=bd))
         if not pieces or any(q is None for q in pieces):
             out.append(p)
             continue
@@ -374,13 +407,15 @@ def _split_unreachable(inst, k, parts, holders, oracle, options, received, sourc
     return out
 
 
-def _greedy_partition(n: int, plan, cost, idx, users) -> list[int]:
+def _greedy_partition(n: int, plan, cost, idx, users, stop=lambda: False) -> list[int]:
     """Heuristic for large groups: from the whole group, repeatedly take the group with the
     largest cost, move its bottleneck user (lowest worst-case rate in its beam) to a new group of
     its own or into another group, keep the best move if it lowers the total cost; stop when no
-    move helps (at most n rounds)."""
+    move helps (at most n rounds), or when ``stop()``."""
     groups = [(1 << n) - 1]
     for _ in range(n):
+        if stop():
+            break
         worst = max(groups, key=cost)
         g = plan(worst)
         if g is None or bin(worst).count("1") < 2:
@@ -435,6 +470,8 @@ def plan_transmissions(inst: Instance, k: int, users, holders, oracle: Beamformi
                                     sources, bd)
         received |= {m.dst for p in parts for m in p.migrations}
     for u in sorted(dead):
+        if _late(oracle):  # out of time: the users not planned yet are left undelivered
+            break
         part = plan_group(inst, k, (u,), holders, oracle, options, received=received,
                           sources=sources, block_data=bd)
         parts.append(part)
@@ -444,8 +481,10 @@ def plan_transmissions(inst: Instance, k: int, users, holders, oracle: Beamformi
 
 def quick_options(options: PlannerOptions) -> PlannerOptions:
     """The fallback once the time limit has passed: one node per transmission, no partition
-    search (a few oracle calls per PB instead of dozens)."""
-    return replace(options, max_cluster=1, screen=1, partition=False)
+    search, closed-form beams (MRT; a user a common beam leaves at rate 0 gets its own robust
+    MRT unit), so a PB costs a few closed-form evaluations instead of dozens of SOCPs."""
+    return replace(options, max_cluster=1, screen=1, partition=False, method="mrt",
+                   split_zero_rate=True)
 
 
 def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
@@ -456,7 +495,8 @@ def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
 
     holds: (N, K) bool, what each node caches (a_n(k)).
     ctx: the solver's SolveContext (optional): progress per PB, and past its time limit the
-    remaining PBs get :func:`quick_options` (listed in ``DeliveryResult.hurried``).
+    remaining PBs get :func:`quick_options` (listed in ``DeliveryResult.hurried``), and
+    ``FALLBACK_S`` later none at all (``DeliveryResult.skipped``, left undelivered).
     """
     out = DeliveryResult()
     blocks = inst.requested_blocks
@@ -465,12 +505,19 @@ def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
         holders = np.flatnonzero(holds[:, k])
         opts = options
         if ctx is not None and ctx.step(i, len(blocks), "PB"):
+            if ctx.must_stop():
+                out.skip(int(k), users)
+                continue
             opts = quick_options(options)
             out.hurried.append(int(k))
         parts = plan_transmissions(inst, int(k), users, holders, oracle, opts)
         if not parts:
             out.undeliverable[int(k)] = tuple(int(u) for u in users)
             continue
+        left = set(int(u) for u in users) - {u for g in parts for u in g.users}
+        if left:  # the time limit stopped the PB's planning half way
+            out.undeliverable[int(k)] = tuple(sorted(left))
+            out.skip(int(k), sorted(left))
         out.note_qos(inst, int(k), parts, holders, options.migration)
         for g in parts:
             mode = "unicast" if len(parts) > 1 and len(g.users) == 1 else "broadcast"
@@ -489,17 +536,24 @@ def plan_unicast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
     for i, k in enumerate(blocks):
         holders = np.flatnonzero(holds[:, k])
         received: set[int] = set()
-        bd = BlockData(inst, int(k))
         opts = options
         if ctx is not None and ctx.step(i, len(blocks), "PB"):
+            if ctx.must_stop():
+                out.skip(int(k), inst.requesters(k))
+                continue
             opts = quick_options(options)
             out.hurried.append(int(k))
-        for u in inst.requesters(k):
+        bd = BlockData(inst, int(k))
+        req = inst.requesters(k)
+        for j, u in enumerate(req):
+            if ctx is not None and ctx.must_stop():  # out of time in a huge PB: its other
+                out.skip(int(k), (*out.undeliverable.get(int(k), ()),  # users stay undelivered
+                                  *(int(v) for v in req[j:])))
+                break
             g = plan_group(inst, int(k), (u,), holders, oracle, opts, received=received,
                            block_data=bd)
             if g is None:
-                out.undeliverable.setdefault(int(k), ())
-                out.undeliverable[int(k)] += (int(u),)
+                out.undeliverable[int(k)] = (*out.undeliverable.get(int(k), ()), int(u))
                 continue
             received.update(m.dst for m in g.migrations)
             out.add(g, mode="unicast", beamforming=options.method)

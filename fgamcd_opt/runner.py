@@ -15,17 +15,18 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from . import __version__
+from .errors import FgamcdError
 from .evaluator import VIOLATION_KINDS, Evaluation, evaluate
 from .instance import Instance
 from .jsonio import jsonable
 from .oracle import BeamformingOracle, default_oracle
 from .params import resolve
 from .plan import Plan
-from .solver import ProgressCallback, SolveContext, SolveResult, SolveStatus
+from .solver import FALLBACK_S, ProgressCallback, SolveContext, SolveResult, SolveStatus
 
 RECORD_SCHEMA_VERSION = 2
 VERDICTS = ("feasible", "infeasible", "not_evaluated")
@@ -36,9 +37,10 @@ class RunRecord:
     """One row of results: one solver on one instance with one seed (schema: RUN_SCHEMA).
 
     Delays in seconds. ``total_delay_s`` is None (JSON null) when it is infinite: the plan
-    leaves requested (user, PB) pairs unserved or at zero rate, or breaks a structural
-    constraint; ``delivered_delay_s`` keeps the finite part. ``gap`` = (T - bound) / T, only for
-    comparable plans (complete, at most QoS violations), never negative.
+    leaves requested (user, PB) pairs unserved or at zero rate, has a transmission with a user
+    at rate 0 (it never ends), or breaks a structural constraint; ``delivered_delay_s`` keeps
+    the finite part. ``gap`` = (T - bound) / T, only for comparable plans (finite T), never
+    negative.
     """
 
     instance_name: str
@@ -106,8 +108,11 @@ def run_solver(inst: Instance, solver_cls, params: dict | None = None, seed: int
                progress: ProgressCallback | None = None) -> Run:
     """Run one solver on one instance and score its plan.
 
-    bound_s : a certified lower bound on the delay computed outside the solver (e.g. the MILP
-        relaxation of ``fgamcd-solve --bound``); the larger of it and the solver's own is kept.
+    bound_s : a certified lower bound on the delay computed outside the solver (e.g. the
+        certified bound of ``fgamcd-solve --bound``); when given it is the record's bound
+        (``bound_source`` "external"), so every solver is measured against the same number; the
+        solver's own bound is then kept in ``metadata["solver_bound_s"]`` (see
+        :func:`attach_bound`).
     progress : receives (fraction, message) from the solver (``ctx.progress``).
     """
     resolved = resolve(solver_cls.params, params, owner=f"solver {solver_cls.name}")
@@ -116,17 +121,27 @@ def run_solver(inst: Instance, solver_cls, params: dict | None = None, seed: int
     ctx = SolveContext(oracle=oracle, seed=seed, time_limit_s=time_limit_s,
                        progress_callback=progress)
     t0 = time.perf_counter()
+    oracle.begin_run()  # this run's answers depend on its own questions only
+    before = oracle.deadline
+    if time_limit_s is not None:  # the oracle stops optimising FALLBACK_S past the limit
+        oracle.deadline = ctx.deadline() + FALLBACK_S
     try:
         solver = solver_instance(solver_cls)
         result = solver.solve(inst, ctx, dict(resolved))
         if not isinstance(result, SolveResult):
             result = SolveResult(None, SolveStatus.ERROR,
                                  f"solve() returned {type(result).__name__}, not SolveResult")
+    except FgamcdError as exc:  # the solver refuses this instance or its parameters
+        if debug:
+            raise
+        result = SolveResult(None, SolveStatus.ERROR, str(exc), metadata={"refused": True})
     except Exception as exc:  # a solver bug must not take the run (or a sweep) down
         if debug:
             raise
         result = SolveResult(None, SolveStatus.ERROR, f"{type(exc).__name__}: {exc}",
                              metadata={"traceback": traceback.format_exc()})
+    finally:
+        oracle.deadline = before
     solve_time = time.perf_counter() - t0
     evaluation = None
     if result.plan is not None:
@@ -142,6 +157,28 @@ def run_solver(inst: Instance, solver_cls, params: dict | None = None, seed: int
                      calls=oracle.misses + oracle.hits - calls0, hits=oracle.hits - hits0,
                      oracle_time=oracle.solve_time_s - otime0)
     return Run(record, result, evaluation)
+
+
+def attach_bound(run: Run, bound_s: float | None, info: dict | None = None) -> Run:
+    """``run`` with an external certified bound (``fgamcd-solve --bound``, computed after the
+    solve): the record's bound and gap use it, ``metadata["bound_info"]`` says which bound it
+    is and whether a stage hit its budget (``info``), the solver's own bound moves to
+    ``metadata["solver_bound_s"]``."""
+    rec = run.record
+    metadata = {k: v for k, v in rec.metadata.items() if k != "bound_warning"}
+    if run.result.bound is not None:
+        metadata["solver_bound_s"] = run.result.bound
+    valid = bound_s is not None and math.isfinite(bound_s)
+    if info is not None:
+        metadata["bound_info"] = jsonable(info)
+    if not valid:  # no external bound: the record keeps the solver's own, if any
+        return Run(replace(rec, metadata={**rec.metadata, **metadata}), run.result,
+                   run.evaluation)
+    gap, note = gap_to_bound(run.evaluation, bound_s)
+    if note:
+        metadata["bound_warning"] = note
+    rec = replace(rec, bound_s=bound_s, bound_source="external", gap=gap, metadata=metadata)
+    return Run(rec, run.result, run.evaluation)
 
 
 def gap_to_bound(ev: Evaluation | None, bound: float | None) -> tuple[float | None, str]:
@@ -162,12 +199,15 @@ def gap_to_bound(ev: Evaluation | None, bound: float | None) -> tuple[float | No
 
 def _record(inst, name, resolved, seed, oracle, time_limit_s, result, ev, bound_s, solve_time,
             calls, hits, oracle_time) -> RunRecord:
-    bounds = {"solver": result.bound, "external": bound_s}
-    valid = {k: v for k, v in bounds.items() if v is not None and math.isfinite(v)}
-    source = max(valid, key=valid.get) if valid else None
-    bound = valid.get(source) if source else None
+    # an external bound, when given, is the record's bound: the same number for every solver
+    source = "external" if bound_s is not None else "solver"
+    bound = bound_s if bound_s is not None else result.bound
+    if bound is None or not math.isfinite(bound):
+        source, bound = None, None
     gap, note = gap_to_bound(ev, bound)
     metadata = {k: v for k, v in result.metadata.items() if k != "traceback"}
+    if bound_s is not None and result.bound is not None:
+        metadata["solver_bound_s"] = result.bound
     if note:
         metadata["bound_warning"] = note
     kinds: dict[str, int] = {}

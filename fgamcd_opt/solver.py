@@ -32,6 +32,13 @@ from .oracle import BeamformingOracle, default_oracle
 from .params import Param
 from .plan import Plan
 
+# A solve given a time limit T returns within T + GRACE_S seconds (README "time limits"): past T
+# the solvers switch to quick closed-form fallbacks for at most FALLBACK_S seconds, then stop and
+# return the partial plan built so far (status ``time_limit``); the rest of the grace covers
+# the last uninterruptible step (one oracle call, a model build).
+GRACE_S = 5.0
+FALLBACK_S = 2.0
+
 
 class SolveStatus(StrEnum):
     """The solver's own claim about its plan (the evaluator has the last word on feasibility)."""
@@ -84,8 +91,22 @@ class SolveContext:
 
     def should_stop(self) -> bool:
         """True once the time limit has passed or a stop was requested: return the best plan
-        so far with status ``time_limit``."""
+        so far with status ``time_limit`` (quick fallbacks for what is left are fine for
+        ``FALLBACK_S`` more seconds, see :meth:`must_stop`)."""
         return self.stop_event.is_set() or self.time_left() <= 0
+
+    def must_stop(self) -> bool:
+        """True ``FALLBACK_S`` seconds after the time limit (or once a stop was requested):
+        plan nothing more, return the partial plan so far with status ``time_limit``."""
+        return self.stop_event.is_set() or self.time_left() <= -FALLBACK_S
+
+    def deadline(self, share: float = 1.0) -> float | None:
+        """The ``time.monotonic()`` instant at ``share`` of the time limit (None without a
+        limit): hand it to a stage that checks the clock itself (a worker pool, HiGHS)."""
+        if self.time_limit_s is None:
+            return None
+        elapsed = time.perf_counter() - self.started
+        return time.monotonic() + share * self.time_limit_s - elapsed
 
     def step(self, done: int, total: int, what: str = "") -> bool:
         """Report that ``done`` of ``total`` work items are finished and return

@@ -17,6 +17,7 @@ from fgamcd_opt.caching import coarse_caching
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
 from fgamcd_opt.planner import (
+    MESSAGE_USERS,
     BlockData,
     DeliveryResult,
     PlannerOptions,
@@ -44,28 +45,37 @@ class CoarseSolver:
         models = [int(j) for j in inst.requested_models]
         quick = quick_options(opts)
         for i, j in enumerate(models):
-            use = opts
-            if ctx.step(i, len(models), "model"):
-                use = quick
-                out.hurried.extend(int(k) for k in rep.models[j].blocks)
+            ctx.step(i, len(models), "model")
             users = tuple(np.flatnonzero(inst.users.model == j))
             holders = tuple(n for n in range(inst.n_nodes) if j in copies[n])
             for k in rep.models[j].blocks:
+                use = opts
+                if ctx.should_stop():  # past the limit: quick fallback, then nothing
+                    if ctx.must_stop():
+                        out.skip(k, (*out.undeliverable.get(k, ()), *users))
+                        continue
+                    use = quick
+                    if k not in out.hurried:
+                        out.hurried.append(int(k))
                 if k not in block_data:  # bounds and backhaul of a PB, shared by its models
                     block_data[k] = BlockData(inst, k)
                 parts = plan_transmissions(inst, k, users, holders, ctx.oracle, use,
                                            block_data=block_data[k]) if holders else []
                 if not parts:
-                    out.undeliverable[k] = out.undeliverable.get(k, ()) + users
+                    out.undeliverable[k] = (*out.undeliverable.get(k, ()), *users)
                     continue
                 out.note_qos(inst, k, parts, holders, opts.migration)
                 for g in parts:
                     out.add(g, model=j)
         plan = Plan(cache=[set() for _ in range(inst.n_nodes)], migrations=out.migrations,
                     units=out.units, model_copies=copies, solver=self.name)
-        missing = sorted({u for us in out.undeliverable.values() for u in us})
+        missing = sorted({u for k, us in out.undeliverable.items() if k not in out.skipped
+                          for u in us})
         msg = (f"{len(missing)} user(s) request a model no node caches: "
-               + ", ".join(inst.users.ids[u] for u in missing)) if missing else ""
+               + ", ".join(inst.users.ids[u] for u in missing[:MESSAGE_USERS])
+               + (f" and {len(missing) - MESSAGE_USERS} more" if len(missing) > MESSAGE_USERS
+                  else "")) \
+            if missing else ""
         msg = "; ".join(filter(None, [msg, out.qos_message(inst), out.time_limit_message()]))
         plan.metadata["cached_models"] = [len(c) for c in copies]
         return SolveResult(plan, out.solve_status, msg)

@@ -38,7 +38,7 @@ class FullCompSolver:
 
     def solve(self, instance, ctx, params) -> SolveResult:
         inst = instance
-        holds = default_caching(inst)
+        holds = default_caching(inst, progress=ctx.progress)
         everyone = tuple(range(inst.n_nodes))
         opts = PlannerOptions(use_all_free=True, method=params["beamforming"],
                               partition=params["grouping"],
@@ -46,12 +46,16 @@ class FullCompSolver:
         out = DeliveryResult()
         migrations, missing = [], []
         blocks = [int(k) for k in inst.requested_blocks]
-        hurried = 0
+        hurried = skipped = 0
         for i, k in enumerate(blocks):
-            if opts.method != "mrt" and ctx.step(i, len(blocks), "PB"):
-                # closed form and no partition search from here on
-                opts = replace(opts, method="mrt", partition=False, split_zero_rate=False)
-                hurried = len(blocks) - i
+            if ctx.step(i, len(blocks), "PB"):
+                if ctx.must_stop():  # out of time: the rest stays undelivered (partial plan)
+                    skipped = len(blocks) - i
+                    break
+                if opts.method != "mrt":
+                    # closed form and no partition search from here on
+                    opts = replace(opts, method="mrt", partition=False, split_zero_rate=False)
+                    hurried = len(blocks) - i
             holders = np.flatnonzero(holds[:, k])
             users = tuple(int(u) for u in inst.requesters(k))
             if holders.size == 0:
@@ -75,11 +79,14 @@ class FullCompSolver:
         msg = "; ".join(filter(None, [
             f"{len(missing)} requested PB(s) cached nowhere" if missing else "",
             out.qos_message(inst)]))
-        if hurried:
-            msg = "; ".join(filter(None, [msg, f"time limit reached: {hurried} PB(s) beamformed "
-                                          "with MRT, one group per PB"]))
-        return SolveResult(plan, SolveStatus.TIME_LIMIT if hurried else SolveStatus.FEASIBLE,
-                           msg)
+        if hurried or skipped:
+            mrt = max(hurried - skipped, 0)  # PBs planned between the limit and the stop
+            msg = "; ".join(filter(None, [msg, f"time limit reached: {mrt} PB(s) "
+                                          "beamformed with MRT, one group per PB"
+                                          + (f", {skipped} PB(s) not planned (left "
+                                             "undelivered)" if skipped else "")]))
+        return SolveResult(plan, SolveStatus.TIME_LIMIT if hurried or skipped
+                           else SolveStatus.FEASIBLE, msg)
 
 
 __solvers__ = [FullCompSolver]

@@ -33,7 +33,7 @@ class HybridSolver:
 
     def solve(self, instance, ctx, params) -> SolveResult:
         inst = instance
-        holds = default_caching(inst)
+        holds = default_caching(inst, progress=ctx.progress)
         counts = np.array([len(inst.requesters(k)) for k in range(inst.n_blocks)])
         hot = counts > params["eps_hot"]
         cold_blocks = [int(k) for k in inst.requested_blocks if not hot[k]]
@@ -49,7 +49,7 @@ class HybridSolver:
         out = DeliveryResult(units=bc.units + uc.units, migrations=bc.migrations + uc.migrations,
                              undeliverable={**bc.undeliverable, **uc.undeliverable},
                              qos_unmet={**bc.qos_unmet, **uc.qos_unmet},
-                             hurried=bc.hurried + uc.hurried)
+                             hurried=bc.hurried + uc.hurried, skipped=bc.skipped + uc.skipped)
         plan = Plan.from_holds(holds, migrations=out.migrations, units=out.units, solver=self.name)
         plan.metadata["hot_blocks"] = int(hot[inst.requested_blocks].sum())
         return SolveResult(plan, out.solve_status, out.message(inst))

@@ -82,20 +82,17 @@ class MaasnSolver:
         return pol
 
     def solve(self, instance, ctx, params) -> SolveResult:
-        from fgamcd_opt.errors import FgamcdError
+        from fgamcd_opt.errors import SolverRefusal
 
         inst = instance
         if params["episodes"] < 0:
-            return SolveResult(None, SolveStatus.ERROR, "parameter episodes: must be >= 0")
-        try:
-            policy = self._policy(params["policy"])
-            policy.check_fits(inst)
-        except FgamcdError as exc:
-            return SolveResult(None, SolveStatus.ERROR, str(exc))
+            raise SolverRefusal("parameter episodes: must be >= 0")
+        # a policy that does not fit the instance raises a FgamcdError: a refusal (runner.py)
+        policy = self._policy(params["policy"])
+        policy.check_fits(inst)
         if policy.algo != self.algo:
-            return SolveResult(None, SolveStatus.ERROR,
-                               f"policy {policy.path} was trained by {policy.algo}, not "
-                               f"{self.algo} (use --solver {policy.algo})")
+            raise SolverRefusal(f"policy {policy.path} was trained by {policy.algo}, not "
+                                f"{self.algo} (use --solver {policy.algo})")
         import torch
 
         threads = torch.get_num_threads()

@@ -28,7 +28,13 @@ import numpy as np
 from fgamcd_opt.caching import trimcaching_placement
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
-from fgamcd_opt.planner import BlockData, DeliveryResult, PlannerOptions, plan_transmissions
+from fgamcd_opt.planner import (
+    MESSAGE_USERS,
+    BlockData,
+    DeliveryResult,
+    PlannerOptions,
+    plan_transmissions,
+)
 from fgamcd_opt.solver import SolveResult, SolveStatus
 
 
@@ -44,7 +50,7 @@ class NoCoopSolver:
 
     def solve(self, instance, ctx, params) -> SolveResult:
         inst = instance
-        holds = trimcaching_placement(inst, users_of_node_only=True)
+        holds = trimcaching_placement(inst, users_of_node_only=True, progress=ctx.progress)
         # own node only: no migration, one-node clusters; grouping off = one common beam as before
         opts = PlannerOptions(max_cluster=1, migration=False, method=params["beamforming"],
                               partition=params["grouping"],
@@ -53,14 +59,18 @@ class NoCoopSolver:
         missing: dict[int, list[int]] = {}
         qos: list[str] = []
         blocks = inst.requested_blocks
-        hurried = 0
+        hurried = skipped = 0
         slot = 0
         for i, k in enumerate(blocks):
             k = int(k)
-            if opts.method != "mrt" and ctx.step(i, len(blocks), "PB"):
-                # closed form and no partition search from here on
-                opts = replace(opts, method="mrt", partition=False, split_zero_rate=False)
-                hurried = len(blocks) - i
+            if ctx.step(i, len(blocks), "PB"):
+                if ctx.must_stop():  # out of time: the rest stays undelivered (partial plan)
+                    skipped = len(blocks) - i
+                    break
+                if opts.method != "mrt":
+                    # closed form and no partition search from here on
+                    opts = replace(opts, method="mrt", partition=False, split_zero_rate=False)
+                    hurried = len(blocks) - i
             req = inst.requesters(k)
             bd = BlockData(inst, k)
             rounds: list[list] = []
@@ -91,15 +101,21 @@ class NoCoopSolver:
         plan = Plan.from_holds(holds, units=out.units, solver=self.name)
         msg = ""
         if missing:
+            named = sorted(missing)
             msg = (f"{len(missing)} user(s) lack PBs at their own node and are not served: "
-                   + ", ".join(inst.users.ids[u] for u in sorted(missing)))
+                   + ", ".join(inst.users.ids[u] for u in named[:MESSAGE_USERS])
+                   + (f" and {len(named) - MESSAGE_USERS} more" if len(named) > MESSAGE_USERS
+                      else ""))
         if qos:
             msg = "; ".join(filter(None, [msg, "QoS not met: " + "; ".join(qos)]))
-        if hurried:
-            msg = "; ".join(filter(None, [msg, f"time limit reached: {hurried} PB(s) beamformed "
-                                          "with MRT (closed form), one group per cell"]))
-        return SolveResult(plan, SolveStatus.TIME_LIMIT if hurried else SolveStatus.FEASIBLE,
-                           msg)
+        if hurried or skipped:
+            mrt = max(hurried - skipped, 0)  # PBs planned between the limit and the stop
+            msg = "; ".join(filter(None, [msg, f"time limit reached: {mrt} PB(s) "
+                                          "beamformed with MRT (closed form), one group per "
+                                          "cell" + (f", {skipped} PB(s) not planned (left "
+                                                    "undelivered)" if skipped else "")]))
+        return SolveResult(plan, SolveStatus.TIME_LIMIT if hurried or skipped
+                           else SolveStatus.FEASIBLE, msg)
 
 
 __solvers__ = [NoCoopSolver]

@@ -27,8 +27,8 @@ class TdmaSolver:
 
     def solve(self, instance, ctx, params) -> SolveResult:
         inst = instance
-        holds = default_caching(inst) if params["caching"] == "default" \
-            else trimcaching_placement(inst)
+        holds = default_caching(inst, progress=ctx.progress) if params["caching"] == "default" \
+            else trimcaching_placement(inst, progress=ctx.progress)
         out = plan_unicast(inst, holds, ctx.oracle, PlannerOptions(
             max_cluster=params["max_cluster"], method=params["beamforming"]), ctx=ctx)
         plan = Plan.from_holds(holds, migrations=out.migrations, units=out.units, solver=self.name)

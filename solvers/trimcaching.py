@@ -38,7 +38,7 @@ class TrimCachingSolver:
 
     def solve(self, instance, ctx, params) -> SolveResult:
         inst = instance
-        holds = trimcaching_placement(inst)
+        holds = trimcaching_placement(inst, progress=ctx.progress)
         out = plan_broadcast(inst, holds, ctx.oracle, PlannerOptions(
             max_cluster=params["max_cluster"], migration=params["migration"]), ctx=ctx)
         plan = Plan.from_holds(holds, out.migrations, out.units, solver=self.name)

@@ -315,3 +315,35 @@ def test_solver_with_unserialisable_metadata_does_not_crash(capsys, inst_file, t
     code, _, err = run(capsys, "solve", inst_file, "--solver",
                        f"{tmp_path / 'meta_solver.py'}:Meta", "-o", tmp_path / "m.plan.json")
     assert code in (0, 1, 2) and "Traceback" not in err
+
+
+# ---- solver refusals: one line on stderr, exit 2, nothing written (issue 22) ------------------
+def test_solve_refusal_is_one_line_on_stderr_exit_2(capsys, inst_file, tmp_path):
+    # the shipped MAASN-DA policy is for N = 6; the tiny instance has N = 3
+    code, out, err = run(capsys, "solve", inst_file, "--solver", "maasn",
+                         "-o", tmp_path / "p.plan.json")
+    assert code == 2 and out == ""
+    assert_one_line_error(err, str(inst_file), "solver maasn refused the instance", "N=")
+    assert not list(tmp_path.iterdir())
+    code, out, err = run(capsys, "solve", inst_file, "--solver", "maasn", "--param",
+                         "episodes=-1", "-o", tmp_path / "p.plan.json")
+    assert code == 2 and out == ""
+    assert_one_line_error(err, "episodes: must be >= 0")
+
+
+def test_solve_refusal_of_a_plugin(capsys, inst_file, tmp_path):
+    src = tmp_path / "picky.py"
+    src.write_text(
+        "from fgamcd_opt.errors import FgamcdError\n"
+        "class Picky:\n"
+        "    name = 'picky'\n"
+        "    description = 'refuses everything'\n"
+        "    params = ()\n"
+        "    def solve(self, instance, ctx, params):\n"
+        "        raise FgamcdError(f'needs N >= 10, got N={instance.n_nodes}')\n")
+    out_dir = tmp_path / "out"
+    code, out, err = run(capsys, "solve", inst_file, "--solver", f"{src}:Picky",
+                         "--runs-dir", out_dir)
+    assert code == 2 and out == ""
+    assert_one_line_error(err, "solver picky refused the instance: needs N >= 10, got N=3")
+    assert not out_dir.exists()

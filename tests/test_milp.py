@@ -421,6 +421,12 @@ def test_group_bounds_memoised_by_workers_count_after_the_budget():
     rep = milp.refine_group_bounds(inst, spent, BeamformingOracle("fast"), 0.0, workers=2)
     assert rep.blocks_raised == rep_full.blocks_raised
     assert [o.cost_s.min() for o in spent.blocks] == [o.cost_s.min() for o in full.blocks]
-    # one worker with no time left adds nothing (today's sequential semantics)
+    # one worker with no time left combines them too (no new group bound is computed)
+    one = milp.optimistic_data(inst)
+    rep1 = milp.refine_group_bounds(inst, one, None, 0.0, workers=1)
+    assert rep1.blocks_raised == rep_full.blocks_raised and rep1.sdp_groups == 0
+    # with nothing memoised and no time, only the per-user costs remain (nothing raised)
+    group_bound._MEMO.clear()
     none = milp.optimistic_data(inst)
-    assert milp.refine_group_bounds(inst, none, None, 0.0, workers=1).blocks_raised == 0
+    rep0 = milp.refine_group_bounds(inst, none, None, 0.0, workers=1)
+    assert rep0.sdp_groups == 0 and rep0.raised_s <= 1e-12 and rep0.blocks_skipped_budget > 0

@@ -20,10 +20,15 @@ def _print_evaluation(inst, ev, header: str) -> None:
     if s["total_delay_s"] != float("inf"):
         print(f"  status {s['status']}: total delay {s['total_delay_s']:.4f} s ({parts})")
     else:
-        why = (f"{s['undelivered_users'] + s['qos_violating_users']} user(s) not fully served, "
-               f"{s['unserved_pairs']} of {s['requested_pairs']} requested (user, PB) pairs "
-               "unserved or at zero rate" if not s["complete"] else
-               "the plan breaks a structural constraint")
+        if not s["complete"]:
+            why = (f"{s['undelivered_users'] + s['qos_violating_users']} user(s) not fully "
+                   f"served, {s['unserved_pairs']} of {s['requested_pairs']} requested (user, "
+                   "PB) pairs unserved or at zero rate")
+        elif s["zero_rate_transmissions"]:
+            why = (f"{s['zero_rate_transmissions']} transmission(s) have a user at worst-case "
+                   "rate 0 and never end")
+        else:
+            why = "the plan breaks a structural constraint"
         print(f"  status {s['status']}: total delay inf ({why}); delivered part "
               f"{s['delivered_delay_s']:.4f} s ({parts})")
     print(f"  {s['n_units']} delivery units, {s['n_migrations']} migrations; "
@@ -67,11 +72,21 @@ class _ProgressBar:
     def __init__(self, enabled: bool, desc: str):
         self.bar = None
         if enabled:
+            import threading
+
             from tqdm import tqdm
 
             self.bar = tqdm(total=1000, desc=desc, unit="", leave=False,
                             bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"
                                        " {postfix}")
+            # the elapsed time keeps moving through stages that report nothing for a while
+            # (reading a 10^6-user instance, scoring the plan)
+            self._done = threading.Event()
+            threading.Thread(target=self._tick, daemon=True).start()
+
+    def _tick(self) -> None:
+        while not self._done.wait(1.0):
+            self.bar.refresh()
 
     def __call__(self, fraction: float, message: str) -> None:
         if self.bar is not None:
@@ -80,8 +95,16 @@ class _ProgressBar:
                 self.bar.set_postfix_str(message, refresh=False)
             self.bar.refresh()
 
+    def restart(self, desc: str) -> None:
+        """The next stage (loading, the solver, the bound) starts at 0%."""
+        if self.bar is not None:
+            self.bar.reset(total=1000)
+            self.bar.set_description_str(desc, refresh=False)
+            self.bar.set_postfix_str("", refresh=True)
+
     def close(self) -> None:
         if self.bar is not None:
+            self._done.set()
             self.bar.close()
 
 
@@ -89,12 +112,14 @@ def cmd_solve(args) -> int:
     import jsonschema
 
     from .. import registry
+    from ..errors import SolverRefusal
+    from ..evaluator import EVAL_JSON_ITEMS
     from ..instance_io import load_instance
     from ..jsonio import write_json_atomic
     from ..oracle import BeamformingOracle
     from ..params import parse_assignments
     from ..plan_io import plan_to_dict
-    from ..runner import RUN_SCHEMA, run_solver
+    from ..runner import RUN_SCHEMA, attach_bound, run_solver
 
     if args.list_solvers:
         return cmd_solvers(args)
@@ -102,18 +127,25 @@ def cmd_solve(args) -> int:
         print("fgamcd-solve: give an instance file and --solver NAME (or --list-solvers)",
               file=sys.stderr)
         return 2
-    inst = load_instance(args.instance, allow_external_sidecar=args.allow_external_sidecar,
-                         max_memory=args.max_memory)
-    cls = registry.get_solver(args.solver)
-    params = parse_assignments(args.param or [])
-    oracle = BeamformingOracle(args.beamforming)
-    bound = None
-    if args.bound:
-        bound = _external_bound(inst, oracle, args)
-    bar = _ProgressBar(args.progress or sys.stderr.isatty(), f"{cls.name}")
+    bar = _ProgressBar(args.progress or sys.stderr.isatty(), "loading")
     try:
+        bar(0.0, f"reading {args.instance}")
+        inst = load_instance(args.instance, allow_external_sidecar=args.allow_external_sidecar,
+                             max_memory=args.max_memory)
+        cls = registry.get_solver(args.solver)
+        params = parse_assignments(args.param or [])
+        oracle = BeamformingOracle(args.beamforming)
+        bar.restart(cls.name)
         run = run_solver(inst, cls, params, seed=args.seed, time_limit_s=args.time_limit,
-                         oracle=oracle, debug=args.debug, bound_s=bound, progress=bar)
+                         oracle=oracle, debug=args.debug, progress=bar)
+        if run.record.metadata.get("refused"):
+            # bad input for this solver: one line on stderr, exit 2, nothing written (README)
+            raise SolverRefusal(f"{args.instance}: solver {cls.name} refused the instance: "
+                                f"{run.record.message}")
+        if args.bound:
+            bar.restart("bound")
+            bound, info = _external_bound(inst, args, progress=bar)
+            run = attach_bound(run, bound, info)
     finally:
         bar.close()
     rec = run.record
@@ -125,7 +157,9 @@ def cmd_solve(args) -> int:
     if rec.bound_s is not None:
         gap = f", gap {100 * rec.gap:.2f}%" if rec.gap is not None else \
             " (no gap: the plan is not comparable)"
-        print(f"  lower bound on delay {rec.bound_s:.4f} s ({rec.bound_source}){gap}")
+        bi = rec.metadata.get("bound_info") or {}
+        cut = "; a bound stage hit its time budget" if bi.get("budget_hit") else ""
+        print(f"  lower bound on delay {rec.bound_s:.4f} s ({rec.bound_source}){gap}{cut}")
     if run.evaluation is not None:
         _print_evaluation(inst, run.evaluation, "evaluation")
     plan_path, ev_path, run_path = _output_paths(args, inst.name, rec.solver)
@@ -136,35 +170,39 @@ def cmd_solve(args) -> int:
                               solver_params=rec.params)
         write_json_atomic(plan_path, plan_d, indent=None if not args.omit_beams else 1)
         write_json_atomic(ev_path, {"run": record,
-                                    "evaluation": run.evaluation.to_dict(inst)
+                                    "evaluation": run.evaluation.to_dict(
+                                        inst, max_items=EVAL_JSON_ITEMS)
                                     if run.evaluation is not None else None})
     write_json_atomic(run_path, record)
     written = [str(p) for p in ((plan_path, ev_path) if run.plan is not None else ())]
     print(f"wrote {', '.join([*written, str(run_path)])}")
     if rec.solver_status == "error":
+        print(f"error: {args.instance}: solver {rec.solver} failed: {rec.message}",
+              file=sys.stderr)
         return 1
     return 0
 
 
-def _external_bound(inst, oracle, args) -> float | None:
-    """The certified lower bound of the MILP relaxation (computed once per instance and
-    memoised by the milp plugin)."""
+def _external_bound(inst, args, progress=None) -> tuple[float | None, dict | None]:
+    """The certified lower bound (``certified_lower_bound`` of the milp plugin, the same
+    memoised computation the milp solver uses, docs/milp.md section 3.6) within
+    ``--bound-time-limit`` seconds."""
+    import importlib
+
     from .. import registry
 
     milp = registry.get_solver("milp")
-    import importlib
-
     module = importlib.import_module(milp.__module__)
     fn = getattr(module, "certified_lower_bound", None)
     if fn is None:
         print("  --bound: this milp solver offers no certified_lower_bound()", file=sys.stderr)
-        return None
-    bound, _info = fn(inst, oracle=oracle, time_limit_s=args.bound_time_limit)
-    return bound
+        return None, None
+    kwargs = {"progress": progress} if progress is not None else {}
+    return fn(inst, time_limit_s=args.bound_time_limit, **kwargs)
 
 
 def cmd_eval(args) -> int:
-    from ..evaluator import evaluate
+    from ..evaluator import EVAL_JSON_ITEMS, evaluate
     from ..instance_io import load_instance
     from ..jsonio import write_json_atomic
     from ..oracle import BeamformingOracle
@@ -175,11 +213,11 @@ def cmd_eval(args) -> int:
     plan = load_plan(args.plan, inst)
     ev = evaluate(inst, plan, BeamformingOracle(args.beamforming))
     if args.json:
-        print(json.dumps(ev.to_dict(inst), indent=1))
+        print(json.dumps(ev.to_dict(inst, max_items=EVAL_JSON_ITEMS), indent=1))
     else:
         _print_evaluation(inst, ev, f"evaluation of {args.plan} on {inst.name}")
     if args.output:
-        write_json_atomic(args.output, ev.to_dict(inst))
+        write_json_atomic(args.output, ev.to_dict(inst, max_items=EVAL_JSON_ITEMS))
     return 0
 
 
@@ -227,7 +265,8 @@ def _solve_args(p):
     p.add_argument("--bound", action="store_true", help="also compute the certified lower "
                    "bound (MILP relaxation) and report the gap of this solver's plan")
     p.add_argument("--bound-time-limit", type=float, default=60.0,
-                   help="seconds for the bound's MILP (default 60)")
+                   help="seconds for the certified bound, computed after the solve (default 60, "
+                        "= the milp solver's group_bound_time, so both get the same bound)")
     p.add_argument("--progress", action="store_true",
                    help="show the progress bar even when stderr is not a terminal")
     p.add_argument("--list-solvers", action="store_true")

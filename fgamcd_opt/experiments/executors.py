@@ -56,14 +56,14 @@ class LocalExecutor:
         self._pool = None
 
     def map_unordered(self, fn: Callable, items: list, on_crash: Callable) -> Iterator:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
-        # spawn, not fork: the parent may hold threads (tqdm, BLAS) that fork would copy
-        self._pool = ProcessPoolExecutor(max_workers=self.workers,
-                                         mp_context=mp.get_context("spawn"),
-                                         initializer=init_worker,
-                                         initargs=(thread_env(self.threads),))
+        from ..workers import process_pool
+
+        # spawn, not fork: the parent may hold threads (tqdm, BLAS) that fork would copy; the
+        # workers die with this process (fgamcd_opt/workers.py)
+        self._pool = process_pool(self.workers, "spawn", initializer=init_worker,
+                                  initargs=(thread_env(self.threads),))
         futs = {self._pool.submit(fn, item): item for item in items}
         try:
             for fut in as_completed(futs):

@@ -531,13 +531,13 @@ class FgamcdParallelEnv(ParallelEnv):
         pending, self._pending = self._pending, []
         args = [(k, holders, src_of, self.holds[:, k].copy()) for k, holders, src_of in pending]
         if workers > 1 and len(args) > 1:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
+            from ..workers import process_pool
 
             global _WORKER_ENV
             _WORKER_ENV = self
             try:
-                with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
+                # workers die with this process (fgamcd_opt/workers.py)
+                with process_pool(workers, "fork") as ex:
                     chunk = max(1, len(args) // (4 * workers))
                     results = list(ex.map(_deliver_in_worker, args, chunksize=chunk))
             finally:

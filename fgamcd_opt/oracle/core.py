@@ -16,6 +16,23 @@ Flow for the optimising methods (``fast``, ``sdr``, ``nonrobust``):
 
 Results are memoised per (instance fingerprint, PB, participants, users, method, options) in a
 bounded LRU, so training loops and sweeps never solve the same subproblem twice.
+
+**Monotone in the nodes** (optimising methods ``fast``, ``sdr``, ``nonrobust``): beams from a
+node set S padded with zero beams for the other nodes of a superset S' are beams from S' with
+exactly the same worst-case rates (a silent node adds no signal and no error margin), so the
+optimum can only grow with the node set; a local method can still miss it (issue 22: llm-13b,
+PB k123 to u0 and u18, nodes (0, 2, 3, 5) reach 2.21 Mbps while adding node 4 returned
+2.5e-17 W beams at 0 bps, "converged"). So when a run first asks for S', the best answer the
+run got for a subset S of S' (same PB, users, method and options) is compared with the plain
+solve of S', by (QoS met, then exact worst-case min rate); if the subset's is better, S' is
+also solved with the subset's beams padded with zeros as an extra SCA start (``fast``,
+``nonrobust``), and the best of the two solves and the padded beams themselves is the answer.
+A superset's answer is therefore never worse than any subset's the run already got (tested
+with random node-adding probes). A question asked again in the run gets the same answer. The
+memo shared by every run of this oracle holds the plain solves (and the warm-started ones,
+functions of the subproblem and the subset's beams), and ``begin_run`` (called by the runner)
+forgets the previous run's answers: a run's answers depend on its own questions only, not on
+what other solvers sharing the oracle asked before.
 """
 
 from __future__ import annotations
@@ -34,6 +51,8 @@ from .methods import MethodOutput, MethodStatus, amplitude_upper_bound, mrt, rob
 from .problem import BeamProblem, project_power
 
 METHODS = ("fast", "sdr", "mrt", "nonrobust")
+MONOTONE_METHODS = ("fast", "sdr", "nonrobust")  # optimisers: monotone in the node set
+KNOWN_GROUPS = 50_000  # (PB, users, method, options) groups whose node sets are remembered
 
 
 class OracleStatus(StrEnum):
@@ -154,13 +173,27 @@ class BeamformingOracle:
         self.method = method
         self.options = options
         self.cache_size = cache_size
-        self._cache = LRU(cache_size)
+        self._cache = LRU(cache_size)  # plain solves, shared by every run of this oracle
+        # this run's answers (a question asked twice gets the same answer) and, per (instance,
+        # PB, users, method, options), the node sets it answered: the subsets a superset is
+        # compared with (module docstring, "monotone in the nodes"); both reset by begin_run
+        self._answers = LRU(cache_size)
+        self._known = LRU(min(KNOWN_GROUPS, cache_size))
+        self._warm = LRU(min(KNOWN_GROUPS, cache_size))  # warm-started solves (pure)
         self.hits = 0
         self.misses = 0
         self.solve_time_s = 0.0
+        self.monotone_repairs = 0  # solves a known subset's beams improved (module docstring)
+        # a time.monotonic() instant set by the runner during a time-limited solve (and by the
+        # bound for its own oracle): past it the optimising methods return closed-form MRT
+        # beams, and a solve running then stops its SCA; such answers are not memoised
+        self.deadline: float | None = None
 
     def clear(self) -> None:
         self._cache.clear()
+        self._answers.clear()
+        self._known.clear()
+        self._warm.clear()
 
     def solve(self, inst: Instance, k: int, nodes, users, method: str | None = None,
               **options) -> BeamResult:
@@ -173,20 +206,107 @@ class BeamformingOracle:
         nodes = tuple(int(n) for n in nodes)
         users = tuple(int(u) for u in users)
         key = (inst.fingerprint, int(k), nodes, users, method, tuple(sorted(opts.items())))
-        hit = self._cache.get(key)
-        if hit is not None:
+        answer = self._answers.get(key)  # what this run got before: the same answer again
+        if answer is not None:
             self.hits += 1
-            return hit
-        self.misses += 1
+            return answer
         t0 = time.perf_counter()
-        result = self._solve(inst, int(k), nodes, users, method, opts)
-        result.time_s = time.perf_counter() - t0
-        self.solve_time_s += result.time_s
-        self._cache.put(key, result)
+        plain = self._cache.get(key)  # the plain solve, shared by every run of this oracle
+        if plain is not None:
+            self.hits += 1
+        else:
+            self.misses += 1
+            plain, memo = self._plain(inst, int(k), nodes, users, method, opts)
+            if not memo:  # cut by the deadline: valid beams, neither memoised nor compared
+                plain.time_s = time.perf_counter() - t0
+                self.solve_time_s += plain.time_s
+                return plain
+            plain.time_s = time.perf_counter() - t0
+            self._cache.put(key, plain)
+        result = plain
+        if method in MONOTONE_METHODS:
+            group = (inst.fingerprint, int(k), users, method, key[-1])
+            result = self._monotone(inst, int(k), nodes, users, method, opts, plain, group, key)
+        self.solve_time_s += time.perf_counter() - t0
+        self._answers.put(key, result)
         return result
 
+    def begin_run(self) -> None:
+        """Start a run (the runner calls it): forget the answers and known subsets of earlier
+        runs, so that a run's answers depend only on its own questions, not on what other
+        solvers sharing this oracle (a sweep's grid point) asked before. The plain solves stay
+        memoised."""
+        self._answers.clear()
+        self._known.clear()
+
+    def _plain(self, inst, k, nodes, users, method, opts) -> tuple[BeamResult, bool]:
+        """A solve of this subproblem alone, and whether it may be memoised (not when the
+        deadline cut it: then closed-form MRT past it, or the SCA stopped at it)."""
+        if self.deadline is not None and method in MONOTONE_METHODS:
+            left = self.deadline - time.monotonic()
+            if left <= 0 and len(users) > 1:  # out of time: closed form
+                result = self._solve(inst, k, nodes, users, "mrt", {})
+                result.message = "time limit passed: closed-form MRT beams"
+                return result, False
+            if method in ("fast", "nonrobust") and "time_limit" not in opts:
+                result = self._solve(inst, k, nodes, users, method, {**opts, "time_limit": left})
+                cut = result.status == OracleStatus.ITERATION_LIMIT and "time" in result.message
+                return result, not cut
+        return self._solve(inst, k, nodes, users, method, opts), True
+
+    def _monotone(self, inst, k, nodes, users, method, opts, plain, group, key) -> BeamResult:
+        """The better of the plain solve and what the best subset of ``nodes`` this run knows
+        gives (module docstring); remembers the answer for later supersets. The warm-started
+        solve is a function of the subproblem and the subset's beams, so it is memoised too."""
+        known = self._known.get(group)
+        if known is None:
+            known = {}
+            self._known.put(group, known)
+        here = set(nodes)
+        best = None
+        for sub, res in known.items():
+            if len(sub) < len(nodes) and here.issuperset(sub) and (
+                    best is None or _rank(res) > _rank(best)):
+                best = res
+        result = plain
+        if best is not None and _rank(best) > _rank(plain):
+            candidates = [plain, self._padded(inst, k, nodes, users, method, best)]
+            if method in ("fast", "nonrobust"):
+                wkey = (key, best.nodes, best.beams.tobytes())
+                warm = self._warm.get(wkey)
+                if warm is None:
+                    rows = [nodes.index(n) for n in best.nodes]
+                    x0 = np.zeros((len(nodes), inst.antennas), dtype=complex)
+                    x0[rows] = best.beams / np.sqrt(
+                        inst.nodes.power_max_w[list(best.nodes)])[:, None]
+                    warm = self._solve(inst, k, nodes, users, method, opts, init=x0)
+                    self._warm.put(wkey, warm)
+                candidates.append(warm)
+            result = max(candidates, key=_rank)  # ties: the first (the plain solve)
+            self.monotone_repairs += int(result is not plain)
+        known[nodes] = result
+        return result
+
+    @staticmethod
+    def _padded(inst, k, nodes, users, method, like: BeamResult) -> BeamResult:
+        """The subset result ``like`` reported for the superset ``nodes``: its beams padded
+        with zero beams, hence exactly its worst-case rates (a silent node adds no signal and
+        no error margin; the evaluator recomputes them from the beams)."""
+        beams = np.zeros((len(nodes), inst.antennas), dtype=complex)
+        beams[[nodes.index(n) for n in like.nodes]] = like.beams
+        return BeamResult(
+            block=k, nodes=nodes, users=users, method=method, beams=beams,
+            rates_bps=like.rates_bps.copy(), status=like.status,
+            qos_feasible=like.qos_feasible, qos_infeasible_users=like.qos_infeasible_users,
+            zero_rate_users=like.zero_rate_users, power_w=np.sum(np.abs(beams) ** 2, axis=1),
+            iterations=0, fallback_used=like.fallback_used,
+            message=f"beams of the subset {like.nodes} padded with zeros (better than the "
+                    "solve from these nodes)")
+
     # ------------------------------------------------------------------------------------
-    def _solve(self, inst, k, nodes, users, method, opts) -> BeamResult:
+    def _solve(self, inst, k, nodes, users, method, opts, init=None) -> BeamResult:
+        """One solve; ``init`` (p, M) normalised beams: an extra starting point (fast and
+        nonrobust only)."""
         m = inst.antennas
         if not nodes or not users:
             return BeamResult(k, nodes, users, method, np.zeros((len(nodes), m), complex),
@@ -220,7 +340,9 @@ class BeamformingOracle:
                 solve_on = BeamProblem(problem.g, np.zeros_like(problem.rho),
                                        problem.snr_required)
             reduced, bases = solve_on.reduce()
-            out = _run_method(method, reduced, None, None, None, opts, budget)
+            init_red = None if init is None else np.stack(
+                [q.conj().T @ x for q, x in zip(bases, init, strict=True)])
+            out = _run_method(method, reduced, None, None, init_red, opts, budget)
             iterations += out.iterations
             x_red = out.x
             status, fallback, message = _status_of(out)
@@ -269,6 +391,11 @@ class BeamformingOracle:
             power_w=np.sum(np.abs(beams) ** 2, axis=1), iterations=iterations,
             fallback_used=fallback, message=message,
         )
+
+
+def _rank(res: BeamResult) -> tuple[bool, float]:
+    """How results of one subproblem compare: QoS met first, then the exact min rate."""
+    return (bool(res.qos_feasible), float(res.min_rate_bps))
 
 
 def _status_of(out: MethodOutput) -> tuple[OracleStatus, bool, str]:

@@ -35,8 +35,8 @@ from .problem import BeamProblem, project_power
 _SETTINGS_CACHE: dict = {}
 
 
-def _settings(max_iter: int = 100) -> clarabel.DefaultSettings:
-    s = _SETTINGS_CACHE.get(max_iter)
+def _settings(max_iter: int = 100, limit: float | None = None) -> clarabel.DefaultSettings:
+    s = _SETTINGS_CACHE.get(max_iter) if limit is None else None
     if s is None:
         s = clarabel.DefaultSettings()
         s.verbose = False
@@ -44,7 +44,10 @@ def _settings(max_iter: int = 100) -> clarabel.DefaultSettings:
         s.tol_gap_abs = 1e-7
         s.tol_gap_rel = 1e-7
         s.tol_feas = 1e-8
-        _SETTINGS_CACHE[max_iter] = s
+        if limit is None:
+            _SETTINGS_CACHE[max_iter] = s
+        else:
+            s.time_limit = limit
     return s
 
 
@@ -154,8 +157,9 @@ class _SocpTemplate:
         self.P, self.q = st.P, st.q
         self.cones = list(st.cones)
 
-    def solve(self, g_rot: np.ndarray):
-        """One SOCP with user channels already rotated by e^{j phi_u}: g_rot (p, v, d)."""
+    def solve(self, g_rot: np.ndarray, time_limit: float | None = None):
+        """One SOCP with user channels already rotated by e^{j phi_u}: g_rot (p, v, d);
+        ``time_limit`` (s): Clarabel stops there (a huge group under a run's time limit)."""
         p, v, d = self.p, self.v, self.d
         # Re(g^H x) = Re(g) . Re(x) + Im(g) . Im(x); column 2 d n + j of x_n, row u
         lin = np.stack([g_rot.real, g_rot.imag], axis=1).transpose(0, 1, 3, 2)
@@ -163,7 +167,10 @@ class _SocpTemplate:
         np.negative(lin, out=self._x_user[:, :v])
         if self.has_floors:
             np.negative(lin, out=self._x_user[:, v:2 * v])
-        solver = clarabel.DefaultSolver(self.P, self.q, self.A, self.b, self.cones, _settings())
+        settings = _settings()
+        if time_limit is not None:
+            settings = _settings(limit=max(float(time_limit), 1e-3))
+        solver = clarabel.DefaultSolver(self.P, self.q, self.A, self.b, self.cones, settings)
         sol = solver.solve()
         z = np.asarray(sol.x)
         xr = z[: 2 * p * d].reshape(p, 2, d)
@@ -211,19 +218,26 @@ def sca(
     max_iterations: int = 50,
     tol: float = 1e-5,
     template: _SocpTemplate | None = None,
+    stop_at: float | None = None,
 ) -> tuple[np.ndarray, float, int, str]:
-    """Run SCA from x0. Returns (x, objective, iterations, clarabel status of the last SOCP)."""
+    """Run SCA from x0 (no new SOCP after ``stop_at``, a ``time.perf_counter()`` instant).
+    Returns (x, objective, iterations, clarabel status of the last SOCP)."""
     template = template or _SocpTemplate(problem, t, floors)
     x = project_power(x0)
     best = _objective(problem, x, t)
     last_status = "none"
     it = 0
     for it in range(1, max_iterations + 1):  # noqa: B007 (returned after the loop)
+        if stop_at is not None and time.perf_counter() > stop_at:
+            last_status = "time_limit"
+            break
         sig = np.einsum("nvd,nd->v", problem.g.conj(), x)
         # phase of each user's current signal; any phase will do where the signal is zero
         phase = np.where(np.abs(sig) > 0, sig / np.maximum(np.abs(sig), 1e-300), 1.0)
         try:
-            x_new, last_status, _ = template.solve(problem.g * phase[None, :, None])
+            g_rot = problem.g * phase[None, :, None]
+            x_new, last_status, _ = (template.solve(g_rot) if stop_at is None else
+                                     template.solve(g_rot, stop_at - time.perf_counter()))
         except Exception as exc:  # Clarabel raises on malformed numerics; keep the iterate
             last_status = f"error: {exc}"
             break
@@ -259,6 +273,7 @@ def solve_fast(
     a solver error keeps the best valid iterate and reports NUMERICAL_FAILURE.
     """
     start_time = time.perf_counter()
+    stop_at = None if time_limit is None else start_time + time_limit
     t = np.ones(problem.n_users) if weights is None else np.asarray(weights, dtype=float)
     starts = ([init] if init is not None else []) + starting_points(
         problem, t, n_random=n_random_starts, seed=seed
@@ -269,7 +284,7 @@ def solve_fast(
     runs, total_it, statuses = [], 0, []
     for x0 in starts:
         x, obj, it, status = sca(problem, x0, t, floors, max_iterations=race_iterations, tol=tol,
-                                 template=template)
+                                 template=template, stop_at=stop_at)
         total_it += it
         statuses.append(status)
         runs.append((obj if _floors_met(problem, x, floors) else -np.inf, x, it))

@@ -25,14 +25,32 @@ import time
 
 import numpy as np
 
-from fgamcd_opt.caching import repair_storage, warm_caching
+from fgamcd_opt.caching import repair_storage
+from fgamcd_opt.errors import SolverRefusal
 from fgamcd_opt.jsonio import jsonable
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
-from fgamcd_opt.planner import BlockData, DeliveryResult, PlannerOptions, plan_transmissions
-from fgamcd_opt.solver import SolveResult, SolveStatus
+from fgamcd_opt.planner import (
+    BlockData,
+    DeliveryResult,
+    PlannerOptions,
+    plan_transmissions,
+    quick_options,
+)
+from fgamcd_opt.solver import FALLBACK_S, SolveResult, SolveStatus
 
 from . import formulation as milp
+from .certified import BoundOptions, certified_lower_bound, compute_bound
+
+# shares of the run's time limit (docs/milp.md section 3.6): the certified bound gets at most
+# BOUND_SHARE of it, the planner's delivery runs until PLANNER_SHARE (quick fallback after), the
+# oracle-rated candidates until ORACLE_SHARE (one candidate per PB after), the oracle MILP
+# until the limit
+BOUND_SHARE = 0.5
+MAX_REQUESTED_PAIRS = 1_000_000  # larger instances are refused (their per-user bounds alone
+# would draw every pair's channel: 10^6 users request 1.6e7 pairs)
+PLANNER_SHARE = 0.65
+ORACLE_SHARE = 0.8
 
 
 def _pairs_text(inst, pairs: list[tuple[int, int]], limit: int = 12) -> str:
@@ -65,8 +83,9 @@ class MilpSolver:
         Param("warm_start", bool, True, "MIP starts (planner caching for the bound MILP)"),
         Param("qos_penalty", float, 10.0, "seconds added per PB whose oracle beams miss a QoS "
               "floor (oracle model; the paper's r1 = 10)"),
-        Param("group_bound_time", float, 60.0, "seconds for the multicast (partition) bound "
-              "that tightens the certified bound (0: per-user bound only)"),
+        Param("group_bound_time", float, 60.0, "seconds for the certified bound: multicast "
+              "(partition) group bounds, cluster rounds and the bound MILP solves, the same "
+              "computation as fgamcd-solve --bound-time-limit (0: per-user bound only)"),
         Param("bound_workers", int, 2, "worker processes for the group bounds of the "
               "multicast bound (same values as 1; 1: computed in this process)"),
         Param("unreachable", str, "exclude", "(user, PB) pairs no node can reach: exclude them "
@@ -75,103 +94,42 @@ class MilpSolver:
 
     def solve(self, instance, ctx, params) -> SolveResult:
         inst = instance
+        pairs = int(inst.demand.sum())
+        if pairs > MAX_REQUESTED_PAIRS:
+            raise SolverRefusal(f"{pairs} requested (user, PB) pairs: the MILP's per-user rate "
+                                f"bounds need each pair's channel; at most "
+                                f"{MAX_REQUESTED_PAIRS} are accepted (docs/milp.md section 4)")
         if len(inst.requested_blocks) == 0:  # nobody requests anything: the empty plan is optimal
             return SolveResult(Plan.empty(inst.n_nodes, solver=self.name), SolveStatus.OPTIMAL,
                                "no requested PB", bound=0.0)
         t_start = time.perf_counter()
         oracle = ctx.oracle
         calls0, otime0 = oracle.hits + oracle.misses, oracle.solve_time_s
-        meta: dict = {}
+        cut: list[str] = []  # stages stopped by a time limit (status time_limit)
 
-        def budget() -> float:
-            return max(0.01, min(float(params["time_limit"]), ctx.time_left()))
-
-        # ---- 1. the bound model ------------------------------------------------------------
-        cap = params["max_cluster_bound"] or None
-        bdata = milp.optimistic_data(inst, cap)
-        excluded = bdata.excluded_pairs()
-        meta["per_user_bound_clusters"] = bdata.n_clusters
-        meta["per_user_trivial_bound"] = milp.trivial_bound(bdata)
-        t_group = time.perf_counter()
-        cluster_rounds = params["cluster_bound_rounds"] if params["group_bound_time"] > 0 else 0
-        if params["group_bound_time"] > 0:
-            gb = milp.refine_group_bounds(inst, bdata, oracle,
-                                          min(params["group_bound_time"], ctx.time_left()),
-                                          prune=cluster_rounds == 0,
-                                          workers=params["bound_workers"])
-            meta["group_bound"] = gb.summary()
-        meta.update(bound_clusters=bdata.n_clusters, bound_truncated_blocks=bdata.truncated_blocks,
-                    excluded_pairs=len(excluded),
-                    excluded=[[inst.users.ids[u], inst.repository.blocks[k].id]
-                              for u, k in excluded],
-                    trivial_bound=milp.trivial_bound(bdata))
+        # ---- 1. the certified bound (solvers/milp/certified.py; docs/milp.md section 3.6) ----
+        res = compute_bound(inst, bound_options(params, ctx),
+                            progress=lambda f, m: ctx.progress(0.5 * f, m))
+        bdata, out_b, excluded = res.data, res.outcome, res.excluded
+        meta: dict = dict(res.info)
+        meta["bound_info"] = {k: res.info[k] for k in ("options", "budget_hit", "time_s",
+                                                      "stages") if k in res.info}
+        meta["bound_info"]["memoised"] = bool(res.info.get("memoised"))
+        bound = res.bound
+        if res.budget_hit:
+            cut.append("bound")
         if excluded and params["unreachable"] == "infeasible":
             return SolveResult(None, SolveStatus.INFEASIBLE,
                                f"{len(excluded)} requested (user, PB) pair(s) have rate bound 0 "
                                f"from every node: {_pairs_text(inst, excluded)}",
                                metadata=jsonable(meta))
-        reason = milp.storage_infeasibility(inst, bdata)
-        if reason:
-            return SolveResult(None, SolveStatus.INFEASIBLE, reason, metadata=jsonable(meta))
-        warm = None
-        if params["warm_start"]:
-            warm = milp.complete(bdata, warm_caching(inst, [o.block for o in bdata.blocks]))
-        out_b = milp.solve_milp(bdata, inst.n_blocks, budget(), params["mip_gap"],
-                                params["threads"], warm_start=warm, seed=ctx.seed)
-        bound = milp.certified_bound(out_b, bdata)
-        # cluster-specific partition bounds for the clusters the bound MILP chose, then re-solve
-        # (docs/milp.md section 3.5): every round's model is a valid relaxation
-        refined: set = set()
-        rounds = []
-        chosen: dict[int, list[tuple[int, ...]]] = {}  # block -> clusters the bound MILPs chose
-
-        def note_choices(outcome) -> None:
-            if outcome.assignment is not None and outcome.assignment.feasible:
-                for ch in outcome.assignment.choices:
-                    if ch.index >= 0:
-                        chosen.setdefault(ch.block, []).append(tuple(int(n) for n in ch.cluster))
-
-        note_choices(out_b)
-        for _ in range(cluster_rounds):
-            left = min(params["group_bound_time"] - (time.perf_counter() - t_group),
-                       ctx.time_left())
-            if left <= 0 or out_b.assignment is None or not out_b.assignment.feasible:
-                break
-            if (out_b.objective_s is not None
-                    and out_b.objective_s <= milp.trivial_bound(bdata) * (1 + 1e-3)):
-                break  # storage does not bind: each PB already sits on its cheapest cluster
-            n_up, secs = milp.refine_cluster_bounds(inst, bdata, out_b.assignment.choices,
-                                                    left, refined, oracle=oracle,
-                                                    workers=params["bound_workers"])
-            rounds.append({"raised": n_up, "time_s": secs})
-            if n_up == 0:
-                break
-            prev = out_b
-            out_b = milp.solve_milp(bdata, inst.n_blocks, budget(), params["mip_gap"],
-                                    params["threads"],
-                                    warm_start=milp.complete(bdata, prev.assignment.holds),
-                                    seed=ctx.seed)
-            new_bound = milp.certified_bound(out_b, bdata)
-            rounds[-1]["bound"] = new_bound
-            note_choices(out_b)
-            if new_bound is not None:
-                bound = new_bound if bound is None else max(bound, new_bound)
-            if out_b.assignment is None or not out_b.assignment.feasible:
-                out_b = prev  # keep a caching for the primal; the bound above stays
-                break
-        meta["cluster_bound_rounds"] = rounds
-        meta.update(
-            bound=bound, bound_certified=bound is not None and bdata.complete,
-            bound_source="HiGHS dual bound" if out_b.dual_bound_s is not None
-            and out_b.dual_bound_s >= meta["trivial_bound"] else "no-storage-limit bound",
-            bound_scope="reachable (user, PB) pairs" if excluded else "all requested pairs",
-            optimistic_incumbent=out_b.objective_s, optimistic_gap=out_b.gap,
-            optimistic=out_b.summary())
-        if out_b.status == "infeasible":
-            return SolveResult(None, SolveStatus.INFEASIBLE,
-                               "HiGHS proved that the requested PBs cannot all be cached at "
-                               "least once within the storage capacities",
+        if res.infeasible:
+            return SolveResult(None, SolveStatus.INFEASIBLE, res.infeasible,
                                metadata=jsonable(meta))
+        chosen = res.chosen
+        meta.update(optimistic_incumbent=out_b.objective_s, optimistic_gap=out_b.gap,
+                    optimistic=out_b.summary())
+        warm = res.warm if params["warm_start"] else None
         if out_b.assignment is not None and out_b.assignment.feasible:
             holds = out_b.assignment.holds
         elif warm is not None and warm.feasible:
@@ -192,9 +150,18 @@ class MilpSolver:
         planner_cluster: dict[int, tuple[int, ...]] = {}
         planner_delay = 0.0  # the oracle's delays of the planner's units (+ migrations)
         partitions: dict[int, list] = {}
-        for o in bdata.blocks:
+        planner_end = _share_end(ctx, PLANNER_SHARE)
+        for i, o in enumerate(bdata.blocks):
+            ctx.progress(0.5 + 0.2 * i / len(bdata.blocks), "planner")
             holders = np.flatnonzero(holds[:, o.block])
-            parts = plan_transmissions(inst, o.block, o.users, holders, oracle, popts,
+            opts = popts
+            if ctx.must_stop():  # out of time: the PB stays undelivered (partial plan)
+                planner.skip(o.block, o.users)
+                continue
+            if time.perf_counter() > planner_end:
+                opts = quick_options(popts)
+                planner.hurried.append(o.block)
+            parts = plan_transmissions(inst, o.block, o.users, holders, oracle, opts,
                                        block_data=BlockData(inst, o.block))
             if not parts:
                 planner.undeliverable[o.block] = o.users
@@ -209,16 +176,29 @@ class MilpSolver:
                 planner_delay += g.total_s
         meta.update(planner_primal_delay_s=planner_delay)
         statuses = {"optimistic": out_b.status}
-        if params["rate_model"] == "optimistic":
+        if planner.hurried or planner.skipped:
+            cut.append("planner")
+
+        def planner_plan(why: str = "") -> SolveResult:
+            """The shared planner's delivery on the bound MILP's caching (rate_model
+            optimistic, or the oracle stage out of time)."""
             plan = Plan.from_holds(holds, planner.migrations, planner.units, solver=self.name)
+            if why:
+                cut.append(why)
             meta.update(primal="planner on the bound MILP's caching", statuses=statuses,
                         build_time_s=out_b.build_time_s + out_b.load_time_s,
                         solve_time_s=out_b.solve_time_s, n_variables=out_b.n_variables,
                         n_clusters=bdata.n_clusters, mip_gap=out_b.gap)
             self._oracle_meta(meta, oracle, calls0, otime0, t_start)
-            return SolveResult(plan, SolveStatus.FEASIBLE,
-                               self._message(out_b, None, excluded, inst),
+            meta["time_limit_stages"] = cut
+            return SolveResult(plan, SolveStatus.TIME_LIMIT if cut else SolveStatus.FEASIBLE,
+                               self._message(out_b, None, excluded, inst, cut, planner),
                                bound=bound, metadata=jsonable(meta))
+
+        if params["rate_model"] == "optimistic":
+            return planner_plan()
+        if ctx.must_stop():
+            return planner_plan("oracle MILP skipped")
 
         # ---- 3. the oracle-rate MILP -------------------------------------------------------
         candidates, users = {}, {}
@@ -233,25 +213,35 @@ class MilpSolver:
             users[o.block] = o.users
         pdata = milp.oracle_data(inst, oracle, candidates, users, params["qos_penalty"],
                                  excluded=bdata.excluded, partitions=partitions,
-                                 multistart_users=params["multistart_users"])
+                                 multistart_users=params["multistart_users"],
+                                 deadline=ctx.deadline(ORACLE_SHARE), preferred=planner_cluster,
+                                 stop=_hard_stop(ctx))
+        if pdata is None:  # out of time while rating candidates: the planner's plan
+            return planner_plan("oracle candidates (planner plan returned)")
+        if pdata.cut_blocks:
+            cut.append("oracle candidates")
         start = milp.complete(pdata, holds)
-        out_p = milp.solve_milp(pdata, inst.n_blocks, budget(), params["mip_gap"],
+        out_p = milp.solve_milp(pdata, inst.n_blocks, params["time_limit"], params["mip_gap"],
                                 params["threads"],
                                 warm_start=start if params["warm_start"] else None,
-                                seed=ctx.seed)
+                                seed=ctx.seed, deadline=ctx.deadline())
         statuses["oracle"] = out_p.status
+        if out_p.status == "time_limit":
+            cut.append("oracle MILP")
         asg = out_p.assignment
-        status = SolveStatus.FEASIBLE
+        status = SolveStatus.TIME_LIMIT if cut else SolveStatus.FEASIBLE
         if asg is not None and asg.feasible:
             repaired = repair_storage(inst, asg.holds)
             if not np.array_equal(repaired, asg.holds):
                 asg = milp.complete(pdata, repaired)
         if asg is None or not asg.feasible:
             asg = start  # never lose a plan: the start is feasible whenever the caching is
-            status = SolveStatus.TIME_LIMIT if out_p.status in ("time_limit", "no_solution") \
+            status = SolveStatus.TIME_LIMIT if cut or out_p.status in ("time_limit",
+                                                                     "no_solution") \
                 else SolveStatus.FEASIBLE
             meta["primal_fallback"] = "bound MILP caching, completed with the oracle delays"
         elif (bound is not None and not pdata.excluded and _qos_bad_blocks(pdata, asg) == 0
+              and not planner.skipped
               and asg.delay_s <= bound * (1 + 2 * milp.BOUND_SAFETY_RTOL)):
             # the plan meets the certified bound with every QoS floor met: optimal for P1
             status = SolveStatus.OPTIMAL
@@ -268,7 +258,8 @@ class MilpSolver:
         # PBs whose every oracle option left some user at rate 0 are not delivered to anyone
         unserved = sorted(set(pdata.excluded_pairs()) - set(excluded))
         meta["primal_unserved_pairs"] = len(unserved)
-        message = self._message(out_b, out_p, excluded, inst)
+        message = self._message(out_b, out_p, excluded, inst, cut, planner)
+        meta["time_limit_stages"] = cut
         if unserved:
             message = "; ".join(filter(None, [message, (
                 f"{len(unserved)} reachable (user, PB) pair(s) undelivered: no candidate cluster's "
@@ -284,8 +275,12 @@ class MilpSolver:
                     total_time_s=time.perf_counter() - t_start)
 
     @staticmethod
-    def _message(out_b, out_p, excluded, inst=None) -> str:
+    def _message(out_b, out_p, excluded, inst=None, cut=(), planner=None) -> str:
         parts = []
+        if cut:
+            parts.append("time limit reached: " + ", ".join(cut) + " cut short"
+                         + (f" ({planner.time_limit_message()})" if planner is not None
+                            and (planner.hurried or planner.skipped) else ""))
         for label, out in (("bound MILP", out_b), ("oracle MILP", out_p)):
             if out is None:
                 continue
@@ -309,41 +304,36 @@ def _qos_bad_blocks(pdata, asg) -> int:
     return int(sum(not by_block[c.block].qos_ok[c.index] for c in asg.choices))
 
 
-_BOUND_MEMO: dict = {}
+def bound_options(params: dict, ctx) -> BoundOptions:
+    """The bound's options from the milp parameters: the same as ``fgamcd-solve --bound``'s
+    with the defaults (so both get the same memoised bound). Under a run time limit the bound
+    gets at most ``BOUND_SHARE`` of the time left (docs/milp.md section 3.6)."""
+    budget = float(params["group_bound_time"])
+    groups = budget > 0
+    if ctx.time_limit_s is not None:
+        budget = min(budget if groups else float(params["time_limit"]),
+                     BOUND_SHARE * max(ctx.time_left(), 0.0))
+    elif not groups:
+        budget = float(params["time_limit"])
+    return BoundOptions(time_limit_s=budget,
+                        cluster_rounds=params["cluster_bound_rounds"] if groups else 0,
+                        workers=params["bound_workers"], max_cluster=params["max_cluster_bound"],
+                        mip_gap=params["mip_gap"], threads=params["threads"],
+                        milp_time_s=params["time_limit"], group_bounds=groups)
 
 
-def certified_lower_bound(inst, oracle=None, time_limit_s: float = 60.0,
-                          bound_workers: int = 2) -> tuple[float | None, dict]:
-    """A certified lower bound (seconds) on the total delay of every plan for ``inst`` that
-    serves every reachable requested (user, PB) pair at finite delay, whatever its delivery
-    structure (CoMP broadcast, unicast, partial groups, slots): the bound MILP of docs/milp.md
-    with cluster costs tightened by the multicast partition bound (section 3.5). Memoised per
-    instance fingerprint in this process (a larger ``time_limit_s`` recomputes). Returns
-    (bound or None, metadata: method, times, scope, excluded pairs). ``bound_workers``:
-    processes for the group bounds (the same bound for any value)."""
-    key = inst.fingerprint
-    hit = _BOUND_MEMO.get(key)
-    if hit is not None and hit[0] >= time_limit_s:
-        return hit[1], dict(hit[2], memoised=True)
-    t0 = time.perf_counter()
-    data = milp.optimistic_data(inst)
-    info: dict = {"method": "bound MILP (pyomo + HiGHS) with per-user and multicast partition "
-                            "cluster bounds", "per_user_trivial_bound": milp.trivial_bound(data)}
-    gb = milp.refine_group_bounds(inst, data, oracle, max(0.0, 0.5 * time_limit_s),
-                                  workers=bound_workers)
-    info["group_bound"] = gb.summary()
-    left = max(1.0, time_limit_s - (time.perf_counter() - t0))
-    warm = milp.complete(data, warm_caching(inst, [o.block for o in data.blocks]))
-    out = milp.solve_milp(data, inst.n_blocks, left, 0.0, 2, warm_start=warm)
-    bound = milp.certified_bound(out, data)
-    excluded = data.excluded_pairs()
-    info.update(trivial_bound=milp.trivial_bound(data), milp_status=out.status,
-                milp_gap=out.gap, bound_scope="reachable (user, PB) pairs" if excluded
-                else "all requested pairs", excluded_pairs=len(excluded),
-                time_s=time.perf_counter() - t0)
-    info = jsonable(info)
-    _BOUND_MEMO[key] = (time_limit_s, bound, info)
-    return bound, info
+def _hard_stop(ctx) -> float | None:
+    """The ``time.monotonic()`` instant of ``ctx.must_stop()`` (None without a limit)."""
+    d = ctx.deadline()
+    return None if d is None else d + FALLBACK_S
 
 
+def _share_end(ctx, share: float) -> float:
+    """The perf_counter instant at ``share`` of the run's time limit (inf without one)."""
+    if ctx.time_limit_s is None:
+        return float("inf")
+    return ctx.started + share * ctx.time_limit_s
+
+
+__all__ = ["MilpSolver", "BoundOptions", "certified_lower_bound", "compute_bound"]
 __solvers__ = [MilpSolver]

@@ -83,6 +83,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -149,6 +150,7 @@ class MilpData:
     truncated_blocks: int = 0
     prep_time_s: float = 0.0
     oracle_calls: int = 0
+    cut_blocks: int = 0  # oracle_data: PBs left with one candidate by its deadline
 
     @property
     def n_clusters(self) -> int:
@@ -290,7 +292,10 @@ def oracle_data(inst: Instance, oracle: BeamformingOracle,
                 qos_penalty_s: float = 10.0, method: str | None = None,
                 excluded: dict[int, tuple[int, ...]] | None = None,
                 partitions: dict[int, list[list[BeamResult]]] | None = None,
-                multistart_users: int = 0, multistart_starts: int = 20) -> MilpData:
+                multistart_users: int = 0, multistart_starts: int = 20,
+                deadline: float | None = None,
+                preferred: dict[int, tuple[int, ...]] | None = None,
+                stop: float | None = None) -> MilpData | None:
     """The primal model: for each PB k in ``candidates`` and each candidate cluster S, the
     oracle's broadcast of k from S to ``users[k]``. When that broadcast gives some user rate 0 or
     misses a QoS floor, the *split* option is added too: one unit per user from S, sent one
@@ -303,18 +308,28 @@ def oracle_data(inst: Instance, oracle: BeamformingOracle,
     option is excluded with all its served users. A broadcast to at least ``multistart_users``
     users (0: never) is also solved with ``multistart_starts`` seeded random starts (``fast``
     and ``nonrobust`` methods) and the better beams are kept: the SCA is local and large groups
-    have many local optima (docs/milp.md section 7)."""
+    have many local optima (docs/milp.md section 7). Past ``deadline`` (``time.monotonic()``
+    seconds) each remaining PB gets only one candidate, ``preferred[k]`` when given (e.g. the
+    planner's cluster, whose oracle result is memoised) else its first, without multi-start
+    (``MilpData.cut_blocks`` counts them); past ``stop`` it gives up and returns None."""
     t0 = time.perf_counter()
     calls0 = oracle.hits + oracle.misses
     blocks = []
     excluded = dict(excluded or {})
+    cut = 0
     for k, clusters in candidates.items():
+        if stop is not None and time.monotonic() > stop:
+            return None
         us = tuple(int(u) for u in users[k])
         size = int(inst.repository.sizes[k])
         rows, delay, qos, units = [], [], [], []
+        starts = multistart_starts if 0 < multistart_users <= len(us) else 0
+        if deadline is not None and time.monotonic() > deadline and clusters:
+            clusters = [(preferred or {}).get(k, clusters[0])]  # out of time: one candidate
+            starts = 0
+            cut += 1
         for cl in dict.fromkeys(tuple(sorted(int(n) for n in c)) for c in clusters):
-            res = _broadcast(inst, oracle, k, cl, us, method, size,
-                             multistart_starts if 0 < multistart_users <= len(us) else 0)
+            res = _broadcast(inst, oracle, k, cl, us, method, size, starts)
             d = res.delay_s(size)
             row = np.zeros(inst.n_nodes, dtype=bool)
             row[list(cl)] = True
@@ -352,7 +367,7 @@ def oracle_data(inst: Instance, oracle: BeamformingOracle,
             units=units))
     return MilpData("oracle", inst.n_nodes, inst.nodes.storage_bytes.copy(), blocks, excluded,
                     complete=False, prep_time_s=time.perf_counter() - t0,
-                    oracle_calls=oracle.hits + oracle.misses - calls0)
+                    oracle_calls=oracle.hits + oracle.misses - calls0, cut_blocks=cut)
 
 
 def rank_clusters(inst: Instance, opts: BlockOptions, holds_col: np.ndarray, max_size: int,
@@ -382,7 +397,8 @@ class GroupBoundReport:
 
     blocks_refined: int = 0
     blocks_raised: int = 0
-    blocks_skipped_budget: int = 0
+    blocks_skipped_budget: int = 0  # PBs not (fully) bounded because the time budget ran out
+    groups_cut: int = 0  # group bounds stopped by the time budget (valid, weaker)
     blocks_tight: int = 0  # per-user bound already within TIGHT_RTOL of the oracle's beams
     clusters_before: int = 0
     clusters_after: int = 0
@@ -414,16 +430,22 @@ def refine_group_bounds(inst: Instance, data: MilpData, oracle: BeamformingOracl
     are first computed in that many processes (:func:`fgamcd_opt.group_bound.
     refine_concurrently`; the same values, so the same result as ``workers=1``).
     """
-    from fgamcd_opt.group_bound import GroupBoundStats, partition_bound, refine_concurrently
+    from fgamcd_opt.group_bound import (
+        MAX_EXACT_USERS,
+        GroupBoundStats,
+        partition_bound,
+        refine_concurrently,
+    )
 
     rep = GroupBoundReport(clusters_before=data.n_clusters)
     stats = GroupBoundStats()
     t0 = time.perf_counter()
     order = sorted(range(len(data.blocks)), key=lambda i: (-len(data.blocks[i].users), i))
 
-    def job(o):
+    def job(o, seed: bool = True):
         """(partition bound, useful nodes, cheapest cost) of a PB, or None when the oracle's
-        beams show that L_k could not raise any cluster cost by more than TIGHT_RTOL."""
+        beams show that L_k could not raise any cluster cost by more than TIGHT_RTOL
+        (``seed=False``: no oracle call, out of time)."""
         useful = np.flatnonzero(o.clusters.any(axis=0))
         if o.overflow_min_nodes:
             link = link_amplitude_bound(inst, o.block, o.users)
@@ -431,7 +453,7 @@ def refine_group_bounds(inst: Instance, data: MilpData, oracle: BeamformingOracl
         pb = partition_bound(inst, o.block, o.users, stats)
         before = min(float(o.cost_s.min()) if o.n_clusters else np.inf,
                      o.overflow_cost_s if o.overflow_min_nodes else np.inf)
-        if oracle is not None:
+        if oracle is not None and seed:
             res = oracle.solve(inst, o.block, tuple(int(n) for n in useful), o.users)
             pb.seed_achieved(tuple(int(n) for n in useful), res.rates_bps)
             if res.delay_s(o.size_bytes) <= before * (1 + TIGHT_RTOL):
@@ -439,27 +461,34 @@ def refine_group_bounds(inst: Instance, data: MilpData, oracle: BeamformingOracl
                 return None
         return pb, useful, before
 
+    prepared: dict[int, tuple | None] = {}  # block index -> job (its oracle call is done)
     if workers > 1:  # the same jobs as the loop below, their group bounds in parallel first
-        jobs = [job(data.blocks[i]) for i in order if len(data.blocks[i].users) >= min_users]
-        refine_concurrently([(j[0], j[1]) for j in jobs if j is not None], workers,
-                            time_budget_s - (time.perf_counter() - t0))
+        for i in order:
+            if len(data.blocks[i].users) < min_users:
+                continue
+            if time.perf_counter() - t0 > time_budget_s:
+                break  # the oracle calls that seed the jobs take time too
+            prepared[i] = job(data.blocks[i])
+        refine_concurrently([(j[0], j[1]) for j in prepared.values() if j is not None],
+                            workers, time_budget_s - (time.perf_counter() - t0))
     for i in order:
         o = data.blocks[i]
         if len(o.users) < min_users:
             continue
         left = time_budget_s - (time.perf_counter() - t0)
-        if left <= 0:
+        # out of time, a PB not prepared still combines the group bounds memoised so far (a
+        # valid, weaker bound; no oracle call, no new group bound) when there are any
+        j = prepared[i] if i in prepared else job(o, seed=left > 0)
+        if j is not None and left <= 0 and i not in prepared and not j[0].has_refined(j[1]):
             rep.blocks_skipped_budget += 1
-            if workers <= 1:
-                continue
-            # the concurrent pass may have memoised this PB's group bounds: with no time left
-            # delay_lb only combines what is memoised (no new bound), which is still valid
-        j = job(o)
+            continue
         if j is None:
             rep.blocks_tight += 1
             continue
         pb, useful, before = j
-        lb, _ = pb.delay_lb(useful, time_budget_s=max(left, 0.0))
+        lb, info = pb.delay_lb(useful, time_budget_s=max(left, 0.0))
+        if not info.get("exact", True) and len(o.users) <= MAX_EXACT_USERS:
+            rep.blocks_skipped_budget += 1  # the budget stopped its partition search
         rep.blocks_refined += 1
         if not np.isfinite(lb) or lb <= before:
             continue
@@ -474,7 +503,7 @@ def refine_group_bounds(inst: Instance, data: MilpData, oracle: BeamformingOracl
             o.overflow_cost_s = max(o.overflow_cost_s, lb)
     rep.clusters_after = data.n_clusters
     rep.sdp_groups, rep.sdp_evaluations = stats.sdp_groups, stats.sdp_evaluations
-    rep.phase_boxes = stats.phase_boxes
+    rep.phase_boxes, rep.groups_cut = stats.phase_boxes, stats.groups_cut
     rep.time_s = time.perf_counter() - t0
     return rep
 
@@ -541,13 +570,16 @@ def refine_cluster_bounds(inst: Instance, data: MilpData, choices, time_budget_s
             return None
         return (o.block, tuple(int(n) for n in np.flatnonzero(o.clusters[ch.index])))
 
+    keys = set(refined)  # the clusters whose group bounds the concurrent pass prepared
     if workers > 1:  # the same jobs as the loop below, their group bounds in parallel first
-        jobs, keys = [], set(refined)
+        jobs = []
         for ch in order:
             o = by_block[ch.block]
             key = key_of(ch, o)
             if key is None or key in keys:
                 continue
+            if time.perf_counter() - t0 > time_budget_s:
+                break  # the oracle calls that seed the jobs take time too
             keys.add(key)
             j = job(ch, o)
             if j is not None:
@@ -559,7 +591,7 @@ def refine_cluster_bounds(inst: Instance, data: MilpData, choices, time_budget_s
         if key is None or key in refined:
             continue
         left = time_budget_s - (time.perf_counter() - t0)
-        if left <= 0 and workers <= 1:
+        if left <= 0 and (workers <= 1 or key not in keys):
             break
         refined.add(key)
         j = job(ch, o)
@@ -817,14 +849,73 @@ def _read_holds(mdl, data: MilpData, n_blocks: int) -> np.ndarray:
     return holds
 
 
+MILP_KILL_GRACE_S = 3.0  # a solver process still running this long after its deadline is killed
+_FORKED_CALL: tuple | None = None  # the call a forked solver process runs (inherited, not pickled)
+
+
 def solve_milp(data: MilpData, n_blocks: int, time_limit_s: float = 120.0,
                mip_gap: float = 0.01, threads: int = 2, warm_start: Assignment | None = None,
-               capacity_slack_bytes: float = 0.0, seed: int = 0) -> MilpOutcome:
+               capacity_slack_bytes: float = 0.0, seed: int = 0,
+               deadline: float | None = None) -> MilpOutcome:
     """Build the model, solve it with HiGHS (pyomo appsi) and complete the incumbent exactly.
 
     Never loses the incumbent: on a time limit the best solution found (or the MIP start) is
-    read back; the dual bound is HiGHS's best bound whatever the termination.
+    read back; the dual bound is HiGHS's best bound whatever the termination. HiGHS gets
+    ``time_limit_s``, or less when ``deadline`` (``time.monotonic()`` seconds) comes first
+    (counted after the model is built).
+
+    The model is built and solved in a forked process (fgamcd_opt/workers.py: it dies with
+    this one): building and translating a large pyomo model is not interruptible (N = 8,
+    U = 48: a minute), so a solve still running ``MILP_KILL_GRACE_S`` after ``deadline`` is
+    killed and reported as ``time_limit`` without a solution (the callers then keep their MIP
+    start and the no-storage-limit bound). HiGHS also never runs in this process, so its
+    global thread scheduler is never inherited by a fork.
     """
+    global _FORKED_CALL
+    if deadline is not None and deadline <= time.monotonic():
+        return MilpOutcome(data.rate_model, "time_limit", "no time left", None, None, None,
+                           message="not solved: its deadline had passed")
+    import pyomo.environ  # noqa: F401  (imported once here, shared with the forked process)
+    from pyomo.contrib.appsi.solvers import Highs  # noqa: F401
+
+    from fgamcd_opt.workers import process_pool, terminate_pool
+
+    t0 = time.perf_counter()
+    _FORKED_CALL = (data, n_blocks, time_limit_s, mip_gap, threads, warm_start,
+                    capacity_slack_bytes, seed, deadline)
+    pool = process_pool(1, "fork")
+    try:
+        fut = pool.submit(_forked_solve)
+        _FORKED_CALL = None
+        timeout = None if deadline is None else max(
+            0.0, deadline - time.monotonic()) + MILP_KILL_GRACE_S
+        try:
+            out = fut.result(timeout=timeout)
+        except FutureTimeout:
+            terminate_pool(pool)
+            out = MilpOutcome(data.rate_model, "time_limit", "killed", None, None, None,
+                              message="stopped at its deadline while building or solving "
+                                      "(solver process killed)")
+            out.build_time_s = time.perf_counter() - t0
+        except Exception as exc:  # the solver process died: reported, not raised
+            out = MilpOutcome(data.rate_model, "error", "", None, None, None,
+                              message=f"solver process failed: {type(exc).__name__}: {exc}")
+    finally:
+        _FORKED_CALL = None
+        pool.shutdown(wait=True, cancel_futures=True)
+    if out.assignment is not None:  # rebuilt here: the caller's data, not the child's copy
+        out.assignment = complete(data, out.assignment.holds)
+    return out
+
+
+def _forked_solve() -> MilpOutcome:
+    return _solve_milp_here(*_FORKED_CALL)
+
+
+def _solve_milp_here(data: MilpData, n_blocks: int, time_limit_s: float, mip_gap: float,
+                     threads: int, warm_start: Assignment | None, capacity_slack_bytes: float,
+                     seed: int, deadline: float | None) -> MilpOutcome:
+    """:func:`solve_milp`'s work, in the solver process."""
     from pyomo.common.timing import HierarchicalTimer
     from pyomo.contrib.appsi.base import TerminationCondition as TC
     from pyomo.contrib.appsi.solvers import Highs
@@ -850,7 +941,10 @@ def solve_milp(data: MilpData, n_blocks: int, time_limit_s: float = 120.0,
         return out
     opt.config.load_solution = False
     opt.config.stream_solver = False
-    opt.config.time_limit = max(float(time_limit_s), 0.01)
+    limit = float(time_limit_s)
+    if deadline is not None:
+        limit = min(limit, deadline - time.monotonic())
+    opt.config.time_limit = max(limit, 0.01)
     opt.config.mip_gap = float(mip_gap)
     _use_threads(int(threads))
     opt.highs_options = {"threads": int(threads), "random_seed": int(seed)}
