@@ -8,7 +8,8 @@ planner, a solver's own rule).
 - :func:`trimcaching_placement`: TrimCaching's sharing-aware greedy on cache hit ratio (Qu et al.
   2024), also the no-cooperation baseline's rule with ``users_of_node_only``;
 - :func:`coarse_caching`: whole-model copies by popularity (coarse-grained caching);
-- :func:`warm_caching`, :func:`repair_storage`: the MILP's MIP start and storage repair.
+- :func:`warm_caching`, :func:`repair_storage`, :func:`fill_caching`: the MILP's MIP start,
+  storage repair, and the caching its partial groups are planned on.
 """
 
 from __future__ import annotations
@@ -32,24 +33,46 @@ def default_caching(inst: Instance) -> np.ndarray:
     holds = np.zeros((n_nodes, inst.n_blocks), dtype=bool)
     free = inst.nodes.storage_bytes.astype(float).copy()
     sizes = inst.repository.sizes.astype(float)
-    value = np.zeros((n_nodes, inst.n_blocks))
-    for k in inst.requested_blocks:
-        link = link_amplitude_bound(inst, int(k), inst.requesters(k))  # (N, v)
-        share = link / np.maximum(link.sum(axis=0, keepdims=True), 1e-300)
-        value[:, k] = share.sum(axis=1)
+    value = _block_values(inst)
     for k in sorted((int(k) for k in inst.requested_blocks), key=lambda k: (-sizes[k], k)):
         for n in sorted(range(n_nodes), key=lambda n: (-value[n, k], n)):
             if sizes[k] <= free[n]:
                 holds[n, k] = True
                 free[n] -= sizes[k]
                 break
+    return _fill(inst, holds, value)
+
+
+def _block_values(inst: Instance) -> np.ndarray:
+    """(N, K): value of PB k at node n = sum over its requesters of n's share of the user's
+    rate bound (0 for PBs nobody requests)."""
+    value = np.zeros((inst.n_nodes, inst.n_blocks))
+    for k in inst.requested_blocks:
+        link = link_amplitude_bound(inst, int(k), inst.requesters(k))  # (N, v)
+        share = link / np.maximum(link.sum(axis=0, keepdims=True), 1e-300)
+        value[:, k] = share.sum(axis=1)
+    return value
+
+
+def _fill(inst: Instance, holds: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Add requested PBs to ``holds`` (in place) by value per byte while storage lasts."""
+    sizes = inst.repository.sizes.astype(float)
+    free = inst.nodes.storage_bytes.astype(float) - (holds * sizes[None, :]).sum(axis=1)
     cand = sorted((-value[n, k] / sizes[k], n, int(k)) for k in inst.requested_blocks
-                  for n in range(n_nodes) if value[n, k] > 0 and not holds[n, k])
+                  for n in range(inst.n_nodes) if value[n, k] > 0 and not holds[n, k])
     for _, n, k in cand:
         if sizes[k] <= free[n]:
             holds[n, k] = True
             free[n] -= sizes[k]
     return holds
+
+
+def fill_caching(inst: Instance, holds: np.ndarray) -> np.ndarray:
+    """A copy of ``holds`` (N, K) with the storage it leaves free filled as
+    :func:`default_caching` fills it: requested PBs by value per byte at the nodes that can
+    help serve them. Nothing is evicted, so every delivery possible under ``holds`` stays
+    possible (with no more migration). The MILP plans its partial groups on it."""
+    return _fill(inst, np.array(holds, dtype=bool), _block_values(inst))
 
 
 def cooperating_sets(inst) -> list[np.ndarray]:

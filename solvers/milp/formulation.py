@@ -97,6 +97,9 @@ RATE_MODELS = ("optimistic", "oracle")
 FULL_ENUMERATION_MAX_NODES = 8  # 2^8 - 1 = 255 candidate sets per PB at most
 TRUNCATED_MAX_CLUSTER = 4  # s_max when the enumeration is truncated
 BOUND_SAFETY_RTOL = 1e-6
+# multi-start broadcasts only up to this many users: a 20-start solve of a 30-user group costs
+# ~20 s, and such groups are served in partial groups anyway (docs/milp.md section 2.2)
+MULTISTART_MAX_USERS = 10
 _GB = 1e9
 
 
@@ -301,7 +304,8 @@ def oracle_data(inst: Instance, oracle: BeamformingOracle,
     clusters and its delay the sum of the groups' delays (docs/milp.md section 2.2). Options of
     infinite delay are dropped; a PB left with no
     option is excluded with all its served users. A broadcast to at least ``multistart_users``
-    users (0: never) is also solved with ``multistart_starts`` seeded random starts (``fast``
+    users (0: never) and at most MULTISTART_MAX_USERS is also solved with
+    ``multistart_starts`` seeded random starts (``fast``
     and ``nonrobust`` methods) and the better beams are kept: the SCA is local and large groups
     have many local optima (docs/milp.md section 7)."""
     t0 = time.perf_counter()
@@ -314,7 +318,8 @@ def oracle_data(inst: Instance, oracle: BeamformingOracle,
         rows, delay, qos, units = [], [], [], []
         for cl in dict.fromkeys(tuple(sorted(int(n) for n in c)) for c in clusters):
             res = _broadcast(inst, oracle, k, cl, us, method, size,
-                             multistart_starts if 0 < multistart_users <= len(us) else 0)
+                             multistart_starts if 0 < multistart_users <= len(us)
+                             <= MULTISTART_MAX_USERS else 0)
             d = res.delay_s(size)
             row = np.zeros(inst.n_nodes, dtype=bool)
             row[list(cl)] = True
@@ -414,7 +419,12 @@ def refine_group_bounds(inst: Instance, data: MilpData, oracle: BeamformingOracl
     are first computed in that many processes (:func:`fgamcd_opt.group_bound.
     refine_concurrently`; the same values, so the same result as ``workers=1``).
     """
-    from fgamcd_opt.group_bound import GroupBoundStats, partition_bound, refine_concurrently
+    from fgamcd_opt.group_bound import (
+        MAX_EXACT_USERS,
+        GroupBoundStats,
+        partition_bound,
+        refine_concurrently,
+    )
 
     rep = GroupBoundReport(clusters_before=data.n_clusters)
     stats = GroupBoundStats()
@@ -431,7 +441,9 @@ def refine_group_bounds(inst: Instance, data: MilpData, oracle: BeamformingOracl
         pb = partition_bound(inst, o.block, o.users, stats)
         before = min(float(o.cost_s.min()) if o.n_clusters else np.inf,
                      o.overflow_cost_s if o.overflow_min_nodes else np.inf)
-        if oracle is not None:
+        if oracle is not None and len(o.users) <= MAX_EXACT_USERS:
+            # (above MAX_EXACT_USERS the partition bound refines nothing: no seed needed, and
+            # one broadcast to all requesters costs ~1 s for 30 users)
             res = oracle.solve(inst, o.block, tuple(int(n) for n in useful), o.users)
             pb.seed_achieved(tuple(int(n) for n in useful), res.rates_bps)
             if res.delay_s(o.size_bytes) <= before * (1 + TIGHT_RTOL):
