@@ -9,12 +9,12 @@ One row per (tag, scenario, overrides, seed, solver) in ``benchmarks/results/llm
 stopped. Per instance ``milp`` runs first (its wall time is then that of a fresh oracle memo) and
 the other solvers share its oracle memo (the same beams for the same subproblems, so the delays
 do not depend on the order; their solve times are lower than alone). Each row records the
-evaluated delay, the solver's status, its solve time, the 1-minute load average before and
-after, the summary of the per-PB beam certificates of the run record (if it has them; group
-bounds for 30 s for milp, per-user bounds for the others), and for milp its certified bound
-and gap. ``--tag`` names the code version (``before``: a checkout of main run with its own
-PYTHONPATH, into its own results file); ``--table FILE...`` prints the before/after
-comparison.
+evaluated delay, the solver's status, its solve time, its CPU time (this process and the
+workers it joined), the 1-minute load average before and after, the summary of the per-PB
+beam certificates of the run record (if it has them; group bounds for 30 s for milp,
+per-user bounds for the others), and for milp its certified bound and gap. ``--tag`` names
+the code version (``before``: a checkout of main run with its own PYTHONPATH, into its own
+results file); ``--table FILE...`` prints the before/after comparison.
 """
 
 from __future__ import annotations
@@ -37,6 +37,17 @@ def _load() -> float:
         return float(Path("/proc/loadavg").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return float("nan")
+
+
+def _cpu() -> float:
+    """User + system CPU seconds of this process and its finished children (the group-bound
+    workers): a load-independent measure of the work, close to the wall time on an idle
+    machine (less where the 2 workers or HiGHS's 2 threads run in parallel)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _value(text: str):
@@ -72,7 +83,7 @@ def run_instance(res: ResultsFile, tag: str, scenario: str, seed: int, overrides
     classes = builtin_solvers()
     for name in sorted(todo, key=lambda s: s != "milp"):
         load0 = _load()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), _cpu()
         params = milp_params if name == "milp" else {}
         extra = {}
         if "certificate_time_s" in inspect.signature(run_solver).parameters:  # not before
@@ -85,7 +96,8 @@ def run_instance(res: ResultsFile, tag: str, scenario: str, seed: int, overrides
                "solver_status": rec.solver_status,
                "qos_violating_users": rec.qos_violating_users,
                "undelivered_users": rec.undelivered_users, "solve_time_s": rec.solve_time_s,
-               "wall_s": time.perf_counter() - t0, "load_before": load0, "load_after": _load()}
+               "wall_s": time.perf_counter() - t0, "cpu_s": _cpu() - cpu0,
+               "load_before": load0, "load_after": _load()}
         if name == "milp":
             row.update(bound_s=rec.bound_s, gap=rec.gap,
                        per_user_bound_s=meta.get("per_user_trivial_bound"),
