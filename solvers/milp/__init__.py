@@ -192,6 +192,8 @@ class MilpSolver:
                                metadata=jsonable(meta))
         holds = repair_storage(inst, holds)
 
+        t_planner = time.perf_counter()
+        meta["stage_times_s"] = {"bound": t_planner - t_start}
         # ---- 2. the planner's delivery on that caching -------------------------------------
         # partial groups are planned on the bound MILP's caching with its spare storage filled
         # (fill_caching: nothing evicted), and on the bound MILP's caching itself where that
@@ -237,6 +239,7 @@ class MilpSolver:
                 planner.undeliverable[o.block] = o.users
             partitions[o.block] = options
         meta.update(planner_primal_delay_s=planner_delay)
+        meta["stage_times_s"]["planner"] = time.perf_counter() - t_planner
         statuses = {"optimistic": out_b.status}
         if params["rate_model"] == "optimistic":
             plan = Plan.from_holds(filled, planner.migrations, planner.units, solver=self.name)
@@ -265,11 +268,13 @@ class MilpSolver:
                 cands.extend(c for c in chosen.get(o.block, []) if len(c) <= max_oracle)
             candidates[o.block] = cands
             users[o.block] = o.users
+        t_oracle = time.perf_counter()
         pdata = milp.oracle_data(inst, oracle, candidates, users, params["qos_penalty"],
                                  excluded=bdata.excluded, partitions=partitions,
                                  multistart_users=params["multistart_users"])
         start = min((milp.complete(pdata, h) for h in (holds, filled)),
                     key=lambda a: a.objective_s)
+        meta["stage_times_s"]["oracle_options"] = time.perf_counter() - t_oracle
         out_p = milp.solve_milp(pdata, inst.n_blocks, budget(), params["mip_gap"],
                                 params["threads"],
                                 warm_start=start if params["warm_start"] else None,
