@@ -6,12 +6,13 @@ union of the slot's nodes: evaluator module docstring) the evaluator gives the a
 worst-case rate R of its users. An upper bound R-hat on the best robust max-min rate of those
 users from those nodes (any beams within power) comes from :mod:`fgamcd_opt.group_bound`: the
 per-user (Cauchy-Schwarz) bound for every transmission, and, within a time budget, the group
-bound (phase branch and bound for 2-5 users, lifted SDP above) for the multi-user ones, the
-slowest first. The certificate of the transmission is R / R-hat in [0, 1] (1: the beams are
-provably the best for that group and node set; a low value says the group is served far below
-what its nodes could give it). Per PB the transmissions' ratios are combined as the time the
-bounds allow over the time taken, sum 8 S / R-hat over sum 8 S / R; the summary gives the same
-over the whole plan and the PBs with the lowest ratio.
+bound (phase branch and bound for 2-5 users; a 4-user subgroup's phase bound and, up to 10
+users, the lifted SDP above) for the multi-user ones, the slowest first. The certificate of the
+transmission is R / R-hat in [0, 1] (1: the beams are provably the best for that group and node
+set; a low value says the group is served far below what its nodes could give it). Per PB the
+transmissions' ratios are combined as the time the bounds allow over the time taken, sum
+8 S / R-hat over sum 8 S / R; the summary gives the same over the whole plan and the PBs with
+the lowest ratio.
 
 The certificate judges the beams of the chosen groups and node sets only; that the groups or the
 caching could be better is what the certified lower bound on the delay (``--bound``) measures.
@@ -63,7 +64,7 @@ def block_certificates(inst: Instance, plan: Plan, ev: Evaluation,
     bits/s; ``time_ratio`` = sum of 8 S / R-hat over sum of 8 S / R (1 = every transmission
     provably at its group's best). ``group_bound_time_s``: budget for the group bounds (0: the
     per-user bound only, closed form)."""
-    from .group_bound import amplitude_bound
+    from .group_bound import MAX_EXACT_USERS, SECANT_STEPS, amplitude_bound
 
     t0 = time.perf_counter()
     rows = []
@@ -81,7 +82,10 @@ def block_certificates(inst: Instance, plan: Plan, ev: Evaluation,
             if time.perf_counter() - t0 > group_bound_time_s:
                 break
             ach = float(np.sqrt(np.expm1(r["achieved"] / inst.bandwidth_hz * np.log(2.0))))
-            amp, info = amplitude_bound(r["problem"], achieved=ach)
+            # above MAX_EXACT_USERS the lifted SDP is large and slow (a 15-user group from 6
+            # nodes: a 90 x 90 complex matrix) and loose: the subgroup bound only
+            steps = SECANT_STEPS if len(r["users"]) <= MAX_EXACT_USERS else 0
+            amp, info = amplitude_bound(r["problem"], achieved=ach, steps=steps)
             n_group += 1
             if amp < r["amp"]:
                 r["amp"], r["source"] = amp, info["source"]

@@ -199,6 +199,8 @@ def amplitude_bound(problem: BeamProblem, achieved: float = 0.0, rtol: float = 0
         if sub < bound:
             bound, info["source"] = sub, "subgroup"
         info["phase_boxes"] += info["subgroup"]["boxes"]
+    if steps <= 0:
+        return bound, info
     # F is homogeneous of degree 2 in (g, rho, s): solve at O(1) scale (conditioning)
     sc = per_user
     sdp = _LiftedSdp(BeamProblem(reduced.g / sc, reduced.rho / sc, reduced.snr_required))
