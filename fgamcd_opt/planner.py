@@ -310,7 +310,8 @@ def plan_partition(inst: Instance, k: int, users, holders, oracle: BeamformingOr
                                   bd, plans, plan)
         groups = search.run(hints)
         if report is not None:
-            report["candidates"] = [[search.best[m] for m in c] for c in search.complete]
+            report["candidates"] = [[search.best[m] for m in c] for c in search.complete
+                                    if all(search.best.get(m) is not None for m in c)]
         if not groups:
             return []
         parts = [search.best[g] for g in groups]
