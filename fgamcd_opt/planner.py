@@ -316,6 +316,7 @@ def plan_partition(inst: Instance, k: int, users, holders, oracle: BeamformingOr
             return []
         parts = [search.best[g] for g in groups]
         plans.update({g: search.best[g] for g in groups})
+        replan = not search.cheap
     else:
         whole = plan(full)
         if whole is None:
@@ -340,8 +341,11 @@ def plan_partition(inst: Instance, k: int, users, holders, oracle: BeamformingOr
                 plan(g)
         _, groups = best_partition(n, lambda m: _partition_cost(plans.get(m)))
         parts = [plans[g] for g in groups]
-    if len(parts) > 1:
+        replan = False
+    if len(parts) > 1 and (replan or any(p.migrations for p in parts)):
         # send the groups in turn, a later group reusing copies migrated for an earlier one
+        # (without migrations, and with every node free or plan_group's own groups, re-planning
+        # gives the same groups: skipped, it costs ~12 oracle calls per large group)
         seq, got = [], set(received)
         for g in sorted(groups, key=lambda m: -bin(m).count("1")):
             p = plan_group(inst, k, members(g), holders, oracle, options, received=got,
