@@ -143,6 +143,7 @@ def run_solver(inst: Instance, solver_cls, params: dict | None = None, seed: int
             result = SolveResult(None, SolveStatus.ERROR, f"the plan could not be evaluated: "
                                  f"{type(exc).__name__}: {exc}", metadata=result.metadata)
     certificates = None
+    t_cert = time.perf_counter()
     if evaluation is not None:
         try:
             certificates = block_certificates(inst, result.plan, evaluation,
@@ -157,6 +158,7 @@ def run_solver(inst: Instance, solver_cls, params: dict | None = None, seed: int
                      oracle_time=oracle.solve_time_s - otime0)
     if certificates is not None:
         record.metadata["pb_certificates"] = jsonable(certificates)
+        record.metadata["pb_certificates_time_s"] = time.perf_counter() - t_cert
     return Run(record, result, evaluation)
 
 
