@@ -144,6 +144,45 @@ def print_table(rows: list[dict], before: str, after: str) -> None:
               f"{'-' if ga is None else f'{100 * ga:.1f}%'} |")
 
 
+def print_checks(rows: list[dict], before: str, after: str) -> None:
+    """Per instance: milp against the best other solver (after), milp's gap, its wall and CPU
+    time; per (scenario, solver): the largest per-seed change of the delay, after vs before."""
+    inst: dict = {}
+    for r in rows:
+        k = (r["scenario"], tuple(sorted(r["overrides"].items())), r["seed"])
+        inst.setdefault(k, {}).setdefault(r["tag"], {})[r["solver"]] = r
+    print("\n| instance | milp after s | best other after s (solver) | milp below all | "
+          "milp gap | milp wall s / CPU s (load) |")
+    print("|---|---|---|---|---|---|")
+    worst: dict = {}
+    for (scen, ov, seed), tags in sorted(inst.items()):
+        a, b = tags.get(after, {}), tags.get(before, {})
+        for solver, ra in a.items():
+            rb = b.get(solver)
+            if rb and ra.get("delay_s") and rb.get("delay_s"):
+                ch = (ra["delay_s"] - rb["delay_s"]) / rb["delay_s"]
+                key = (scen + "".join(f" {k}={v}" for k, v in ov), solver)
+                if key not in worst or ch > worst[key][0]:
+                    worst[key] = (ch, seed)
+        m = a.get("milp")
+        if not m or m.get("delay_s") is None:
+            continue
+        others = [(r["delay_s"], s) for s, r in a.items() if s != "milp" and r.get("delay_s")]
+        best = min(others) if others else (None, "-")
+        below = best[0] is None or m["delay_s"] <= best[0] * (1 + 1e-9)
+        name = scen + "".join(f" {k}={v}" for k, v in ov) + f" seed {seed}"
+        gap = "-" if m.get("gap") is None else f"{100 * m['gap']:.2f}%"
+        other = "-" if best[0] is None else f"{best[0]:.4f}"
+        print(f"| {name} | {m['delay_s']:.4f} | {other} ({best[1]}) | "
+              f"{'yes' if below else 'NO'} | {gap} | "
+              f"{m['wall_s']:.0f} / {m.get('cpu_s', float('nan')):.0f} "
+              f"({m['load_before']:.1f}) |")
+    print("\n| scenario | solver | largest per-seed change after vs before (seed) |")
+    print("|---|---|---|")
+    for (scen, solver), (ch, seed) in sorted(worst.items()):
+        print(f"| {scen} | {solver} | {100 * ch:+.2f}% ({seed}) |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tag", default="after", help="code version label, e.g. before / after")
@@ -162,6 +201,7 @@ def main(argv=None) -> int:
     if args.table:
         rows = [r for name in args.table for r in ResultsFile(name).rows]
         print_table(rows, "before", "after")
+        print_checks(rows, "before", "after")
         return 0
     res = ResultsFile(args.output, {"benchmark": "llm"})
     overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
