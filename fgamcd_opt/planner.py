@@ -746,8 +746,9 @@ def plan_transmissions(inst: Instance, k: int, users, holders, oracle: Beamformi
 class PartitionHints:
     """The partition last chosen for each requester set, offered to the next PB with the same
     requesters (PBs of a shared prefix have the same requesters and the same geometry, only
-    other fading, so a good partition of one is a good start for the next; plan_partition still
-    evaluates its own candidates, so a hint can only save search, never cost quality)."""
+    other fading, so a good partition of one is a good start for the next: on llm-7b-calibrated
+    seed 0 a frozen PB then scores ~7 groups instead of ~40). plan_partition still evaluates the
+    obvious partitions, so with or without a hint its result is never worse than those."""
 
     def __init__(self):
         self._last: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
