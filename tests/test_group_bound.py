@@ -285,6 +285,15 @@ def test_cluster_superset_holds_every_plan_the_cluster_represents():
     assert checked >= 40 and grown >= 5
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_subgroup_bound_above_brute_force_scalar_beams(seed):
+    # 6 users: the phase bound of a 4-user subgroup, and the SDP (docs/milp.md section 3.5)
+    pr = random_problem(100 + seed, p=2, v=6, d=1)
+    ub, info = amplitude_bound(pr)
+    assert "subgroup" in info
+    assert grid_amplitude(pr) <= ub * (1 + 1e-9)
+
+
 @pytest.mark.parametrize("seed,p,v,d", [(5, 2, 6, 2), (6, 3, 7, 2)])
 def test_no_multistart_beam_beats_the_subgroup_bound(seed, p, v, d):
     pr = random_problem(seed, p, v, d)
