@@ -10,7 +10,8 @@ planner, a solver's own rule).
 - :func:`coarse_caching`: whole-model copies by popularity (coarse-grained caching);
 - :func:`replicate_caching`: every node fills its storage with requested PBs by popularity
   (the ``replicate`` solver, the first policy a user tries);
-- :func:`warm_caching`, :func:`repair_storage`: the MILP's MIP start and storage repair.
+- :func:`warm_caching`, :func:`repair_storage`, :func:`fill_caching`: the MILP's MIP start,
+  storage repair, and the caching its partial groups are planned on.
 """
 
 from __future__ import annotations
@@ -39,7 +40,21 @@ def default_caching(inst: Instance, progress=None) -> np.ndarray:
     holds = np.zeros((n_nodes, inst.n_blocks), dtype=bool)
     free = inst.nodes.storage_bytes.astype(float).copy()
     sizes = inst.repository.sizes.astype(float)
-    value = np.zeros((n_nodes, inst.n_blocks))
+    value = _block_values(inst, progress)
+    for k in sorted((int(k) for k in inst.requested_blocks), key=lambda k: (-sizes[k], k)):
+        for n in sorted(range(n_nodes), key=lambda n: (-value[n, k], n)):
+            if sizes[k] <= free[n]:
+                holds[n, k] = True
+                free[n] -= sizes[k]
+                break
+    return _fill(inst, holds, value)
+
+
+def _block_values(inst: Instance, progress=None) -> np.ndarray:
+    """(N, K): value of PB k at node n = sum over its requesters of n's share of the user's
+    rate bound (0 for PBs nobody requests); a PB with more than ``VALUE_SAMPLE_USERS``
+    requesters is valued from that many evenly spaced ones, scaled to the whole set."""
+    value = np.zeros((inst.n_nodes, inst.n_blocks))
     blocks = inst.requested_blocks
     for i, k in enumerate(blocks):
         if progress is not None:
@@ -52,14 +67,15 @@ def default_caching(inst: Instance, progress=None) -> np.ndarray:
         link = link_amplitude_bound(inst, int(k), sample)  # (N, v)
         share = link / np.maximum(link.sum(axis=0, keepdims=True), 1e-300)
         value[:, k] = share.sum(axis=1) * (len(req) / max(len(sample), 1))
-    for k in sorted((int(k) for k in inst.requested_blocks), key=lambda k: (-sizes[k], k)):
-        for n in sorted(range(n_nodes), key=lambda n: (-value[n, k], n)):
-            if sizes[k] <= free[n]:
-                holds[n, k] = True
-                free[n] -= sizes[k]
-                break
+    return value
+
+
+def _fill(inst: Instance, holds: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Add requested PBs to ``holds`` (in place) by value per byte while storage lasts."""
+    sizes = inst.repository.sizes.astype(float)
+    free = inst.nodes.storage_bytes.astype(float) - (holds * sizes[None, :]).sum(axis=1)
     cand = sorted((-value[n, k] / sizes[k], n, int(k)) for k in inst.requested_blocks
-                  for n in range(n_nodes) if value[n, k] > 0 and not holds[n, k])
+                  for n in range(inst.n_nodes) if value[n, k] > 0 and not holds[n, k])
     for _, n, k in cand:
         if sizes[k] <= free[n]:
             holds[n, k] = True
@@ -98,6 +114,14 @@ def replicate_caching(inst: Instance, popularity: str = "local") -> np.ndarray:
                 holds[n, k] = True
                 free -= sizes[k]
     return holds
+
+
+def fill_caching(inst: Instance, holds: np.ndarray) -> np.ndarray:
+    """A copy of ``holds`` (N, K) with the storage it leaves free filled as
+    :func:`default_caching` fills it: requested PBs by value per byte at the nodes that can
+    help serve them. Nothing is evicted, so every delivery possible under ``holds`` stays
+    possible (with no more migration). The MILP plans its partial groups on it."""
+    return _fill(inst, np.array(holds, dtype=bool), _block_values(inst))
 
 
 def cooperating_sets(inst) -> list[np.ndarray]:

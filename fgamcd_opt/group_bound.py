@@ -66,6 +66,10 @@ START_FRACTION = 0.35  # first trial amplitude, as a share of the per-user bound
 PHASE_MAX_BOXES = {2: 2000, 3: 3000, 4: 4000, 5: 6000}
 PHASE_RTOL = 0.005
 GRACE_S = 1.0  # refine_concurrently: a worker still busy this long after the deadline is killed
+# groups of 6+ users: also the phase bound of one hard subgroup of this many users (a group
+# does no better than any of its subgroups), chosen greedily by SCA beams; its box budget
+SUBGROUP_SIZE = 4
+SUBGROUP_BOXES = 4000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,13 +129,50 @@ class _LiftedSdp:
         return val + SAFETY_RTOL * abs(val) + SAFETY_ATOL
 
 
+def _subgroup_bound(problem: BeamProblem, size: int, max_boxes: int,
+                    deadline: float | None = None) -> tuple[float, dict]:
+    """The phase bound of one subgroup of ``size`` users: an upper bound on the group's best
+    max-min amplitude, since a beam serving the group serves the subgroup at least as well
+    (docs/milp.md section 3.5, subgroups). The subgroup is built greedily: the user with the
+    lowest per-user bound, then repeatedly the user whose addition gives the lowest max-min
+    amplitude of the SCA's beams (``oracle/fast.py``; a converged phase bound is within its
+    tolerance of the subgroup's optimum, so the weakest subgroup found by SCA is the one whose
+    bound is lowest). Returns (bound, info: users, SCA amplitude, boxes, converged)."""
+    from .oracle.fast import solve_fast
+
+    def sub(idx) -> BeamProblem:
+        return BeamProblem(problem.g[:, idx], problem.rho[:, idx],
+                           problem.snr_required[idx]).reduce()[0]
+
+    chosen = [int(np.argmin(amplitude_upper_bound(problem)))]
+    amp = np.inf
+    while len(chosen) < size:
+        best = None
+        for u in range(problem.n_users):
+            if u in chosen:
+                continue
+            pr = sub([*chosen, u])
+            x = solve_fast(pr).x
+            a = float(pr.amplitude(x).min()) if x is not None else np.inf
+            if best is None or a < best[0]:
+                best = (a, u)
+        amp = best[0]
+        chosen.append(best[1])
+    res = phase_bound(sub(chosen), achieved=max(amp, 0.0) if np.isfinite(amp) else 0.0,
+                      rtol=PHASE_RTOL, max_boxes=max_boxes, time_budget_s=_left(deadline))
+    return res.bound, {"users": sorted(chosen), "sca_amplitude": amp, "boxes": res.boxes,
+                       "converged": res.converged}
+
+
 def amplitude_bound(problem: BeamProblem, achieved: float = 0.0, rtol: float = 0.02,
                     steps: int = SECANT_STEPS, phase_boxes: int | None = None,
-                    deadline: float | None = None) -> tuple[float, dict]:
+                    deadline: float | None = None, subgroup: bool = True
+                    ) -> tuple[float, dict]:
     """Upper bound on max_x min_u a_u(x) (normalised amplitude) for ``problem`` (any shape):
     the least of the per-user bound, the phase branch and bound (``phase_boxes`` SOCPs at
-    most; default by group size, PHASE_MAX_BOXES) and, unless the branch and bound converged,
-    the lifted SDP.
+    most; default by group size, PHASE_MAX_BOXES), for groups too large for it the phase
+    bound of a hard subgroup of SUBGROUP_SIZE users (``subgroup``), and, unless the branch and
+    bound converged, the lifted SDP.
 
     ``achieved``: an amplitude some beam reaches (only speeds up the search). Returns
     (bound, info) with info = {"per_user": ..., "sdp_evaluations": ..., "phase_boxes": ...,
@@ -164,7 +205,16 @@ def amplitude_bound(problem: BeamProblem, achieved: float = 0.0, rtol: float = 0
         if res.converged:
             return bound, info
     if _left(deadline) <= 0:
-        info["cut"] = True  # the search stopped at the deadline: no SDP either
+        info["cut"] = True  # the search stopped at the deadline: no subgroup or SDP either
+        return bound, info
+    if boxes == 0 and subgroup and problem.n_users > SUBGROUP_SIZE:
+        sub, info["subgroup"] = _subgroup_bound(reduced, SUBGROUP_SIZE, SUBGROUP_BOXES,
+                                                deadline)
+        if sub < bound:
+            bound, info["source"] = sub, "subgroup"
+        info["phase_boxes"] += info["subgroup"]["boxes"]
+    if steps <= 0 or _left(deadline) <= 0:
+        info["cut"] = info["cut"] or _left(deadline) <= 0
         return bound, info
     # F is homogeneous of degree 2 in (g, rho, s): solve at O(1) scale (conditioning)
     sc = per_user

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from . import __version__
+from .certificate import block_certificates
 from .errors import FgamcdError
 from .evaluator import VIOLATION_KINDS, Evaluation, evaluate
 from .instance import Instance
@@ -105,7 +106,8 @@ def solver_instance(solver_cls: type):
 def run_solver(inst: Instance, solver_cls, params: dict | None = None, seed: int = 0,
                time_limit_s: float | None = None, oracle: BeamformingOracle | None = None,
                debug: bool = False, bound_s: float | None = None,
-               progress: ProgressCallback | None = None) -> Run:
+               progress: ProgressCallback | None = None,
+               certificate_time_s: float = 0.0) -> Run:
     """Run one solver on one instance and score its plan.
 
     bound_s : a certified lower bound on the delay computed outside the solver (e.g. the
@@ -114,6 +116,9 @@ def run_solver(inst: Instance, solver_cls, params: dict | None = None, seed: int
         solver's own bound is then kept in ``metadata["solver_bound_s"]`` (see
         :func:`attach_bound`).
     progress : receives (fraction, message) from the solver (``ctx.progress``).
+    certificate_time_s : budget for the group bounds of the per-PB beam certificates the
+        record's metadata gets under ``pb_certificates`` (certificate.block_certificates; 0:
+        per-user bounds only, closed form).
     """
     resolved = resolve(solver_cls.params, params, owner=f"solver {solver_cls.name}")
     oracle = oracle or default_oracle()
@@ -152,10 +157,23 @@ def run_solver(inst: Instance, solver_cls, params: dict | None = None, seed: int
                 raise
             result = SolveResult(None, SolveStatus.ERROR, f"the plan could not be evaluated: "
                                  f"{type(exc).__name__}: {exc}", metadata=result.metadata)
+    certificates = None
+    t_cert = time.perf_counter()
+    if evaluation is not None:
+        try:
+            certificates = block_certificates(inst, result.plan, evaluation,
+                                              certificate_time_s)
+        except Exception as exc:  # a certificate failure must not lose the run
+            if debug:
+                raise
+            certificates = {"error": f"{type(exc).__name__}: {exc}"}
     record = _record(inst, solver_cls.name, resolved, seed, oracle, time_limit_s, result,
                      evaluation, bound_s, solve_time,
                      calls=oracle.misses + oracle.hits - calls0, hits=oracle.hits - hits0,
                      oracle_time=oracle.solve_time_s - otime0)
+    if certificates is not None:
+        record.metadata["pb_certificates"] = jsonable(certificates)
+        record.metadata["pb_certificates_time_s"] = time.perf_counter() - t_cert
     return Run(record, result, evaluation)
 
 
@@ -291,6 +309,15 @@ RUN_SCHEMA: dict = {
         "oracle_calls": {"type": "integer", "minimum": 0},
         "oracle_cache_hits": {"type": "integer", "minimum": 0},
         "message": {"type": "string"},
-        "metadata": {"type": "object"},
+        "metadata": {"type": "object", "properties": {"pb_certificates": {
+            "type": "object",
+            "description": "written by the runner: per PB, each transmission's achieved min "
+                           "worst-case rate over an upper bound on its group's robust max-min "
+                           "rate from its nodes (docs/milp.md section 3.6)",
+            "properties": {"min_ratio": {"type": ["number", "null"], "minimum": 0,
+                                         "maximum": 1},
+                           "time_ratio": {"type": ["number", "null"], "minimum": 0,
+                                          "maximum": 1},
+                           "blocks": {"type": "object"}}}}},
     },
 }

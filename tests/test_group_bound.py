@@ -283,3 +283,34 @@ def test_cluster_superset_holds_every_plan_the_cluster_represents():
             checked += 1
             grown += len(lam) > len(cur)
     assert checked >= 40 and grown >= 5
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_subgroup_bound_above_brute_force_scalar_beams(seed):
+    # 6 users: the phase bound of a 4-user subgroup, and the SDP (docs/milp.md section 3.5)
+    pr = random_problem(100 + seed, p=2, v=6, d=1)
+    ub, info = amplitude_bound(pr)
+    assert "subgroup" in info
+    assert grid_amplitude(pr) <= ub * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("seed,p,v,d", [(5, 2, 6, 2), (6, 3, 7, 2)])
+def test_no_multistart_beam_beats_the_subgroup_bound(seed, p, v, d):
+    pr = random_problem(seed, p, v, d)
+    ub, info = amplitude_bound(pr)
+    assert "subgroup" in info
+    assert best_beam_amplitude(pr) <= ub * (1 + 1e-9)
+
+
+def test_subgroup_bound_tighter_than_the_sdp_on_a_seven_user_group():
+    """docs/milp.md section 3.5 (subgroups): PB 77 of paper-default seed 0 (7 requesters, all
+    nodes): the phase bound of the greedy 4-user subgroup is below the lifted SDP's, and no
+    10-start beam beats it."""
+    inst = generate("paper-default", seed=0)
+    users = inst.requesters(77)
+    assert len(users) == 7
+    pr = normalised_problem(inst, 77, tuple(range(inst.n_nodes)), users)
+    ub, info = amplitude_bound(pr)
+    sdp, _ = amplitude_bound(pr, subgroup=False)
+    assert info["source"] == "subgroup" and ub < 0.95 * sdp
+    assert best_beam_amplitude(pr, starts=10) <= ub * (1 + 1e-9)

@@ -137,7 +137,8 @@ def cmd_solve(args) -> int:
         oracle = BeamformingOracle(args.beamforming)
         bar.restart(cls.name)
         run = run_solver(inst, cls, params, seed=args.seed, time_limit_s=args.time_limit,
-                         oracle=oracle, debug=args.debug, progress=bar)
+                         oracle=oracle, debug=args.debug, progress=bar,
+                         certificate_time_s=args.certificate_time)
         if run.record.metadata.get("refused"):
             # bad input for this solver: one line on stderr, exit 2, nothing written (README)
             raise SolverRefusal(f"{args.instance}: solver {cls.name} refused the instance: "
@@ -162,6 +163,7 @@ def cmd_solve(args) -> int:
         print(f"  lower bound on delay {rec.bound_s:.4f} s ({rec.bound_source}){gap}{cut}")
     if run.evaluation is not None:
         _print_evaluation(inst, run.evaluation, "evaluation")
+        _print_certificates(rec.metadata.get("pb_certificates") or {})
     plan_path, ev_path, run_path = _output_paths(args, inst.name, rec.solver)
     record = rec.to_dict()
     jsonschema.validate(record, RUN_SCHEMA)  # a record that breaks its schema is a bug
@@ -181,6 +183,17 @@ def cmd_solve(args) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _print_certificates(cert: dict) -> None:
+    """One line on the beams' certificates (certificate.py) and the PBs furthest from theirs."""
+    if cert.get("time_ratio") is None:
+        return
+    worst = ", ".join(f"{w['block']} {100 * w['time_ratio']:.1f}%" for w in cert["worst"])
+    print(f"  beam certificates: {cert['transmissions']} transmissions take "
+          f"{100 * (1 / cert['time_ratio'] - 1):.2f}% longer than their groups' rate bounds "
+          f"allow (worst transmission at {100 * cert['min_ratio']:.1f}% of its bound; "
+          f"{cert['group_bounds']} group bounds); lowest PBs: {worst}")
 
 
 def _external_bound(inst, args, progress=None) -> tuple[float | None, dict | None]:
@@ -267,6 +280,9 @@ def _solve_args(p):
     p.add_argument("--bound-time-limit", type=float, default=60.0,
                    help="seconds for the certified bound, computed after the solve (default 60, "
                         "= the milp solver's group_bound_time, so both get the same bound)")
+    p.add_argument("--certificate-time", type=float, default=10.0,
+                   help="seconds for the group bounds of the per-PB beam certificates in the "
+                   "run record (default 10; 0: per-user bounds only)")
     p.add_argument("--progress", action="store_true",
                    help="show the progress bar even when stderr is not a terminal")
     p.add_argument("--list-solvers", action="store_true")

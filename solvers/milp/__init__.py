@@ -25,14 +25,16 @@ import time
 
 import numpy as np
 
-from fgamcd_opt.caching import repair_storage
+from fgamcd_opt.caching import fill_caching, repair_storage
 from fgamcd_opt.errors import SolverRefusal
+from fgamcd_opt.group_bound import MAX_EXACT_USERS
 from fgamcd_opt.jsonio import jsonable
 from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Plan
 from fgamcd_opt.planner import (
     BlockData,
     DeliveryResult,
+    PartitionHints,
     PlannerOptions,
     plan_transmissions,
     quick_options,
@@ -143,49 +145,77 @@ class MilpSolver:
                                metadata=jsonable(meta))
         holds = repair_storage(inst, holds)
 
+        t_planner = time.perf_counter()
+        meta["stage_times_s"] = {"bound": t_planner - t_start}
         # ---- 2. the planner's delivery on that caching -------------------------------------
+        # partial groups are planned on the bound MILP's caching with its spare storage filled
+        # (fill_caching: nothing evicted), and on the bound MILP's caching itself where that
+        # differs; every partition the planner scored completely becomes an option too
         max_oracle = params["max_cluster_oracle"] or inst.n_nodes
         popts = PlannerOptions(max_cluster=max_oracle)
+        filled = fill_caching(inst, holds)
         planner = DeliveryResult()
         planner_cluster: dict[int, tuple[int, ...]] = {}
         planner_delay = 0.0  # the oracle's delays of the planner's units (+ migrations)
         partitions: dict[int, list] = {}
+        hints = PartitionHints()
+        # storage binds unless the bound MILP met the no-storage-limit bound (then its caching
+        # only restricts what the filled one allows)
+        binds = out_b.objective_s is None or \
+            out_b.objective_s > milp.trivial_bound(bdata) * (1 + 1e-3)
         planner_end = _share_end(ctx, PLANNER_SHARE)
         for i, o in enumerate(bdata.blocks):
             ctx.progress(0.5 + 0.2 * i / len(bdata.blocks), "planner")
-            holders = np.flatnonzero(holds[:, o.block])
-            opts = popts
+            options: list[list] = []
+            partitions[o.block] = options
             if ctx.must_stop():  # out of time: the PB stays undelivered (partial plan)
                 planner.skip(o.block, o.users)
                 continue
-            if time.perf_counter() > planner_end:
+            opts = popts
+            hurried = time.perf_counter() > planner_end
+            if hurried:
                 opts = quick_options(popts)
                 planner.hurried.append(o.block)
-            parts = plan_transmissions(inst, o.block, o.users, holders, oracle, opts,
-                                       block_data=BlockData(inst, o.block))
-            if not parts:
+            bd = BlockData(inst, o.block)
+            variants = [filled]
+            if binds and not hurried and not np.array_equal(filled[:, o.block],
+                                                            holds[:, o.block]):
+                variants.append(holds)
+            for j, h in enumerate(variants):
+                holders = np.flatnonzero(h[:, o.block])
+                report: dict = {}
+                parts = plan_transmissions(inst, o.block, o.users, holders, oracle, opts,
+                                           block_data=bd, hints=hints.get(o.users),
+                                           report=report)
+                options += [[g.beam for g in c] for c in report.get("candidates", [])]
+                if not parts:
+                    continue
+                options.append([g.beam for g in parts])
+                if j > 0:
+                    continue
+                hints.record(o.users, parts)
+                planner.note_qos(inst, o.block, parts, holders)
+                planner_cluster[o.block] = tuple(sorted({n for g in parts for n in g.nodes}))
+                for g in parts:
+                    planner.add(g, mode="unicast" if len(parts) > 1 and len(g.users) == 1
+                                else "broadcast")
+                    planner_delay += g.total_s
+            if o.block not in planner_cluster:
                 planner.undeliverable[o.block] = o.users
-                continue
-            planner.note_qos(inst, o.block, parts, holders)
-            planner_cluster[o.block] = tuple(sorted({n for g in parts for n in g.nodes}))
-            if len(parts) > 1:
-                partitions[o.block] = [[g.beam for g in parts]]
-            for g in parts:
-                planner.add(g, mode="unicast" if len(parts) > 1 and len(g.users) == 1
-                            else "broadcast")
-                planner_delay += g.total_s
         meta.update(planner_primal_delay_s=planner_delay)
+        meta["stage_times_s"]["planner"] = time.perf_counter() - t_planner
         statuses = {"optimistic": out_b.status}
         if planner.hurried or planner.skipped:
             cut.append("planner")
 
         def planner_plan(why: str = "") -> SolveResult:
-            """The shared planner's delivery on the bound MILP's caching (rate_model
-            optimistic, or the oracle stage out of time)."""
-            plan = Plan.from_holds(holds, planner.migrations, planner.units, solver=self.name)
+            """The shared planner's delivery on the bound MILP's caching, spare storage
+            filled (rate_model optimistic, or the oracle stage out of time)."""
+            plan = Plan.from_holds(filled, planner.migrations, planner.units, solver=self.name)
             if why:
                 cut.append(why)
-            meta.update(primal="planner on the bound MILP's caching", statuses=statuses,
+            meta.update(primal="planner on the bound MILP's caching, spare storage filled",
+                        statuses=statuses,
                         build_time_s=out_b.build_time_s + out_b.load_time_s,
                         solve_time_s=out_b.solve_time_s, n_variables=out_b.n_variables,
                         n_clusters=bdata.n_clusters, mip_gap=out_b.gap)
@@ -203,14 +233,19 @@ class MilpSolver:
         # ---- 3. the oracle-rate MILP -------------------------------------------------------
         candidates, users = {}, {}
         for o in bdata.blocks:
+            # a common beam to more requesters than the partition bound enumerates is rarely
+            # best, and the planner's partitions (above) include one group: one ranked cluster
+            large = len(o.users) > MAX_EXACT_USERS
             cands = milp.rank_clusters(inst, o, holds[:, o.block], max_oracle,
-                                       params["oracle_candidates"])
-            if o.block in planner_cluster:
+                                       1 if large else params["oracle_candidates"])
+            if o.block in planner_cluster and not large:
                 cands.append(planner_cluster[o.block])
-            # the bound MILPs' own choices (with multicast costs) are good primal candidates
-            cands.extend(c for c in chosen.get(o.block, []) if len(c) <= max_oracle)
+            if not large:
+                # the bound MILPs' own choices (with multicast costs) are good primal candidates
+                cands.extend(c for c in chosen.get(o.block, []) if len(c) <= max_oracle)
             candidates[o.block] = cands
             users[o.block] = o.users
+        t_oracle = time.perf_counter()
         pdata = milp.oracle_data(inst, oracle, candidates, users, params["qos_penalty"],
                                  excluded=bdata.excluded, partitions=partitions,
                                  multistart_users=params["multistart_users"],
@@ -220,7 +255,9 @@ class MilpSolver:
             return planner_plan("oracle candidates (planner plan returned)")
         if pdata.cut_blocks:
             cut.append("oracle candidates")
-        start = milp.complete(pdata, holds)
+        start = min((milp.complete(pdata, h) for h in (holds, filled)),
+                    key=lambda a: a.objective_s)
+        meta["stage_times_s"]["oracle_options"] = time.perf_counter() - t_oracle
         out_p = milp.solve_milp(pdata, inst.n_blocks, params["time_limit"], params["mip_gap"],
                                 params["threads"],
                                 warm_start=start if params["warm_start"] else None,

@@ -98,6 +98,9 @@ RATE_MODELS = ("optimistic", "oracle")
 FULL_ENUMERATION_MAX_NODES = 8  # 2^8 - 1 = 255 candidate sets per PB at most
 TRUNCATED_MAX_CLUSTER = 4  # s_max when the enumeration is truncated
 BOUND_SAFETY_RTOL = 1e-6
+# multi-start broadcasts only up to this many users: a 20-start solve of a 30-user group costs
+# ~20 s, and such groups are served in partial groups anyway (docs/milp.md section 2.2)
+MULTISTART_MAX_USERS = 10
 _GB = 1e9
 
 
@@ -306,7 +309,8 @@ def oracle_data(inst: Instance, oracle: BeamformingOracle,
     clusters and its delay the sum of the groups' delays (docs/milp.md section 2.2). Options of
     infinite delay are dropped; a PB left with no
     option is excluded with all its served users. A broadcast to at least ``multistart_users``
-    users (0: never) is also solved with ``multistart_starts`` seeded random starts (``fast``
+    users (0: never) and at most MULTISTART_MAX_USERS is also solved with
+    ``multistart_starts`` seeded random starts (``fast``
     and ``nonrobust`` methods) and the better beams are kept: the SCA is local and large groups
     have many local optima (docs/milp.md section 7). Past ``deadline`` (``time.monotonic()``
     seconds) each remaining PB gets only one candidate, ``preferred[k]`` when given (e.g. the
@@ -323,7 +327,8 @@ def oracle_data(inst: Instance, oracle: BeamformingOracle,
         us = tuple(int(u) for u in users[k])
         size = int(inst.repository.sizes[k])
         rows, delay, qos, units = [], [], [], []
-        starts = multistart_starts if 0 < multistart_users <= len(us) else 0
+        starts = multistart_starts if 0 < multistart_users <= len(us) <= MULTISTART_MAX_USERS \
+            else 0
         if deadline is not None and time.monotonic() > deadline and clusters:
             clusters = [(preferred or {}).get(k, clusters[0])]  # out of time: one candidate
             starts = 0
@@ -453,7 +458,9 @@ def refine_group_bounds(inst: Instance, data: MilpData, oracle: BeamformingOracl
         pb = partition_bound(inst, o.block, o.users, stats)
         before = min(float(o.cost_s.min()) if o.n_clusters else np.inf,
                      o.overflow_cost_s if o.overflow_min_nodes else np.inf)
-        if oracle is not None and seed:
+        if oracle is not None and seed and len(o.users) <= MAX_EXACT_USERS:
+            # (above MAX_EXACT_USERS the partition bound refines nothing: no seed needed, and
+            # one broadcast to all requesters costs ~1 s for 30 users)
             res = oracle.solve(inst, o.block, tuple(int(n) for n in useful), o.users)
             pb.seed_achieved(tuple(int(n) for n in useful), res.rates_bps)
             if res.delay_s(o.size_bytes) <= before * (1 + TIGHT_RTOL):
