@@ -13,9 +13,10 @@ from fgamcd_opt.testing import assert_conforms
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# maasn's shipped policy is for N = 6 and the fixtures have N = 2-3: its conformance check runs
-# in tests/test_maasn.py with a policy trained for the fixture size.
-OWN_CHECK = {"maasn"}
+# maasn's and qmix's shipped policies are for N = 6 and the fixtures have N = 2-3: their
+# conformance checks run in tests/test_maasn.py and tests/test_qmix.py with policies trained for
+# the fixture size.
+OWN_CHECK = {"maasn", "qmix"}
 
 
 @pytest.mark.parametrize("name", sorted(set(registry.available()) - OWN_CHECK))

@@ -87,3 +87,7 @@ def test_qmix_trains_resumes_and_drives_its_solver(tmp_path):
     assert again.record.total_delay_s == run.record.total_delay_s  # the state restarts
     wrong = run_solver(inst, MaasnSolver, {"policy": policy, "workers": 1})
     assert wrong.plan is None and "--solver qmix" in wrong.record.message
+    from fgamcd_opt.testing import assert_conforms
+
+    assert_conforms(QmixSolver, instances=[generate("tiny", seed=0, n_users=6)],
+                    params={"policy": policy, "workers": 1})
