@@ -40,6 +40,7 @@ import numpy as np
 from .bounds import link_amplitude_bound
 from .group_bound import best_partition
 from .instance import Instance
+from .locality import useful
 from .oracle import BeamformingOracle, BeamResult
 from .plan import DeliveryUnit, Migration
 from .rates import rate_from_amplitude, transfer_delay_s
@@ -61,6 +62,9 @@ class PlannerOptions:
     max_group_plans: int = 16  # most groups planned with the oracle per PB (exact search)
     # every transmission uses all nodes that hold or received the PB, no growth (full-comp's rule)
     use_all_free: bool = False
+    # requester sets above this size are planned in neighbourhoods of at most this many users
+    # (locality.neighbourhoods; 0: never split)
+    local_group: int = 24
 
 
 @dataclass
@@ -133,31 +137,36 @@ def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle
     best = min((solve((n,), [], 0.0) for n in singles[: max(options.screen, 1)]),
                key=lambda g: g.key)
 
-    # 2. growth
+    # 2. growth, over the nodes within reach: a node whose link bound is zero for every user of
+    # the group can only lower their worst-case rates (locality.py), so it is never a candidate
     cap = inst.n_nodes if options.max_cluster <= 0 else min(options.max_cluster, inst.n_nodes)
+    reach = useful(link)
+    can_migrate = bool(options.migration and sources)
+    if can_migrate:
+        # fastest source per destination and its migration delay, for every node at once
+        src_rates = bd.backhaul[list(sources)]  # (S, N)
+        src_best = np.argmax(src_rates, axis=0)
+        mig_cost = transfer_delay_s(bd.size_bytes, src_rates.max(axis=0))
     while len(best.nodes) < cap:
+        ms = [m for m in np.flatnonzero(reach).tolist() if m not in best.nodes
+              and (m in free or can_migrate)]
         cands = []
-        for m in range(inst.n_nodes):
-            if m in best.nodes:
-                continue
-            if m in free:
-                cost, mig = 0.0, None
-            elif options.migration and sources:
-                rates = bd.backhaul[list(sources), m]
-                s = sources[int(np.argmax(rates))]
-                cost = transfer_delay_s(bd.size_bytes, float(rates.max()))
-                mig = Migration(s, m, k)
-            else:
-                continue
-            cluster = (*best.nodes, m)
-            ub = rate_bound(cluster)
-            lb = best.migration_s + cost + transfer_delay_s(bd.size_bytes, ub.min())
-            could_meet_qos = bool(np.all(ub >= qos * (1 - 1e-9)))
+        if ms:
+            # rate bounds of every enlarged cluster (best.nodes, m): the cluster's rows summed
+            # in that order, then row m (the same sums as for the cluster tuple)
+            base = link[list(best.nodes)].sum(axis=0)
+            ub = rate_from_amplitude(base[None, :] + link[ms], noise[None, :],
+                                     inst.bandwidth_hz)  # (C, v)
+            cost = np.array([0.0 if m in free else mig_cost[m] for m in ms])
+            lb = best.migration_s + cost + transfer_delay_s(bd.size_bytes, ub.min(axis=1))
+            meets = np.all(ub >= qos[None, :] * (1 - 1e-9), axis=1)
             qos_now = best.beam.qos_feasible
-            if (qos_now and (lb >= best.total_s or not could_meet_qos)) or (
-                    not qos_now and not could_meet_qos and lb >= best.total_s):
-                continue
-            cands.append((not could_meet_qos, lb, m, cost, mig))
+            for i, m in enumerate(ms):
+                if (qos_now and (lb[i] >= best.total_s or not meets[i])) or (
+                        not qos_now and not meets[i] and lb[i] >= best.total_s):
+                    continue
+                mig = None if m in free else Migration(sources[int(src_best[m])], m, k)
+                cands.append((not bool(meets[i]), float(lb[i]), m, float(cost[i]), mig))
         if not cands:
             break
         cands.sort()
@@ -408,6 +417,8 @@ def plan_transmissions(inst: Instance, k: int, users, holders, oracle: Beamformi
     together; migrated copies are shared between the parts.
     """
     bd = block_data or BlockData(inst, k)
+    if 0 < options.local_group < len(users):
+        return plan_local(inst, k, users, holders, oracle, options, received, sources, bd)
     if options.partition:
         return plan_partition(inst, k, users, holders, oracle, options, received, sources, bd)
     received = set(int(n) for n in received)
@@ -429,6 +440,32 @@ def plan_transmissions(inst: Instance, k: int, users, holders, oracle: Beamformi
                           sources=sources, block_data=bd)
         parts.append(part)
         received |= {m.dst for m in part.migrations}
+    return parts
+
+
+def plan_local(inst: Instance, k: int, users, holders, oracle: BeamformingOracle,
+               options: PlannerOptions = PlannerOptions(), received=(), sources=None,
+               block_data: BlockData | None = None) -> list[GroupDelivery]:
+    """A large requester set planned in neighbourhoods of at most ``options.local_group``
+    users (:func:`fgamcd_opt.locality.neighbourhoods`), one after another, each by
+    :func:`plan_transmissions`; copies migrated for one neighbourhood are free for the next.
+    Returns [] when no node can transmit k."""
+    from .locality import neighbourhoods
+
+    bd = block_data or BlockData(inst, k)
+    got = {int(n) for n in received}
+    can = set(int(h) for h in holders) | got
+    if options.migration and (sources is None or len(sources)) and not options.use_all_free:
+        can = set(range(inst.n_nodes))
+    link = bd.link[:, [bd.column[int(u)] for u in users]]
+    parts: list[GroupDelivery] = []
+    for hood in neighbourhoods(inst, users, link, can, options.local_group):
+        sub = plan_transmissions(inst, k, hood, holders, oracle, options, received=got,
+                                 sources=sources, block_data=bd)
+        if not sub:
+            return []
+        parts.extend(sub)
+        got |= {m.dst for g in sub for m in g.migrations}
     return parts
 
 
