@@ -45,6 +45,7 @@ from .oracle import BeamformingOracle, BeamResult
 from .plan import DeliveryUnit, Migration
 from .rates import rate_from_amplitude, transfer_delay_s
 from .solver import SolveStatus
+from .workers import map_blocks
 
 QOS_PENALTY_S = 1e6  # partition search: a group that misses QoS costs this much more (QoS first)
 
@@ -132,10 +133,20 @@ def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle
     if options.use_all_free:
         return solve(tuple(free), [], 0.0)
 
-    # 1. best single node among the free ones
-    singles = sorted(free, key=lambda n: -rate_bound((n,)).min())
-    best = min((solve((n,), [], 0.0) for n in singles[: max(options.screen, 1)]),
-               key=lambda g: g.key)
+    # 1. best single node among the free ones (solved in the order of their rate bounds; the
+    # rest are skipped once one is found that no later one can beat, by the bounds)
+    bounds = {n: rate_bound((n,)) for n in free}
+    singles = sorted(free, key=lambda n: -bounds[n].min())[: max(options.screen, 1)]
+    best = None
+    for i, n in enumerate(singles):
+        g = solve((n,), [], 0.0)
+        if best is None or g.key < best.key:
+            best = g
+        if i + 1 < len(singles):
+            nxt = bounds[singles[i + 1]]
+            if _unbeatable(best, bool(np.all(nxt >= qos * (1 - 1e-9))),
+                           transfer_delay_s(bd.size_bytes, nxt.min())):
+                break
 
     # 2. growth, over the nodes within reach: a node whose link bound is zero for every user of
     # the group can only lower their worst-case rates (locality.py), so it is never a candidate
@@ -170,16 +181,31 @@ def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle
         if not cands:
             break
         cands.sort()
-        trial = []
-        for _, _, m, cost, mig in cands[: options.candidates_per_round]:
+        cands = cands[: options.candidates_per_round]
+        cand = None
+        for i, (_, _, m, cost, mig) in enumerate(cands):
             migs = best.migrations + ([mig] if mig else [])
-            trial.append(solve((*best.nodes, m), migs, best.migration_s + cost))
-        cand = min(trial, key=lambda g: g.key)
+            g = solve((*best.nodes, m), migs, best.migration_s + cost)
+            if cand is None or g.key < cand.key:
+                cand = g
+            # candidates come in the order of their lower bounds: stop once none left can win
+            if i + 1 < len(cands) and _unbeatable(cand, not cands[i + 1][0], cands[i + 1][1]):
+                break
         if cand.key < best.key:
             best = cand
         else:
             break
     return best
+
+
+def _unbeatable(g: GroupDelivery, could_meet_qos: bool, lower_s: float) -> bool:
+    """True when a transmission whose rate bound allows ``could_meet_qos`` and whose delay is at
+    least ``lower_s`` cannot have a smaller key than ``g`` (QoS met, nobody at rate 0, and a
+    delay no larger than that lower bound; or QoS met where the other cannot meet it), so
+    solving it with the oracle is useless."""
+    if g.beam.qos_feasible and not g.beam.zero_rate_users:
+        return not could_meet_qos or g.total_s <= lower_s
+    return False
 
 
 @dataclass
@@ -476,7 +502,8 @@ def quick_options(options: PlannerOptions) -> PlannerOptions:
 
 
 def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
-                   options: PlannerOptions = PlannerOptions(), ctx=None) -> DeliveryResult:
+                   options: PlannerOptions = PlannerOptions(), ctx=None,
+                   workers: int = 1) -> DeliveryResult:
     """CoMP delivery of every requested PB to all its requesters: the best partition of them
     into sequential groups, each with its own cluster and beams (plan_transmissions); users still
     below QoS are recorded with the reason (``DeliveryResult.qos_unmet``).
@@ -484,21 +511,26 @@ def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
     holds: (N, K) bool, what each node caches (a_n(k)).
     ctx: the solver's SolveContext (optional): progress per PB, and past its time limit the
     remaining PBs get :func:`quick_options` (listed in ``DeliveryResult.hurried``).
+    workers: processes planning the PBs (:func:`fgamcd_opt.workers.map_blocks`; the same plan
+    for any number).
     """
     out = DeliveryResult()
-    blocks = inst.requested_blocks
-    for i, k in enumerate(blocks):
-        users = inst.requesters(k)
+    blocks = [int(k) for k in inst.requested_blocks]
+
+    def plan_one(k: int):
+        hurried = ctx is not None and ctx.should_stop()
+        opts = quick_options(options) if hurried else options
         holders = np.flatnonzero(holds[:, k])
-        opts = options
-        if ctx is not None and ctx.step(i, len(blocks), "PB"):
-            opts = quick_options(options)
-            out.hurried.append(int(k))
-        parts = plan_transmissions(inst, int(k), users, holders, oracle, opts)
+        return hurried, plan_transmissions(inst, k, inst.requesters(k), holders, oracle, opts)
+
+    for k, (hurried, parts) in zip(blocks, map_blocks(plan_one, blocks, oracle, workers, ctx),
+                                   strict=True):
+        if hurried:
+            out.hurried.append(k)
         if not parts:
-            out.undeliverable[int(k)] = tuple(int(u) for u in users)
+            out.undeliverable[k] = tuple(int(u) for u in inst.requesters(k))
             continue
-        out.note_qos(inst, int(k), parts, holders, options.migration)
+        out.note_qos(inst, k, parts, np.flatnonzero(holds[:, k]), options.migration)
         for g in parts:
             mode = "unicast" if len(parts) > 1 and len(g.users) == 1 else "broadcast"
             out.add(g, mode=mode, beamforming=options.method)
@@ -507,28 +539,38 @@ def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
 
 def plan_unicast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
                  options: PlannerOptions = PlannerOptions(method="mrt"),
-                 blocks=None, ctx=None) -> DeliveryResult:
+                 blocks=None, ctx=None, workers: int = 1) -> DeliveryResult:
     """TDMA unicast: one slot per (PB, user), each with its own cluster; a PB migrated to a node
-    for one user is reused (free) for the next users of the same PB. ``ctx`` as in
-    :func:`plan_broadcast`."""
+    for one user is reused (free) for the next users of the same PB. ``ctx`` and ``workers`` as
+    in :func:`plan_broadcast`."""
     out = DeliveryResult()
-    blocks = inst.requested_blocks if blocks is None else blocks
-    for i, k in enumerate(blocks):
+    blocks = [int(k) for k in (inst.requested_blocks if blocks is None else blocks)]
+
+    def plan_one(k: int):
+        hurried = ctx is not None and ctx.should_stop()
+        opts = quick_options(options) if hurried else options
         holders = np.flatnonzero(holds[:, k])
         received: set[int] = set()
-        bd = BlockData(inst, int(k))
-        opts = options
-        if ctx is not None and ctx.step(i, len(blocks), "PB"):
-            opts = quick_options(options)
-            out.hurried.append(int(k))
+        bd = BlockData(inst, k)
+        slots = []
         for u in inst.requesters(k):
-            g = plan_group(inst, int(k), (u,), holders, oracle, opts, received=received,
+            g = plan_group(inst, k, (u,), holders, oracle, opts, received=received,
                            block_data=bd)
+            slots.append((int(u), g))
+            if g is not None:
+                received.update(m.dst for m in g.migrations)
+        return hurried, slots
+
+    for k, (hurried, slots) in zip(blocks, map_blocks(plan_one, blocks, oracle, workers, ctx),
+                                   strict=True):
+        if hurried:
+            out.hurried.append(k)
+        holders = np.flatnonzero(holds[:, k])
+        for u, g in slots:
             if g is None:
-                out.undeliverable.setdefault(int(k), ())
-                out.undeliverable[int(k)] += (int(u),)
+                out.undeliverable.setdefault(k, ())
+                out.undeliverable[k] += (u,)
                 continue
-            received.update(m.dst for m in g.migrations)
             out.add(g, mode="unicast", beamforming=options.method)
-            out.note_qos(inst, int(k), [g], holders, options.migration)
+            out.note_qos(inst, k, [g], holders, options.migration)
     return out

@@ -25,6 +25,7 @@ from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Migration, Plan
 from fgamcd_opt.planner import BlockData, DeliveryResult, PlannerOptions, plan_transmissions
 from fgamcd_opt.solver import SolveResult, SolveStatus
+from fgamcd_opt.workers import map_blocks
 
 
 class FullCompSolver:
@@ -34,7 +35,9 @@ class FullCompSolver:
                     choices=("fast", "sdr", "mrt", "nonrobust")),
               Param("grouping", bool, True, "split a PB's requesters into sequential groups, "
                     "each sent by all nodes (false: one broadcast per PB, the rule before "
-                    "grouping)"))
+                    "grouping)"),
+              Param("workers", int, 1, "processes planning the PBs' delivery (the same plan "
+                    "for any number)"))
 
     def solve(self, instance, ctx, params) -> SolveResult:
         inst = instance
@@ -43,34 +46,43 @@ class FullCompSolver:
         opts = PlannerOptions(use_all_free=True, method=params["beamforming"],
                               partition=params["grouping"],
                               split_zero_rate=params["grouping"])
+        # past the time limit: closed form and no partition search
+        quick = replace(opts, method="mrt", partition=False, split_zero_rate=False)
         out = DeliveryResult()
         migrations, missing = [], []
         blocks = [int(k) for k in inst.requested_blocks]
-        hurried = 0
-        for i, k in enumerate(blocks):
-            if opts.method != "mrt" and ctx.step(i, len(blocks), "PB"):
-                # closed form and no partition search from here on
-                opts = replace(opts, method="mrt", partition=False, split_zero_rate=False)
-                hurried = len(blocks) - i
+
+        def plan_one(k: int):
+            hurried = opts.method != "mrt" and ctx.should_stop()
+            use = quick if hurried else opts
             holders = np.flatnonzero(holds[:, k])
-            users = tuple(int(u) for u in inst.requesters(k))
             if holders.size == 0:
-                missing.append(k)
-                continue
+                return hurried, use.method, None, []
+            users = tuple(int(u) for u in inst.requesters(k))
             bd = BlockData(inst, k)
-            got = []
+            migs, got = [], []
             for m in everyone:
                 if not holds[m, k]:
                     src = int(holders[np.argmax(bd.backhaul[holders, m])])
-                    migrations.append(Migration(src, m, k))
+                    migs.append(Migration(src, m, k))
                     got.append(m)
             # the copies are in place before the first group: every group uses all N nodes
-            parts = plan_transmissions(inst, k, users, holders, ctx.oracle, opts,
-                                       received=got, block_data=bd)
-            out.note_qos(inst, k, parts, holders)
+            parts = plan_transmissions(inst, k, users, holders, ctx.oracle, use, received=got,
+                                       block_data=bd)
+            return hurried, use.method, migs, parts
+
+        hurried = 0
+        results = map_blocks(plan_one, blocks, ctx.oracle, params["workers"], ctx)
+        for k, (late, method, migs, parts) in zip(blocks, results, strict=True):
+            hurried += late
+            if migs is None:
+                missing.append(k)
+                continue
+            migrations.extend(migs)
+            out.note_qos(inst, k, parts, np.flatnonzero(holds[:, k]))
             for g in parts:
                 mode = "unicast" if len(parts) > 1 and len(g.users) == 1 else "broadcast"
-                out.add(g, mode=mode, beamforming=opts.method)
+                out.add(g, mode=mode, beamforming=method)
         plan = Plan.from_holds(holds, migrations=migrations, units=out.units, solver=self.name)
         msg = "; ".join(filter(None, [
             f"{len(missing)} requested PB(s) cached nowhere" if missing else "",

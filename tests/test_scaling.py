@@ -1,0 +1,184 @@
+"""Scaling to metro networks (issue 20): the metro generator and node layout files, locality
+(reach, neighbourhoods), bound pruning in the planner, and PB planning in worker processes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fgamcd_opt import planner
+from fgamcd_opt.errors import ParameterError
+from fgamcd_opt.evaluator import evaluate
+from fgamcd_opt.generators import generate
+from fgamcd_opt.locality import hilbert_index, neighbourhoods, useful
+from fgamcd_opt.oracle import BeamformingOracle
+from fgamcd_opt.oracle.problem import BeamProblem
+from fgamcd_opt.plan_io import plan_to_dict
+from fgamcd_opt.planner import BlockData, PlannerOptions, plan_group, plan_transmissions
+from fgamcd_opt.registry import get_solver
+from fgamcd_opt.runner import run_solver
+
+PLANNER_SOLVERS = ("trimcaching", "nocoop", "tdma", "coarse", "hybrid", "full-comp")
+
+
+# ---- generator --------------------------------------------------------------------------
+def test_metro_keeps_the_cell_size_as_n_grows():
+    small = generate("metro", seed=0, n_nodes=6, n_users=10)
+    big = generate("metro", seed=0, n_nodes=96, n_users=10)
+    assert small.area_m == (1000.0, 1000.0)  # paper-default's square at N = 6
+    assert big.area_m == pytest.approx((4000.0, 4000.0))
+    # nearest-neighbour spacing of the grid is the same
+    for inst in (small, big):
+        p = inst.nodes.positions_m
+        d = np.hypot(*(p[:, None] - p[None]).transpose(2, 0, 1))
+        np.fill_diagonal(d, np.inf)
+        assert d.min(axis=1).max() <= 500.0 + 1e-9
+    assert (big.users.positions_m <= 4000.0).all()
+
+
+def test_node_layout_files_json_csv_and_instance_nodes(tmp_path):
+    pts = [[100.0, 100.0], [300.0, 100.0], [100.0, 300.0], [300.0, 300.0]]
+    (tmp_path / "a.json").write_text(json.dumps(pts))
+    (tmp_path / "b.csv").write_text("x_m,y_m\n" + "\n".join(f"{x},{y}" for x, y in pts))
+    (tmp_path / "c.json").write_text(json.dumps({"nodes": [{"id": f"n{i}", "position_m": p}
+                                                           for i, p in enumerate(pts)]}))
+    for name in ("a.json", "b.csv", "c.json"):
+        inst = generate("metro", seed=1, n_users=20, node_file=str(tmp_path / name))
+        assert inst.n_nodes == 4
+        assert inst.nodes.positions_m.tolist() == pts
+        assert inst.area_m == (400.0, 400.0)  # same margin on both sides
+        assert inst.provenance["parameters"]["node_file"] == str(tmp_path / name)
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("[[1, 2], [3]]", "[1]: expected two finite numbers"),
+    ('{"nodes": [{"position_m": [1, -2]}]}', "nodes[0].position_m"),
+    ("1,2\nx,y\n", "line 2"),
+    ("[]", "no node positions"),
+    ("{not json", "not valid JSON"),
+])
+def test_bad_node_files_name_the_file_and_the_entry(tmp_path, content, needle):
+    f = tmp_path / ("layout.csv" if content.startswith("1,2") else "layout.json")
+    f.write_text(content)
+    with pytest.raises(ParameterError) as exc:
+        generate("metro", seed=0, n_users=5, node_file=str(f))
+    msg = str(exc.value)
+    assert str(f) in msg and needle in msg and "\n" not in msg
+
+
+def test_node_file_conflicting_n_nodes_and_missing_file(tmp_path):
+    f = tmp_path / "l.json"
+    f.write_text("[[10, 10], [20, 20]]")
+    with pytest.raises(ParameterError, match="n_nodes: 5 given"):
+        generate("metro", seed=0, n_users=5, n_nodes=5, node_file=str(f))
+    with pytest.raises(ParameterError, match="cannot read"):
+        generate("metro", seed=0, n_users=5, node_file=str(tmp_path / "none.json"))
+    with pytest.raises(ParameterError, match="node_density_per_km2"):
+        generate("metro", seed=0, n_users=5, node_density_per_km2=-1.0)
+
+
+# ---- locality ---------------------------------------------------------------------------
+def test_hilbert_order_visits_neighbours_consecutively():
+    xy = np.array([(x, y) for x in range(4) for y in range(4)], dtype=float)
+    order = xy[np.argsort(hilbert_index(xy, order=2))]
+    steps = np.abs(np.diff(order, axis=0)).sum(axis=1)
+    assert (steps == 1).all()  # a Hilbert curve moves to a grid neighbour at every step
+
+
+def test_neighbourhoods_partition_the_users_within_the_limit():
+    inst = generate("metro", seed=3, n_nodes=24, n_users=400)
+    k = max(inst.requested_blocks, key=lambda b: len(inst.requesters(b)))
+    users = inst.requesters(k)
+    bd = BlockData(inst, int(k))
+    for limit in (3, 8, 24):
+        hoods = neighbourhoods(inst, users, bd.link, range(inst.n_nodes), limit)
+        flat = sorted(u for h in hoods for u in h)
+        assert flat == sorted(users.tolist())
+        assert max(map(len, hoods)) <= limit
+        assert hoods == neighbourhoods(inst, users, bd.link, range(inst.n_nodes), limit)
+    assert neighbourhoods(inst, users[:3], bd.link[:, :3], range(inst.n_nodes), 8) == [
+        tuple(int(u) for u in users[:3])]
+
+
+def test_useless_nodes_never_raise_any_worst_case_amplitude():
+    """A node whose link bound is zero for every user (||g|| <= rho) only lowers the users'
+    worst-case amplitudes: silencing it never hurts (the basis of pruning by reach)."""
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        p, v, d = rng.integers(2, 5), rng.integers(1, 6), rng.integers(1, 5)
+        g = rng.standard_normal((p, v, d)) + 1j * rng.standard_normal((p, v, d))
+        rho = rng.uniform(0, 1, (p, v)) * np.linalg.norm(g, axis=2)
+        rho[0] = np.linalg.norm(g[0], axis=1) * rng.uniform(1.0, 2.0, v)  # node 0 useless
+        pr = BeamProblem(g, rho, np.ones(v))
+        assert not useful(np.maximum(np.linalg.norm(g, axis=2) - rho, 0.0))[0]
+        x = rng.standard_normal((p, d)) + 1j * rng.standard_normal((p, d))
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1.0)
+        silenced = x.copy()
+        silenced[0] = 0
+        assert np.all(pr.amplitude(silenced) >= pr.amplitude(x) - 1e-12)
+
+
+def test_plan_group_never_adds_a_node_out_of_reach():
+    inst = generate("metro", seed=2, n_nodes=24, n_users=60)
+    oracle = BeamformingOracle()
+    holds = np.ones(inst.n_nodes, dtype=bool)
+    checked = 0
+    for k in inst.requested_blocks[:40]:
+        users = inst.requesters(k)[:3]
+        bd = BlockData(inst, int(k))
+        g = plan_group(inst, int(k), users, np.flatnonzero(holds), oracle, block_data=bd)
+        link = bd.link[:, [bd.column[int(u)] for u in users]]
+        assert all(useful(link)[n] for n in g.nodes[1:]) or len(g.nodes) == 1
+        checked += len(g.nodes) > 1
+    assert checked > 0
+
+
+def test_bound_pruning_chooses_what_solving_every_candidate_chooses(monkeypatch):
+    """plan_group skips single holders and growth candidates that their rate bounds prove
+    cannot win; the chosen transmission is the one found when every candidate is solved."""
+    inst = generate("paper-default", seed=4, n_users=60)
+    oracle = BeamformingOracle()
+    cases = []
+    for k in inst.requested_blocks[::7]:
+        users = tuple(int(u) for u in inst.requesters(k)[:4])
+        holders = (int(k) % inst.n_nodes, (int(k) + 3) % inst.n_nodes)
+        cases.append((int(k), users, holders))
+    opts = PlannerOptions(screen=3)
+    pruned = [plan_group(inst, k, us, hs, oracle, opts) for k, us, hs in cases]
+    calls_pruned = oracle.misses + oracle.hits
+    monkeypatch.setattr(planner, "_unbeatable", lambda *a: False)
+    oracle2 = BeamformingOracle()
+    full = [plan_group(inst, k, us, hs, oracle2, opts) for k, us, hs in cases]
+    assert oracle2.misses + oracle2.hits > calls_pruned  # pruning saved oracle calls
+    for a, b in zip(pruned, full, strict=True):
+        assert (a.nodes, a.key) == (b.nodes, b.key)
+
+
+def test_large_requester_sets_are_planned_in_neighbourhoods_and_fully_served():
+    inst = generate("metro", seed=1, n_nodes=9, n_users=150)
+    k = max(inst.requested_blocks, key=lambda b: len(inst.requesters(b)))
+    users = inst.requesters(k)
+    assert len(users) > 6
+    holders = np.arange(0, inst.n_nodes, 2)
+    parts = plan_transmissions(inst, int(k), users, holders, BeamformingOracle(),
+                               PlannerOptions(local_group=6))
+    assert sorted(u for g in parts for u in g.users) == sorted(users.tolist())
+    assert max(len(g.users) for g in parts) <= 6
+    # a node migrated to once is a free participant afterwards: never migrated twice
+    dst = [m.dst for g in parts for m in g.migrations]
+    assert len(dst) == len(set(dst))
+
+
+# ---- worker processes -------------------------------------------------------------------
+@pytest.mark.parametrize("solver", PLANNER_SOLVERS)
+def test_workers_give_the_same_plan(solver):
+    inst = generate("tiny", seed=2, n_users=10)
+    cls = get_solver(solver)
+    one = run_solver(inst, cls, {"workers": 1}, seed=0, oracle=BeamformingOracle())
+    two = run_solver(inst, cls, {"workers": 2}, seed=0, oracle=BeamformingOracle())
+    assert plan_to_dict(one.plan, inst) == plan_to_dict(two.plan, inst)
+    assert one.record.total_delay_s == two.record.total_delay_s
+    assert one.record.oracle_calls == two.record.oracle_calls
+    assert evaluate(inst, two.plan).complete == one.evaluation.complete
