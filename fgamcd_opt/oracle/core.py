@@ -21,7 +21,7 @@ bounded LRU, so training loops and sweeps never solve the same subproblem twice.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
@@ -149,14 +149,18 @@ class BeamformingOracle:
     ``sdr_budget`` = 'paper' (aggregate error budget N = all nodes, eq. 28) or 'participants'.
     """
 
-    def __init__(self, method: str = "fast", cache_size: int = 200_000, **options):
+    def __init__(self, method: str = "fast", cache_size: int = 200_000, store=None,
+                 **options):
         check_options(method, options)
         self.method = method
         self.options = options
         self.cache_size = cache_size
         self._cache = LRU(cache_size)
+        # a persistent memo shared with other processes (oracle/store.py), or None
+        self.store = store
         self.hits = 0
         self.misses = 0
+        self.store_hits = 0
         self.solve_time_s = 0.0
 
     def clear(self) -> None:
@@ -177,12 +181,30 @@ class BeamformingOracle:
         if hit is not None:
             self.hits += 1
             return hit
+        skey = None
+        if self.store is not None and nodes and users:
+            from .store import beam_fingerprint, store_key
+
+            skey = store_key(beam_fingerprint(inst), k, nodes, users, method, opts)
+            got = self.store.get(skey, len(nodes), inst.antennas)
+            hit = _from_store(inst, int(k), nodes, users, method, *got) if got else None
+            if hit is not None:
+                self.hits += 1
+                self.store_hits += 1
+                self._cache.put(key, hit)
+                return hit
         self.misses += 1
         t0 = time.perf_counter()
         result = self._solve(inst, int(k), nodes, users, method, opts)
         result.time_s = time.perf_counter() - t0
         self.solve_time_s += result.time_s
         self._cache.put(key, result)
+        if skey is not None:
+            self.store.put(skey, result.beams, {
+                "status": result.status.value, "qos_feasible": bool(result.qos_feasible),
+                "qos_infeasible_users": list(result.qos_infeasible_users),
+                "iterations": int(result.iterations), "fallback_used": result.fallback_used,
+                "message": result.message})
         return result
 
     # ------------------------------------------------------------------------------------
@@ -194,6 +216,14 @@ class BeamformingOracle:
                               zero_rate_users=users, message="no participating node"
                               if not nodes else "no user")
         problem = normalised_problem(inst, k, nodes, users)
+        if method == "fast" and len(users) > 1 and len(nodes) > 1:
+            reach = (np.linalg.norm(problem.g, axis=2) > problem.rho * (1 + 1e-12)).any(axis=1)
+            if reach.any() and not reach.all():
+                # nodes out of reach of every served user can only lower their worst-case
+                # amplitudes (fgamcd_opt/locality.py): silenced, the rest solved on its own
+                kept = tuple(n for n, r in zip(nodes, reach, strict=True) if r)
+                return _silence(self._solve(inst, k, kept, users, method, opts), nodes, reach,
+                                problem, inst)
         budget = float(inst.n_nodes if opts.get("sdr_budget", "paper") == "paper"
                        else len(nodes))
         dead = problem.dead_users()
@@ -269,6 +299,48 @@ class BeamformingOracle:
             power_w=np.sum(np.abs(beams) ** 2, axis=1), iterations=iterations,
             fallback_used=fallback, message=message,
         )
+
+
+def _from_store(inst: Instance, k: int, nodes: tuple, users: tuple, method: str,
+                beams: np.ndarray, meta: dict) -> BeamResult | None:
+    """A stored result checked and re-scored with this instance (oracle/store.py): None when
+    the beams break a power budget; rates, zero-rate users and the QoS verdict recomputed from
+    the beams (a stored verdict can only add users below QoS, never hide one)."""
+    power = inst.nodes.power_max_w[list(nodes)]
+    x = beams / np.sqrt(power)[:, None]
+    if np.any(np.linalg.norm(x, axis=1) > 1.0 + 1e-9):
+        return None
+    try:
+        status = OracleStatus(meta.get("status"))
+        told = {int(u) for u in meta.get("qos_infeasible_users", ())} & set(users)
+        iterations = int(meta.get("iterations", 0))
+    except (ValueError, TypeError):
+        return None
+    problem = normalised_problem(inst, k, nodes, users)
+    amp = problem.amplitude(x)
+    rates = rate_from_amplitude(amp, 1.0, inst.bandwidth_hz)
+    below = rates < inst.users.qos_bps[list(users)] * (1 - 1e-9)
+    users_arr = np.asarray(users)
+    bad = sorted(told | {int(u) for u in users_arr[below]})
+    return BeamResult(
+        block=k, nodes=nodes, users=users, method=method, beams=beams, rates_bps=rates,
+        status=status, qos_feasible=bool(meta.get("qos_feasible")) and not below.any(),
+        qos_infeasible_users=tuple(bad),
+        zero_rate_users=tuple(int(u) for u in users_arr[amp <= 0]),
+        power_w=np.sum(np.abs(beams) ** 2, axis=1), iterations=iterations,
+        fallback_used=bool(meta.get("fallback_used")), message=str(meta.get("message", "")))
+
+
+def _silence(sub: BeamResult, nodes: tuple, reach: np.ndarray, problem: BeamProblem,
+             inst: Instance) -> BeamResult:
+    """``sub`` (solved on the nodes where ``reach``) as a result for all ``nodes``: zero beams
+    on the others, rates recomputed on the full problem (the same: a zero beam adds nothing)."""
+    beams = np.zeros((len(nodes), inst.antennas), dtype=complex)
+    beams[reach] = sub.beams
+    x = beams / np.sqrt(inst.nodes.power_max_w[list(nodes)])[:, None]
+    rates = rate_from_amplitude(problem.amplitude(x), 1.0, inst.bandwidth_hz)
+    return replace(sub, nodes=nodes, beams=beams, rates_bps=rates,
+                   power_w=np.sum(np.abs(beams) ** 2, axis=1))
 
 
 def _status_of(out: MethodOutput) -> tuple[OracleStatus, bool, str]:
