@@ -182,3 +182,221 @@ def test_workers_give_the_same_plan(solver):
     assert one.record.total_delay_s == two.record.total_delay_s
     assert one.record.oracle_calls == two.record.oracle_calls
     assert evaluate(inst, two.plan).complete == one.evaluation.complete
+
+
+# ---- TrimCaching placement: incremental tables, the same placements -----------------------
+def _trimcaching_reference(inst, users_of_node_only=False):
+    """The placement as first written (a scan of every unhit user per step), kept here as the
+    reference the incremental version must reproduce exactly."""
+    from fgamcd_opt.caching import cooperating_sets
+
+    rep = inst.repository
+    sizes = rep.sizes.astype(np.int64)
+    coop = cooperating_sets(inst)
+    holds = np.zeros((inst.n_nodes, inst.n_blocks), dtype=bool)
+    free = inst.nodes.storage_bytes.astype(np.int64).copy()
+    hit = np.zeros(inst.n_users, dtype=bool)
+    reach = np.zeros((inst.n_nodes, inst.n_users), dtype=bool)
+    for u in range(inst.n_users):
+        if users_of_node_only:
+            reach[inst.users.node[u], u] = True
+        else:
+            reach[coop[u], u] = True
+    models = [np.asarray(m.blocks) for m in rep.models]
+    while True:
+        best = None
+        for j in np.unique(inst.users.model[~hit]):
+            gains = reach[:, (~hit) & (inst.users.model == j)].sum(axis=1)
+            for n in np.flatnonzero(gains > 0):
+                need = models[j][~holds[n, models[j]]]
+                added = int(sizes[need].sum())
+                if added > free[n]:
+                    continue
+                score = np.inf if added == 0 else gains[n] / added
+                key = (score, int(gains[n]), -int(n), -int(j))
+                if best is None or key > best[0]:
+                    best = (key, int(n), int(j), need, added)
+        if best is None:
+            break
+        _, n, j, need, added = best
+        holds[n, need] = True
+        free[n] -= added
+        hit |= (inst.users.model == j) & reach[n]
+    return holds
+
+
+@pytest.mark.parametrize("scenario,kw", [
+    ("tiny", {"seed": 1}), ("paper-default", {"seed": 3, "storage_gb": 0.25}),
+    ("paper-default", {"seed": 2, "storage_gb": 0.1, "n_users": 100}),
+    ("metro", {"seed": 1, "n_users": 200, "n_nodes": 9})])
+def test_trimcaching_placement_matches_the_reference(scenario, kw):
+    from fgamcd_opt.caching import trimcaching_placement
+
+    inst = generate(scenario, **kw)
+    for own in (False, True):
+        assert np.array_equal(trimcaching_placement(inst, users_of_node_only=own),
+                              _trimcaching_reference(inst, users_of_node_only=own))
+
+
+# ---- the persistent oracle store ----------------------------------------------------------
+def _queries(inst, n=6):
+    out = []
+    for k in inst.requested_blocks:
+        users = tuple(int(u) for u in inst.requesters(k)[:3])
+        if len(users) >= 2:
+            out.append((int(k), (0, 1), users))
+        if len(out) >= n:
+            break
+    return out
+
+
+def test_store_shares_results_between_oracles_and_instances_of_the_same_beam_data(tmp_path):
+    from fgamcd_opt.oracle.store import OracleStore, beam_fingerprint
+
+    inst = generate("tiny", seed=3)
+    other = generate("tiny", seed=3, storage_gb=0.5, zipf=0.0)  # same beam data
+    assert other.fingerprint != inst.fingerprint
+    assert beam_fingerprint(other) == beam_fingerprint(inst)
+    assert beam_fingerprint(generate("tiny", seed=4)) != beam_fingerprint(inst)
+    path = tmp_path / "memo.sqlite"
+    first = BeamformingOracle(store=OracleStore(path, flush_every=0))
+    qs = _queries(inst)
+    solved = [first.solve(inst, *q) for q in qs]
+    first.store.flush()
+    again = BeamformingOracle(store=OracleStore(path))
+    for q, ref in zip(qs, solved, strict=True):
+        k, nodes, _ = q
+        users = tuple(u for u in ref.users if u < other.n_users)
+        got = again.solve(other, k, nodes, users)
+        assert got.beams.shape == ref.beams.shape
+        assert np.array_equal(got.beams, ref.beams)
+        np.testing.assert_allclose(got.rates_bps, ref.rates_bps, rtol=1e-12)
+        assert (got.status, got.qos_feasible) == (ref.status, ref.qos_feasible)
+    assert again.store_hits == len(qs) and again.misses == 0
+
+
+def test_store_entries_are_checked_never_trusted(tmp_path):
+    """A store is a cache: beams above a power budget or garbage are solved afresh, a stored
+    'QoS met' never hides a user below Q_u (rates are recomputed from the beams)."""
+    import json as _json
+    import sqlite3
+
+    from fgamcd_opt.oracle.store import OracleStore
+
+    inst = generate("tiny", seed=3, qos_gbps=(4.0, 5.0))
+    path = tmp_path / "memo.sqlite"
+    o = BeamformingOracle(store=OracleStore(path, flush_every=0))
+    qs = _queries(inst, 3)
+    refs = [o.solve(inst, *q) for q in qs]
+    o.store.flush()
+    db = sqlite3.connect(path)
+    keys = [r[0] for r in db.execute("SELECT key FROM memo ORDER BY rowid")]
+    big = np.full((2, inst.antennas), 10.0 * np.sqrt(inst.nodes.power_max_w.max()), complex)
+    db.execute("UPDATE memo SET beams = ? WHERE key = ?", (big.tobytes(), keys[0]))
+    db.execute("UPDATE memo SET beams = ? WHERE key = ?", (b"garbage", keys[1]))
+    meta = _json.loads(db.execute("SELECT meta FROM memo WHERE key = ?", (keys[2],)).fetchone()[0])
+    meta.update(qos_feasible=True, qos_infeasible_users=[])
+    db.execute("UPDATE memo SET meta = ? WHERE key = ?", (_json.dumps(meta), keys[2]))
+    db.commit()
+    fresh = BeamformingOracle(store=OracleStore(path))
+    got = [fresh.solve(inst, *q) for q in qs]
+    assert fresh.misses == 2 and fresh.store_hits == 1 and fresh.store.rejected == 1
+    for a, b in zip(got, refs, strict=True):
+        assert np.all(np.sum(np.abs(a.beams) ** 2, axis=1)
+                      <= inst.nodes.power_max_w[list(a.nodes)] * (1 + 1e-9))
+        np.testing.assert_allclose(a.rates_bps, b.rates_bps, rtol=1e-12)
+    below = got[2].rates_bps < inst.users.qos_bps[list(got[2].users)] * (1 - 1e-9)
+    assert got[2].qos_feasible == (not below.any() and refs[2].qos_feasible)
+    assert set(np.asarray(got[2].users)[below]) <= set(got[2].qos_infeasible_users)
+
+
+def test_sweep_cells_share_the_store_only_after_trusted_runs(tmp_path):
+    from fgamcd_opt.experiments import sweep
+    from fgamcd_opt.oracle.store import OracleStore
+
+    inst = generate("tiny", seed=5)
+    path = tmp_path / "memo.sqlite"
+    o = BeamformingOracle(store=OracleStore(path, flush_every=0))
+    o.solve(inst, *_queries(inst, 1)[0])
+    sweep._share_results(o, inst, "path/to/plugin.py:Mine")  # a plugin: dropped
+    assert len(OracleStore(path)) == 0
+    o.solve(inst, *_queries(inst, 2)[1])
+    inst.users.noise_w[0] *= 2  # the run altered its instance: dropped
+    sweep._share_results(o, inst, "hybrid")
+    assert len(OracleStore(path)) == 0
+    inst.users.noise_w[0] /= 2
+    o.solve(inst, *_queries(inst, 3)[2])
+    sweep._share_results(o, inst, "hybrid")
+    assert len(OracleStore(path)) == 1
+
+
+# ---- regions --------------------------------------------------------------------------------
+def test_regions_partition_nodes_and_users_with_halos():
+    from fgamcd_opt.regions import split_regions
+
+    inst = generate("metro", seed=0, n_nodes=24, n_users=240)
+    regions = split_regions(inst, 4, halo_m=600.0)
+    cores = np.concatenate([r.core for r in regions])
+    assert sorted(cores.tolist()) == list(range(24))
+    assert sorted(np.concatenate([r.users for r in regions]).tolist()) == list(range(240))
+    sizes = [len(r.users) for r in regions]
+    assert max(sizes) <= 2 * min(sizes)  # balanced by users
+    for r in regions:
+        assert set(inst.users.node[r.users].tolist()) <= set(r.core.tolist())
+        assert not set(r.halo.tolist()) & set(r.core.tolist())
+        for n in r.halo:  # every halo node is within reach of one of the region's users
+            d = np.hypot(*(inst.users.positions_m[r.users] - inst.nodes.positions_m[n]).T)
+            assert d.min() <= 600.0
+
+
+@pytest.mark.parametrize("sidecar", [False, True])
+def test_region_instances_draw_the_whole_instances_channels(sidecar):
+    from fgamcd_opt.channels import ArrayChannels
+    from fgamcd_opt.regions import split_regions, subinstance
+
+    inst = generate("metro", seed=2, n_nodes=9, n_users=40)
+    if sidecar:
+        inst.channels = ArrayChannels(np.stack([inst.channel(k) for k in range(5)]))
+    r = split_regions(inst, 3)[1]
+    sub = subinstance(inst, r)
+    for k in range(5):
+        np.testing.assert_array_equal(sub.channel(k), inst.channel(k, r.users)[r.nodes])
+        np.testing.assert_array_equal(sub.backhaul_rates(k),
+                                      inst.backhaul_rates(k)[np.ix_(r.nodes, r.nodes)])
+    assert (sub.nodes.storage_bytes[len(r.core):] == 0).all()
+    np.testing.assert_array_equal(sub.error_radius, inst.error_radius[np.ix_(r.nodes, r.users)])
+
+
+@pytest.mark.parametrize("solver", ["hybrid", "nocoop", "coarse"])
+def test_stitched_plans_are_valid_and_complete(solver):
+    from fgamcd_opt.evaluator import STRUCTURAL_KINDS
+    from fgamcd_opt.regions import solve_regions
+
+    inst = generate("metro", seed=4, n_nodes=9, n_users=45)
+    plan, info = solve_regions(inst, solver, {}, 3)
+    ev = evaluate(inst, plan)
+    assert not [v for v in ev.violations if v.kind in STRUCTURAL_KINDS]
+    assert info["regions"] == 3 and len(info["per_region"]) == 3
+    if solver != "nocoop":  # nocoop may leave users without their PBs at their own node
+        assert ev.complete
+    seen = {(m.dst, m.block) for m in plan.migrations}
+    assert len(seen) == len(plan.migrations)  # a node never receives a PB twice
+    holds = plan.holds(inst.repository)
+    assert not any(holds[m.dst, m.block] for m in plan.migrations)
+
+
+def test_fgamcd_solve_regions_on_a_dask_cluster(tmp_path):
+    from fgamcd_opt.cli.main import solve_main
+    from fgamcd_opt.instance_io import save_instance
+
+    inst = generate("metro", seed=4, n_nodes=9, n_users=45)
+    path = tmp_path / "m.json"
+    save_instance(inst, path)
+    out = tmp_path / "p.plan.json"
+    rc = solve_main([str(path), "--solver", "hybrid", "--regions", "3", "--dask-workers", "2",
+                     "-o", str(out), "--oracle-store", str(tmp_path / "memo.sqlite")])
+    assert rc == 0
+    rec = json.loads(out.with_name("p.run.json").read_text())
+    assert rec["metadata"]["regions"]["regions"] == 3
+    assert "dask" in rec["metadata"]["regions"]["executor"]
+    assert rec["total_delay_s"] is not None and rec["oracle_calls"] > 0
