@@ -102,7 +102,7 @@ def normalised_problem(inst: Instance, k: int, nodes, users) -> BeamProblem:
 # Options each method accepts (passed through to it; ``sdr_budget`` is read by the oracle).
 METHOD_OPTIONS: dict[str, frozenset[str]] = {
     "fast": frozenset({"n_random_starts", "seed", "max_iterations", "race_iterations", "tol",
-                       "time_limit"}),
+                       "time_limit", "first_order", "first_order_users"}),
     "nonrobust": frozenset({"n_random_starts", "seed", "max_iterations", "race_iterations",
                             "tol", "time_limit"}),
     "sdr": frozenset({"mu", "mu_growth", "max_dc_iterations", "rank_tol", "solver",
@@ -206,6 +206,38 @@ class BeamformingOracle:
                 "iterations": int(result.iterations), "fallback_used": result.fallback_used,
                 "message": result.message})
         return result
+
+    def solve_many(self, inst: Instance, requests, method: str | None = None,
+                   **options) -> list[BeamResult]:
+        """Beams for several independent subproblems ``(k, nodes, users)``: the same results as
+        :meth:`solve` one by one. When the first-order method is active (``first_order`` 'on',
+        or 'auto' with a GPU; oracle/batch.py) the large groups among the misses are first
+        solved together, one kernel run per shape, for many PBs at once."""
+        method = method or self.method
+        opts = {**(self.options if method == self.method else {}), **options}
+        from .fast import _first_order_active
+
+        mode = opts.get("first_order", "auto")
+        if method == "fast" and _first_order_active(mode):
+            from .batch import precompute
+
+            size = int(opts.get("first_order_users", 16))
+            probs = []
+            for k, nodes, users in requests:
+                key = (inst.fingerprint, int(k), tuple(int(n) for n in nodes),
+                       tuple(int(u) for u in users), method, tuple(sorted(opts.items())))
+                if len(users) < size or len(nodes) == 0 or key in self._cache:
+                    continue
+                pr = normalised_problem(inst, k, nodes, users)
+                reach = (np.linalg.norm(pr.g, axis=2) > pr.rho * (1 + 1e-12)).any(axis=1)
+                if reach.any() and not reach.all():  # as _solve does: silenced nodes dropped
+                    pr = BeamProblem(pr.g[reach], pr.rho[reach], pr.snr_required)
+                if not pr.dead_users().size:
+                    probs.append(pr.reduce()[0])
+            if probs:
+                precompute(probs, device="auto" if mode == "auto" else None)
+        return [self.solve(inst, k, nodes, users, method, **options)
+                for k, nodes, users in requests]
 
     # ------------------------------------------------------------------------------------
     def _solve(self, inst, k, nodes, users, method, opts) -> BeamResult:
