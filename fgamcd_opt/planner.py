@@ -124,9 +124,9 @@ def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle
     def rate_bound(cluster) -> np.ndarray:
         return rate_from_amplitude(link[list(cluster)].sum(axis=0), noise, inst.bandwidth_hz)
 
-    def solve(cluster, migs, mig_s) -> GroupDelivery:
+    def solve(cluster, migs, mig_s, warm=None) -> GroupDelivery:
         cluster = tuple(sorted(cluster))
-        res = oracle.solve(inst, k, cluster, users, method=options.method)
+        res = oracle.solve(inst, k, cluster, users, method=options.method, warm=warm)
         return GroupDelivery(k, users, cluster, list(migs), res, mig_s,
                              transfer_delay_s(bd.size_bytes, res.min_rate_bps))
 
@@ -185,7 +185,8 @@ def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle
         cand = None
         for i, (_, _, m, cost, mig) in enumerate(cands):
             migs = best.migrations + ([mig] if mig else [])
-            g = solve((*best.nodes, m), migs, best.migration_s + cost)
+            # warm-started from the current cluster's beams: never below its rate
+            g = solve((*best.nodes, m), migs, best.migration_s + cost, warm=best.beam)
             if cand is None or g.key < cand.key:
                 cand = g
             # candidates come in the order of their lower bounds: stop once none left can win

@@ -98,3 +98,26 @@ def test_first_order_option_is_validated():
     pr = _groups(1)[0][-1].reduce()[0]
     with pytest.raises(ValueError, match="first_order"):
         solve_fast(pr, first_order="sometimes")
+
+
+def test_warm_start_from_a_subset_never_lowers_the_rate_and_is_deterministic():
+    inst = generate("tiny", seed=2, n_users=40)
+    oracle = BeamformingOracle()
+    checked = 0
+    for k in inst.requested_blocks[:30]:
+        users = tuple(int(u) for u in inst.requesters(k)[:4])
+        if len(users) < 2:
+            continue
+        sub = oracle.solve(inst, int(k), (0,), users)
+        grown = oracle.solve(inst, int(k), (0, 2), users, warm=sub)
+        assert grown.min_rate_bps >= sub.min_rate_bps * (1 - 1e-9)
+        again = BeamformingOracle().solve(inst, int(k), (0, 2), users, warm=sub)
+        assert np.array_equal(again.beams, grown.beams)
+        assert oracle.solve(inst, int(k), (0, 2), users, warm=sub) is grown  # memoised
+        checked += 1
+    assert checked >= 5
+    # a warm start that does not fit (other users, or not a subset of the nodes) is ignored
+    k = int(inst.requested_blocks[0])
+    users = tuple(int(u) for u in inst.requesters(k)[:3])
+    sub = oracle.solve(inst, k, (1,), users)
+    assert oracle.solve(inst, k, (0, 2), users, warm=sub) is oracle.solve(inst, k, (0, 2), users)

@@ -167,8 +167,14 @@ class BeamformingOracle:
         self._cache.clear()
 
     def solve(self, inst: Instance, k: int, nodes, users, method: str | None = None,
-              **options) -> BeamResult:
-        """Beams and exact worst-case rates for PB k from ``nodes`` to ``users``."""
+              warm: BeamResult | None = None, **options) -> BeamResult:
+        """Beams and exact worst-case rates for PB k from ``nodes`` to ``users``.
+
+        ``warm``: the result of the same users on a subset of ``nodes`` (the planner's cluster
+        before it grows): with method ``fast`` its beams, padded with zeros, start the SCA
+        next to one deterministic start instead of three (docs/model.md section 12). The result
+        is never below the warm start's min-rate; it is memoised under the warm beams' digest
+        (the same inputs, the same result). Ignored when it does not fit."""
         method = method or self.method
         check_options(method, options)
         # the constructor's options belong to its default method; another method asked for by
@@ -176,7 +182,13 @@ class BeamformingOracle:
         opts = {**(self.options if method == self.method else {}), **options}
         nodes = tuple(int(n) for n in nodes)
         users = tuple(int(u) for u in users)
+        if warm is not None and not (method == "fast" and len(users) > 1 and
+                                     warm.users == users and set(warm.nodes) < set(nodes)
+                                     and warm.beams.shape[1:] == (inst.antennas,)):
+            warm = None
         key = (inst.fingerprint, int(k), nodes, users, method, tuple(sorted(opts.items())))
+        if warm is not None:
+            key += (_digest(warm),)
         hit = self._cache.get(key)
         if hit is not None:
             self.hits += 1
@@ -185,7 +197,8 @@ class BeamformingOracle:
         if self.store is not None and nodes and users:
             from .store import beam_fingerprint, store_key
 
-            skey = store_key(beam_fingerprint(inst), k, nodes, users, method, opts)
+            skey = store_key(beam_fingerprint(inst), k, nodes, users, method,
+                             {**opts, "warm": key[6]} if warm is not None else opts)
             got = self.store.get(skey, len(nodes), inst.antennas)
             hit = _from_store(inst, int(k), nodes, users, method, *got) if got else None
             if hit is not None:
@@ -195,7 +208,7 @@ class BeamformingOracle:
                 return hit
         self.misses += 1
         t0 = time.perf_counter()
-        result = self._solve(inst, int(k), nodes, users, method, opts)
+        result = self._solve(inst, int(k), nodes, users, method, opts, warm)
         result.time_s = time.perf_counter() - t0
         self.solve_time_s += result.time_s
         self._cache.put(key, result)
@@ -240,7 +253,7 @@ class BeamformingOracle:
                 for k, nodes, users in requests]
 
     # ------------------------------------------------------------------------------------
-    def _solve(self, inst, k, nodes, users, method, opts) -> BeamResult:
+    def _solve(self, inst, k, nodes, users, method, opts, warm=None) -> BeamResult:
         m = inst.antennas
         if not nodes or not users:
             return BeamResult(k, nodes, users, method, np.zeros((len(nodes), m), complex),
@@ -254,8 +267,10 @@ class BeamformingOracle:
                 # nodes out of reach of every served user can only lower their worst-case
                 # amplitudes (fgamcd_opt/locality.py): silenced, the rest solved on its own
                 kept = tuple(n for n, r in zip(nodes, reach, strict=True) if r)
-                return _silence(self._solve(inst, k, kept, users, method, opts), nodes, reach,
-                                problem, inst)
+                if warm is not None and not set(warm.nodes) < set(kept):
+                    warm = None
+                return _silence(self._solve(inst, k, kept, users, method, opts, warm), nodes,
+                                reach, problem, inst)
         budget = float(inst.n_nodes if opts.get("sdr_budget", "paper") == "paper"
                        else len(nodes))
         dead = problem.dead_users()
@@ -282,7 +297,15 @@ class BeamformingOracle:
                 solve_on = BeamProblem(problem.g, np.zeros_like(problem.rho),
                                        problem.snr_required)
             reduced, bases = solve_on.reduce()
-            out = _run_method(method, reduced, None, None, None, opts, budget)
+            init = None
+            if warm is not None:
+                # the warm beams, normalised, zero on the added nodes, in the reduced coordinates
+                full = np.zeros((len(nodes), inst.antennas), dtype=complex)
+                for i, n in enumerate(warm.nodes):
+                    full[nodes.index(n)] = warm.beams[i] / np.sqrt(inst.nodes.power_max_w[n])
+                init = np.stack([q.conj().T @ x for q, x in zip(bases, full, strict=True)])
+            out = _run_method(method, reduced, None, None, init,
+                              {**opts, "race_starts": 1} if init is not None else opts, budget)
             iterations += out.iterations
             x_red = out.x
             status, fallback, message = _status_of(out)
@@ -361,6 +384,15 @@ def _from_store(inst: Instance, k: int, nodes: tuple, users: tuple, method: str,
         zero_rate_users=tuple(int(u) for u in users_arr[amp <= 0]),
         power_w=np.sum(np.abs(beams) ** 2, axis=1), iterations=iterations,
         fallback_used=bool(meta.get("fallback_used")), message=str(meta.get("message", "")))
+
+
+def _digest(result: BeamResult) -> str:
+    """A digest of a result's nodes and beams (the identity of a warm start)."""
+    import hashlib
+
+    h = hashlib.sha256(repr(result.nodes).encode())
+    h.update(np.ascontiguousarray(result.beams, dtype=complex).tobytes())
+    return h.hexdigest()[:24]
 
 
 def _silence(sub: BeamResult, nodes: tuple, reach: np.ndarray, problem: BeamProblem,

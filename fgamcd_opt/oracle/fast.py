@@ -254,11 +254,15 @@ def solve_fast(
     time_limit: float | None = None,
     first_order: str = "auto",
     first_order_users: int = 16,
+    race_starts: int | None = None,
 ) -> MethodOutput:
     """Maximise min_u a_u(x)/t_u (t = ``weights``, default 1) subject to SNR floors and power.
 
     Returns the best SCA result over the starting points (plus ``init`` if given). Never raises:
     a solver error keeps the best valid iterate and reports NUMERICAL_FAILURE.
+
+    ``race_starts``: race only the first this many deterministic starts (besides ``init``; None:
+    all), the oracle's warm start (a subset's beams) racing the weighted MRT.
 
     ``first_order``: 'on', 'off' or 'auto' (on when torch sees a CUDA GPU): groups of at least
     ``first_order_users`` users (without SNR floors) are solved by the batched first-order
@@ -275,7 +279,7 @@ def solve_fast(
             return out
     starts = ([init] if init is not None else []) + starting_points(
         problem, t, n_random=n_random_starts, seed=seed
-    )
+    )[:race_starts]
     template = _SocpTemplate(problem, t, floors)
     # Race: a few SCA steps from every start, then run only the most promising one to
     # convergence. Most of SCA's gain comes in its first steps, so the ranking is reliable.
