@@ -2,6 +2,7 @@
 
     python benchmarks/bench_oracle.py [--seeds 3] [--blocks 2] [--sdr-time-limit 300]
     python benchmarks/bench_oracle.py sizes --label after [--first-order on]  (then --compare)
+    python benchmarks/bench_oracle.py warm [--cases 40]
 
 Grid: (N, M) in {(6, 20), (6, 60), (12, 60)}; participation p = 1, 2, 3 nodes (the typical
 cluster) and p = N (full CoMP). Cases are real multicast subproblems: PBs with >= 2 requesters
@@ -162,7 +163,73 @@ def compare_sizes(args) -> None:
     write_json_atomic(res.path, res.data)
 
 
+def run_warm(args) -> None:
+    """Growth steps as the planner makes them: for a local group of v users and its p strongest
+    nodes S, the call for S + the next node cold (three raced starts) and warm-started from the
+    beams on S (``solve(..., warm=)``): CPU, SCA iterations and the exact min-rate ratio; the
+    warm result is never below S's."""
+    res = ResultsFile(args.out, {"command": "python benchmarks/bench_oracle.py "
+                                            + " ".join(sys.argv[1:])})
+    rng = np.random.default_rng(1)
+    inst = generate("paper-default", seed=2, n_users=600, n_nodes=12)
+    done = 0
+    for k in inst.requested_blocks[::3]:
+        req = inst.requesters(k)
+        if len(req) < 4 or done >= args.cases:
+            continue
+        v = int(rng.integers(2, min(len(req), 16) + 1))
+        link = link_amplitude_bound(inst, k, req)
+        n0 = int(np.argmax(link.sum(axis=1)))
+        users = tuple(sorted(int(u) for u in req[np.argsort(-link[n0], kind="stable")[:v]]))
+        share = link[:, np.searchsorted(req, users)].sum(axis=1)
+        order = np.argsort(-share, kind="stable")
+        p = int(rng.integers(1, 4))
+        sub, grown = tuple(sorted(int(n) for n in order[:p])), tuple(sorted(
+            int(n) for n in order[:p + 1]))
+        done += 1
+        key = dict(mode="warm", block=int(k), v=v, p=p + 1)
+        if res.has(**key):
+            continue
+        parent = BeamformingOracle().solve(inst, k, sub, users)
+        row = {**key, "parent_rate_bps": parent.min_rate_bps}
+        for label, kw in (("cold", {}), ("warm", {"warm": parent})):
+            oracle = BeamformingOracle()
+            t0 = time.process_time()
+            r = oracle.solve(inst, k, grown, users, **kw)
+            row[f"{label}_cpu_s"] = time.process_time() - t0
+            row[f"{label}_iterations"] = r.iterations
+            row[f"{label}_rate_bps"] = r.min_rate_bps
+        res.add(row)
+    rows = [r for r in res.rows if r.get("mode") == "warm"]
+    pos = [r for r in rows if r["cold_rate_bps"] > 0]
+    ratio = np.array([r["warm_rate_bps"] / r["cold_rate_bps"] for r in pos])
+    head = {
+        "cases": len(rows),
+        "cpu_ratio_median": float(np.median([r["warm_cpu_s"] / r["cold_cpu_s"] for r in rows])),
+        "iterations_cold_mean": float(np.mean([r["cold_iterations"] for r in rows])),
+        "iterations_warm_mean": float(np.mean([r["warm_iterations"] for r in rows])),
+        "rate_ratio_median": float(np.median(ratio)), "rate_ratio_min": float(ratio.min()),
+        "rate_ratio_below_0.99": int((ratio < 0.99).sum()),
+        "rate_ratio_above_1.01": int((ratio > 1.01).sum()),
+        "warm_below_parent": sum(r["warm_rate_bps"] < r["parent_rate_bps"] * (1 - 1e-9)
+                                 for r in rows),
+        "cold_below_parent": sum(r["cold_rate_bps"] < r["parent_rate_bps"] * (1 - 1e-9)
+                                 for r in rows),
+    }
+    print("\n".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}"
+                    for k, v in head.items()))
+    res.data["warm_summary"] = jsonable(head)
+    write_json_atomic(res.path, res.data)
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "warm":
+        ap = argparse.ArgumentParser(prog="bench_oracle.py warm", description=run_warm.__doc__)
+        ap.add_argument("mode", choices=["warm"])
+        ap.add_argument("--cases", type=int, default=40)
+        ap.add_argument("--out", default="oracle_warm.json")
+        run_warm(ap.parse_args())
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "sizes":
         ap = argparse.ArgumentParser(prog="bench_oracle.py sizes",
                                      description=run_sizes.__doc__)

@@ -5,6 +5,8 @@ the starts do not."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -121,3 +123,6 @@ def test_warm_start_from_a_subset_never_lowers_the_rate_and_is_deterministic():
     users = tuple(int(u) for u in inst.requesters(k)[:3])
     sub = oracle.solve(inst, k, (1,), users)
     assert oracle.solve(inst, k, (0, 2), users, warm=sub) is oracle.solve(inst, k, (0, 2), users)
+    # nor is one at rate 0 (SCA would stay where it is stuck; the cold starts do better)
+    dead = replace(oracle.solve(inst, k, (0,), users), rates_bps=np.zeros(len(users)))
+    assert oracle.solve(inst, k, (0, 2), users, warm=dead) is oracle.solve(inst, k, (0, 2), users)

@@ -88,7 +88,7 @@ def test_hilbert_order_visits_neighbours_consecutively():
 
 
 def test_neighbourhoods_partition_the_users_within_the_limit():
-    inst = generate("metro", seed=3, n_nodes=24, n_users=400)
+    inst = generate("metro", seed=3, n_nodes=16, n_users=200)
     k = max(inst.requested_blocks, key=lambda b: len(inst.requesters(b)))
     users = inst.requesters(k)
     bd = BlockData(inst, int(k))
@@ -121,11 +121,11 @@ def test_useless_nodes_never_raise_any_worst_case_amplitude():
 
 
 def test_plan_group_never_adds_a_node_out_of_reach():
-    inst = generate("metro", seed=2, n_nodes=24, n_users=60)
+    inst = generate("metro", seed=2, n_nodes=16, n_users=40)
     oracle = BeamformingOracle()
     holds = np.ones(inst.n_nodes, dtype=bool)
     checked = 0
-    for k in inst.requested_blocks[:40]:
+    for k in inst.requested_blocks[:20]:
         users = inst.requesters(k)[:3]
         bd = BlockData(inst, int(k))
         g = plan_group(inst, int(k), users, np.flatnonzero(holds), oracle, block_data=bd)
@@ -138,10 +138,10 @@ def test_plan_group_never_adds_a_node_out_of_reach():
 def test_bound_pruning_chooses_what_solving_every_candidate_chooses(monkeypatch):
     """plan_group skips single holders and growth candidates that their rate bounds prove
     cannot win; the chosen transmission is the one found when every candidate is solved."""
-    inst = generate("paper-default", seed=4, n_users=60)
+    inst = generate("paper-default", seed=4, n_users=40)
     oracle = BeamformingOracle()
     cases = []
-    for k in inst.requested_blocks[::7]:
+    for k in inst.requested_blocks[::12]:
         users = tuple(int(u) for u in inst.requesters(k)[:4])
         holders = (int(k) % inst.n_nodes, (int(k) + 3) % inst.n_nodes)
         cases.append((int(k), users, holders))
@@ -228,7 +228,7 @@ def _trimcaching_reference(inst, users_of_node_only=False):
 @pytest.mark.parametrize("scenario,kw", [
     ("tiny", {"seed": 1}), ("paper-default", {"seed": 3, "storage_gb": 0.25}),
     ("paper-default", {"seed": 2, "storage_gb": 0.1, "n_users": 100}),
-    ("metro", {"seed": 1, "n_users": 200, "n_nodes": 9})])
+    ("metro", {"seed": 1, "n_users": 150, "n_nodes": 9})])
 def test_trimcaching_placement_matches_the_reference(scenario, kw):
     from fgamcd_opt.caching import trimcaching_placement
 
@@ -334,11 +334,11 @@ def test_sweep_cells_share_the_store_only_after_trusted_runs(tmp_path):
 def test_regions_partition_nodes_and_users_with_halos():
     from fgamcd_opt.regions import split_regions
 
-    inst = generate("metro", seed=0, n_nodes=24, n_users=240)
+    inst = generate("metro", seed=0, n_nodes=16, n_users=120)
     regions = split_regions(inst, 4, halo_m=600.0)
     cores = np.concatenate([r.core for r in regions])
-    assert sorted(cores.tolist()) == list(range(24))
-    assert sorted(np.concatenate([r.users for r in regions]).tolist()) == list(range(240))
+    assert sorted(cores.tolist()) == list(range(16))
+    assert sorted(np.concatenate([r.users for r in regions]).tolist()) == list(range(120))
     sizes = [len(r.users) for r in regions]
     assert max(sizes) <= 2 * min(sizes)  # balanced by users
     for r in regions:

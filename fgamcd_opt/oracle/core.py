@@ -174,7 +174,7 @@ class BeamformingOracle:
         before it grows): with method ``fast`` its beams, padded with zeros, start the SCA
         next to one deterministic start instead of three (docs/model.md section 12). The result
         is never below the warm start's min-rate; it is memoised under the warm beams' digest
-        (the same inputs, the same result). Ignored when it does not fit."""
+        (the same inputs, the same result). Ignored when it does not fit or is at rate 0."""
         method = method or self.method
         check_options(method, options)
         # the constructor's options belong to its default method; another method asked for by
@@ -182,9 +182,11 @@ class BeamformingOracle:
         opts = {**(self.options if method == self.method else {}), **options}
         nodes = tuple(int(n) for n in nodes)
         users = tuple(int(u) for u in users)
+        # a warm start at rate 0 would keep SCA where it is stuck: the cold starts are better
         if warm is not None and not (method == "fast" and len(users) > 1 and
                                      warm.users == users and set(warm.nodes) < set(nodes)
-                                     and warm.beams.shape[1:] == (inst.antennas,)):
+                                     and warm.beams.shape[1:] == (inst.antennas,)
+                                     and warm.min_rate_bps > 0):
             warm = None
         key = (inst.fingerprint, int(k), nodes, users, method, tuple(sorted(opts.items())))
         if warm is not None:
