@@ -19,12 +19,19 @@ import numpy as np
 from .instance import Instance
 from .rates import link_gain_bound, rate_from_amplitude
 
+LINK_BOUND_CHUNK_USERS = 512  # users whose channels are drawn at once (bounded memory)
+
 
 def link_amplitude_bound(inst: Instance, k: int, users=None) -> np.ndarray:
     """(N, V) per-link contribution sqrt(P_n) max(0, ||h~_{n,u}(k)|| - 1/sqrt(c_{n,u})) for
     ``users`` (default all U), in sqrt(W) (divide by sigma_u for the normalised amplitude)."""
     users = np.arange(inst.n_users) if users is None else np.asarray(users, dtype=int)
-    norms = np.linalg.norm(inst.channel(k, users), axis=2)
+    # in chunks of users: the (N, V, M) channels of a PB's requesters reach gigabytes at metro
+    # scale (N = 240, thousands of requesters); the norms are computed per user all the same
+    step = LINK_BOUND_CHUNK_USERS
+    norms = (np.linalg.norm(inst.channel(k, users), axis=2) if len(users) <= step else
+             np.concatenate([np.linalg.norm(inst.channel(k, users[i:i + step]), axis=2)
+                             for i in range(0, len(users), step)], axis=1))
     radius = inst.error_radius[:, users]
     return np.sqrt(inst.nodes.power_max_w)[:, None] * link_gain_bound(norms, radius)
 

@@ -99,17 +99,8 @@ class RicianChannels:
         key = (int(k), int(u))
         h = self._cache.get(key)
         if h is None:
-            rng = np.random.default_rng(np.random.SeedSequence([self.seed, key[0], key[1]]))
-            n, _, m = self.shape
-            psi = rng.uniform(0.0, 2.0 * np.pi, size=n)
-            # (re, im) pairs viewed as complex: CN(0, 1) after scaling by 1/sqrt(2)
-            h = rng.standard_normal((n, m, 2)).view(np.complex128)[..., 0]
-            kf = self.k_factor
-            amp = self.amplitude[:, key[1]]
-            h *= (amp * np.sqrt(0.5 / (kf + 1.0)))[:, None]
-            los = amp * np.sqrt(kf / (kf + 1.0)) * np.exp(1j * psi)
-            h += los[:, None] * self.steering(key[1])
-            h.setflags(write=False)
+            h = rician_draw(self.seed, key[0], key[1], self.amplitude[:, key[1]],
+                            self.steering(key[1]), self.k_factor)
             self._cache.put(key, h)
         return h
 
@@ -132,6 +123,24 @@ class RicianChannels:
             "min_distance_m": self.min_distance_m,
             "array": "ula-half-wavelength",
         }
+
+
+def rician_draw(seed: int, k: int, u: int, amplitude: np.ndarray, steering: np.ndarray,
+                k_factor: float) -> np.ndarray:
+    """(N, M) channels of (PB k, user u) from ``SeedSequence([seed, k, u])``: the one
+    implementation of the model of the module docstring (read-only result).
+
+    amplitude : (N,) large-scale amplitudes of user u; steering : (N, M) ULA responses."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, k, u]))
+    n, m = steering.shape
+    psi = rng.uniform(0.0, 2.0 * np.pi, size=n)
+    # (re, im) pairs viewed as complex: CN(0, 1) after scaling by 1/sqrt(2)
+    h = rng.standard_normal((n, m, 2)).view(np.complex128)[..., 0]
+    h *= (amplitude * np.sqrt(0.5 / (k_factor + 1.0)))[:, None]
+    los = amplitude * np.sqrt(k_factor / (k_factor + 1.0)) * np.exp(1j * psi)
+    h += los[:, None] * steering
+    h.setflags(write=False)
+    return h
 
 
 class ArrayChannels:
@@ -214,7 +223,8 @@ def fingerprint(source, blocks: Iterable[int], max_users: int | None = None,
                                strict=True):
                 proj += w @ part
                 wabs += np.abs(w).sum(axis=1)
-                sumsq += float(part @ part)
+                # einsum, not BLAS ddot: a threaded ddot stalls for ~30 ms on a loaded machine
+                sumsq += float(np.einsum("i,i->", part, part))
                 absmax = max(absmax, float(np.abs(part).max()))
         rms = np.sqrt(sumsq / (2 * half)) or 1.0
         acc += proj / rms

@@ -83,6 +83,10 @@ class ScenarioParams:
     path_loss_exponent: float = 3.0  # alpha
     info_radius_m: float = 500.0
     node_layout: str = "random"  # random | grid
+    # metro scale (docs/model.md section 8): > 0 derives the area from N at this density, so
+    # the cell size stays that of paper-default (6 per km^2) however many nodes there are
+    node_density_per_km2: float = 0.0
+    node_file: str = ""  # node positions from a layout file (JSON or CSV, metres); sets N
     seed: int = 0
 
 
@@ -100,6 +104,11 @@ _HELP = {
     "area in m", "k_factor": "Rician K-factor", "path_loss_db": "path loss at 1 m in dB",
     "path_loss_exponent": "alpha", "info_radius_m": "information exchange radius (varpi)",
     "node_layout": "random | grid", "seed": "master seed",
+    "node_density_per_km2": "nodes per km^2: > 0 sets area_m = 1000 sqrt(N / density) (metro "
+    "scale at a fixed cell size; 0: use area_m)",
+    "node_file": "node layout file: JSON [[x, y], ...] or {\"nodes\": [{\"position_m\": "
+    "[x, y]}, ...]} (an instance file's nodes), or CSV x,y per line; metres, >= 0; sets "
+    "n_nodes, and the area to the smallest square [0, A] with the same margin on both sides",
 }
 
 
@@ -122,6 +131,7 @@ def scenario_params_declared() -> list[Param]:
 _BLOCK_BYTES = 600  # a Block and its Model entry in memory (estimate for huge J)
 
 PAPER_DEFAULT_CALIBRATION = {"qos_gbps": (1.0, 2.0), "node_layout": "grid"}
+METRO_DENSITY_PER_KM2 = 6.0  # paper-default: 6 nodes in 1 km^2
 
 # measured with fgamcd_opt.bounds.qos_reachability (every node at full power, an optimistic
 # bound), seeds 0-9; README "Scenarios and shipped instances"
@@ -161,6 +171,13 @@ SCENARIOS: dict[str, tuple[ScenarioParams, str]] = {
     "llm-13b-calibrated": (
         replace(_LLM13B, **PAPER_DEFAULT_CALIBRATION),
         "llm-13b with the paper-default calibration (QoS 1-2 Gbps, nodes on a grid).",
+    ),
+    "metro": (
+        replace(ScenarioParams(), **PAPER_DEFAULT_CALIBRATION, n_nodes=24, n_users=3000,
+                node_density_per_km2=METRO_DENSITY_PER_KM2),
+        "paper-default at metro scale: nodes on a grid at paper-default's density (6 per km^2, "
+        "cells of about 408 m), the square growing with N (n_nodes up to 240 and more, or "
+        "node_file for a real layout), users uniform in it (n_users up to 30,000).",
     ),
     "tiny": (
         ScenarioParams(n_nodes=3, n_users=6, base_models=("resnet18", "mobilenet_v2"),
@@ -248,6 +265,16 @@ def generate(scenario: str = "paper-default", seed: int | None = None,
     p = replace(base, **overrides)
     if seed is not None:
         p = replace(p, seed=int(seed))
+    file_nodes = None
+    if p.node_file:
+        file_nodes = read_node_layout(p.node_file)
+        if "n_nodes" in overrides and int(overrides["n_nodes"]) != len(file_nodes):
+            raise ParameterError(f"scenario parameter n_nodes: {overrides['n_nodes']} given, "
+                                 f"but node_file {p.node_file} has {len(file_nodes)} nodes")
+        p = replace(p, n_nodes=len(file_nodes), area_m=layout_area_m(file_nodes))
+    elif p.node_density_per_km2 > 0 and math.isfinite(p.node_density_per_km2) \
+            and p.n_nodes >= 1:
+        p = replace(p, area_m=1000.0 * math.sqrt(p.n_nodes / p.node_density_per_km2))
     _check(p)
 
     # before anything is allocated: K and the mean model length from the block tables
@@ -261,7 +288,7 @@ def generate(scenario: str = "paper-default", seed: int | None = None,
     ss = np.random.SeedSequence(p.seed)
     s_layout, s_req, s_qos, s_ch, s_bh = ss.spawn(5)
     rng_layout = np.random.default_rng(s_layout)
-    node_pos = _node_positions(p, rng_layout)
+    node_pos = file_nodes if file_nodes is not None else _node_positions(p, rng_layout)
     user_pos = rng_layout.uniform(0.0, p.area_m, size=(p.n_users, 2))
     dist = np.hypot(*(user_pos[:, None, :] - node_pos[None, :, :]).transpose(2, 0, 1))
     assoc = np.argmin(dist, axis=1)
@@ -375,3 +402,78 @@ def _check(p: ScenarioParams) -> None:
         bad("zipf", "must be a finite number >= 0")
     if p.node_layout not in ("random", "grid"):
         bad("node_layout", "must be 'random' or 'grid'")
+    if not (p.node_density_per_km2 >= 0 and math.isfinite(p.node_density_per_km2)):
+        bad("node_density_per_km2", "must be a finite number >= 0 (0: use area_m)")
+
+
+def read_node_layout(path: str) -> np.ndarray:
+    """(N, 2) node positions in metres from a layout file: JSON ``[[x, y], ...]`` or an
+    instance-like ``{"nodes": [{"position_m": [x, y]}, ...]}``, or CSV with two numbers per line
+    (a header line is skipped). Coordinates must be finite and >= 0 (users are drawn in
+    [0, A]^2). Raises :class:`ParameterError` naming the file and the entry."""
+    import csv
+    import json
+    from pathlib import Path
+
+    f = Path(path)
+    where = f"node_file {path}"
+    try:
+        text = f.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParameterError(f"{where}: cannot read it ({exc.__class__.__name__}: {exc})") \
+            from None
+    rows: list = []
+    labels: list[str] = []
+    if f.suffix.lower() == ".json" or text.lstrip()[:1] in ("[", "{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ParameterError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") \
+                from None
+        if isinstance(data, dict):
+            nodes = data.get("nodes")
+            if not isinstance(nodes, list):
+                raise ParameterError(f"{where}: nodes: expected a list of nodes")
+            for i, n in enumerate(nodes):
+                rows.append(n.get("position_m") if isinstance(n, dict) else None)
+                labels.append(f"nodes[{i}].position_m")
+        elif isinstance(data, list):
+            rows = data
+            labels = [f"[{i}]" for i in range(len(data))]
+        else:
+            raise ParameterError(f"{where}: expected a list of [x, y] or an object with 'nodes'")
+    else:
+        for i, line in enumerate(csv.reader(text.splitlines())):
+            cells = [c.strip() for c in line if c.strip()]
+            if not cells or cells[0].startswith("#"):
+                continue
+            try:
+                rows.append([float(c) for c in cells])
+            except ValueError:
+                if rows or i > 0:  # only the first line may be a header
+                    raise ParameterError(f"{where}: line {i + 1}: expected two numbers x,y, got "
+                                         f"{','.join(cells)!r}") from None
+                continue
+            labels.append(f"line {i + 1}")
+    out = np.zeros((len(rows), 2))
+    for i, (r, label) in enumerate(zip(rows, labels, strict=True)):
+        ok = isinstance(r, list | tuple) and len(r) == 2 and all(
+            isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c)
+            and 0 <= c <= RANGES["position_m"][1] for c in r)
+        if not ok:
+            raise ParameterError(f"{where}: {label}: expected two finite numbers x, y in "
+                                 f"[0, {RANGES['position_m'][1]:g}] m, got {r!r}")
+        out[i] = r
+    if len(out) == 0:
+        raise ParameterError(f"{where}: no node positions")
+    return out
+
+
+def layout_area_m(positions: np.ndarray) -> float:
+    """Side A of the square [0, A]^2 users are drawn in for a node layout: the largest
+    coordinate plus the smallest one, so the margin is the same on both sides (a grid of cell
+    centres gets its own square back)."""
+    a = float(positions.max() + positions.min())
+    if a <= 0:
+        raise ParameterError("node_file: every node is at the origin; the area would be empty")
+    return a

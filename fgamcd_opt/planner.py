@@ -54,10 +54,12 @@ import numpy as np
 from .bounds import link_amplitude_bound
 from .group_bound import best_partition
 from .instance import Instance
+from .locality import useful
 from .oracle import BeamformingOracle, BeamResult
 from .plan import DeliveryUnit, Migration
 from .rates import rate_from_amplitude, transfer_delay_s
 from .solver import SolveStatus
+from .workers import map_blocks
 
 MESSAGE_USERS = 50  # users named in a message (the rest counted)
 QOS_PENALTY_S = 1e6  # partition search: a group that misses QoS costs this much more (QoS first)
@@ -85,6 +87,9 @@ class PlannerOptions:
     # 8 S / R^bac_{src,dst} pays for itself, like any migration; with ``migration`` on, the
     # general rule (fastest holder) applies to every node instead.
     offered: tuple[tuple[int, int], ...] = ()
+    # requester sets above this size are planned in neighbourhoods of at most this many users
+    # (locality.neighbourhoods; 0: never split)
+    local_group: int = 24
 
 
 @dataclass
@@ -144,62 +149,96 @@ def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle
     def rate_bound(cluster) -> np.ndarray:
         return rate_from_amplitude(link[list(cluster)].sum(axis=0), noise, inst.bandwidth_hz)
 
-    def solve(cluster, migs, mig_s) -> GroupDelivery:
+    def solve(cluster, migs, mig_s, warm=None) -> GroupDelivery:
         cluster = tuple(sorted(cluster))
-        res = oracle.solve(inst, k, cluster, users, method=options.method)
+        res = oracle.solve(inst, k, cluster, users, method=options.method, warm=warm)
         return GroupDelivery(k, users, cluster, list(migs), res, mig_s,
                              transfer_delay_s(bd.size_bytes, res.min_rate_bps))
 
     if options.use_all_free:
         return solve(tuple(free), [], 0.0)
 
-    # 1. best single node among the free ones
-    singles = sorted(free, key=lambda n: -rate_bound((n,)).min())
-    best = min((solve((n,), [], 0.0) for n in singles[: max(options.screen, 1)]),
-               key=lambda g: g.key)
+    # 1. best single node among the free ones (solved in the order of their rate bounds; the
+    # rest are skipped once one is found that no later one can beat, by the bounds)
+    bounds = {n: rate_bound((n,)) for n in free}
+    singles = sorted(free, key=lambda n: -bounds[n].min())[: max(options.screen, 1)]
+    best = None
+    for i, n in enumerate(singles):
+        g = solve((n,), [], 0.0)
+        if best is None or g.key < best.key:
+            best = g
+        if i + 1 < len(singles):
+            nxt = bounds[singles[i + 1]]
+            if _unbeatable(best, bool(np.all(nxt >= qos * (1 - 1e-9))),
+                           transfer_delay_s(bd.size_bytes, nxt.min())):
+                break
 
-    # 2. growth (not past the oracle's deadline: each call on a huge group draws its channels)
+    # 2. growth, over the nodes within reach: a node whose link bound is zero for every user of
+    # the group can only lower their worst-case rates (locality.py), so it is never a candidate;
+    # not past the oracle's deadline (each call on a huge group draws its channels)
     cap = inst.n_nodes if options.max_cluster <= 0 else min(options.max_cluster, inst.n_nodes)
+    reach = useful(link)
+    can_migrate = bool(options.migration and sources)
+    mig_cost = np.full(inst.n_nodes, np.inf)
+    mig_src = np.zeros(inst.n_nodes, dtype=np.int64)
+    if can_migrate:
+        # fastest source per destination and its migration delay, for every node at once
+        src_rates = bd.backhaul[list(sources)]  # (S, N)
+        mig_src = np.asarray(sources, dtype=np.int64)[np.argmax(src_rates, axis=0)]
+        mig_cost = transfer_delay_s(bd.size_bytes, src_rates.max(axis=0))
+    else:
+        for d, src in offered.items():  # MAASN-DA's offered copies, priced like migrations
+            mig_src[d] = src
+            mig_cost[d] = transfer_delay_s(bd.size_bytes, float(bd.backhaul[src, d]))
     while len(best.nodes) < cap and not _late(oracle):
+        ms = [m for m in np.flatnonzero(reach).tolist() if m not in best.nodes
+              and (m in free or can_migrate or m in offered)]
         cands = []
-        for m in range(inst.n_nodes):
-            if m in best.nodes:
-                continue
-            if m in free:
-                cost, mig = 0.0, None
-            elif options.migration and sources:
-                rates = bd.backhaul[list(sources), m]
-                s = sources[int(np.argmax(rates))]
-                cost = transfer_delay_s(bd.size_bytes, float(rates.max()))
-                mig = Migration(s, m, k)
-            elif m in offered:
-                s = offered[m]
-                cost = transfer_delay_s(bd.size_bytes, float(bd.backhaul[s, m]))
-                mig = Migration(s, m, k)
-            else:
-                continue
-            cluster = (*best.nodes, m)
-            ub = rate_bound(cluster)
-            lb = best.migration_s + cost + transfer_delay_s(bd.size_bytes, ub.min())
-            could_meet_qos = bool(np.all(ub >= qos * (1 - 1e-9)))
+        if ms:
+            # rate bounds of every enlarged cluster (best.nodes, m): the cluster's rows summed
+            # in that order, then row m (the same sums as for the cluster tuple)
+            base = link[list(best.nodes)].sum(axis=0)
+            ub = rate_from_amplitude(base[None, :] + link[ms], noise[None, :],
+                                     inst.bandwidth_hz)  # (C, v)
+            cost = np.array([0.0 if m in free else mig_cost[m] for m in ms])
+            lb = best.migration_s + cost + transfer_delay_s(bd.size_bytes, ub.min(axis=1))
+            meets = np.all(ub >= qos[None, :] * (1 - 1e-9), axis=1)
             qos_now = best.beam.qos_feasible
-            if (qos_now and (lb >= best.total_s or not could_meet_qos)) or (
-                    not qos_now and not could_meet_qos and lb >= best.total_s):
-                continue
-            cands.append((not could_meet_qos, lb, m, cost, mig))
+            for i, m in enumerate(ms):
+                if (qos_now and (lb[i] >= best.total_s or not meets[i])) or (
+                        not qos_now and not meets[i] and lb[i] >= best.total_s):
+                    continue
+                mig = None if m in free else Migration(int(mig_src[m]), m, k)
+                cands.append((not bool(meets[i]), float(lb[i]), m, float(cost[i]), mig))
         if not cands:
             break
         cands.sort()
-        trial = []
-        for _, _, m, cost, mig in cands[: options.candidates_per_round]:
+        cands = cands[: options.candidates_per_round]
+        cand = None
+        for i, (_, _, m, cost, mig) in enumerate(cands):
             migs = best.migrations + ([mig] if mig else [])
-            trial.append(solve((*best.nodes, m), migs, best.migration_s + cost))
-        cand = min(trial, key=lambda g: g.key)
+            # warm-started from the current cluster's beams: never below its rate
+            g = solve((*best.nodes, m), migs, best.migration_s + cost, warm=best.beam)
+            if cand is None or g.key < cand.key:
+                cand = g
+            # candidates come in the order of their lower bounds: stop once none left can win
+            if i + 1 < len(cands) and _unbeatable(cand, not cands[i + 1][0], cands[i + 1][1]):
+                break
         if cand.key < best.key:
             best = cand
         else:
             break
     return best
+
+
+def _unbeatable(g: GroupDelivery, could_meet_qos: bool, lower_s: float) -> bool:
+    """True when a transmission whose rate bound allows ``could_meet_qos`` and whose delay is at
+    least ``lower_s`` cannot have a smaller key than ``g`` (QoS met, nobody at rate 0, and a
+    delay no larger than that lower bound; or QoS met where the other cannot meet it), so
+    solving it with the oracle is useless."""
+    if g.beam.qos_feasible and not g.beam.zero_rate_users:
+        return not could_meet_qos or g.total_s <= lower_s
+    return False
 
 
 @dataclass
@@ -762,6 +801,8 @@ def plan_transmissions(inst: Instance, k: int, users, holders, oracle: Beamformi
     together; migrated copies are shared between the parts.
     """
     bd = block_data or BlockData(inst, k)
+    if 0 < options.local_group < len(users):
+        return plan_local(inst, k, users, holders, oracle, options, received, sources, bd)
     if options.partition:
         return plan_partition(inst, k, users, holders, oracle, options, received, sources, bd,
                               hints=hints, report=report)
@@ -808,6 +849,32 @@ class PartitionHints:
             self._last[tuple(int(u) for u in users)] = [tuple(g.users) for g in parts]
 
 
+def plan_local(inst: Instance, k: int, users, holders, oracle: BeamformingOracle,
+               options: PlannerOptions = PlannerOptions(), received=(), sources=None,
+               block_data: BlockData | None = None) -> list[GroupDelivery]:
+    """A large requester set planned in neighbourhoods of at most ``options.local_group``
+    users (:func:`fgamcd_opt.locality.neighbourhoods`), one after another, each by
+    :func:`plan_transmissions`; copies migrated for one neighbourhood are free for the next.
+    Returns [] when no node can transmit k."""
+    from .locality import neighbourhoods
+
+    bd = block_data or BlockData(inst, k)
+    got = {int(n) for n in received}
+    can = set(int(h) for h in holders) | got
+    if options.migration and (sources is None or len(sources)) and not options.use_all_free:
+        can = set(range(inst.n_nodes))
+    link = bd.link[:, [bd.column[int(u)] for u in users]]
+    parts: list[GroupDelivery] = []
+    for hood in neighbourhoods(inst, users, link, can, options.local_group):
+        sub = plan_transmissions(inst, k, hood, holders, oracle, options, received=got,
+                                 sources=sources, block_data=bd)
+        if not sub:
+            return []
+        parts.extend(sub)
+        got |= {m.dst for g in sub for m in g.migrations}
+    return parts
+
+
 def quick_options(options: PlannerOptions) -> PlannerOptions:
     """The fallback once the time limit has passed: one node per transmission, no partition
     search, closed-form beams (MRT; a user a common beam leaves at rate 0 gets its own robust
@@ -817,7 +884,8 @@ def quick_options(options: PlannerOptions) -> PlannerOptions:
 
 
 def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
-                   options: PlannerOptions = PlannerOptions(), ctx=None) -> DeliveryResult:
+                   options: PlannerOptions = PlannerOptions(), ctx=None,
+                   workers: int = 1) -> DeliveryResult:
     """CoMP delivery of every requested PB to all its requesters: the best partition of them
     into sequential groups, each with its own cluster and beams (plan_transmissions); users still
     below QoS are recorded with the reason (``DeliveryResult.qos_unmet``).
@@ -826,31 +894,52 @@ def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
     ctx: the solver's SolveContext (optional): progress per PB, and past its time limit the
     remaining PBs get :func:`quick_options` (listed in ``DeliveryResult.hurried``), and
     ``FALLBACK_S`` later none at all (``DeliveryResult.skipped``, left undelivered).
+    workers: processes planning the PBs (:func:`fgamcd_opt.workers.map_blocks`; the same plan
+    for any number: PBs with the same requesters, which share partition hints, are planned in
+    one task, in PB order).
     """
     out = DeliveryResult()
-    blocks = inst.requested_blocks
-    hints = PartitionHints()
-    for i, k in enumerate(blocks):
+    blocks = [int(k) for k in inst.requested_blocks]
+    by_users: dict[tuple[int, ...], list[int]] = {}
+    for k in blocks:
+        by_users.setdefault(tuple(int(u) for u in inst.requesters(k)), []).append(k)
+
+    def plan_set(ks: list[int]):
+        hints = PartitionHints()
+        done = []
+        for k in ks:
+            users = inst.requesters(k)
+            if ctx is not None and ctx.must_stop():
+                done.append((k, None, []))
+                continue
+            hurried = ctx is not None and ctx.should_stop()
+            opts = quick_options(options) if hurried else options
+            holders = np.flatnonzero(holds[:, k])
+            parts = plan_transmissions(inst, k, users, holders, oracle, opts,
+                                       hints=hints.get(users))
+            hints.record(users, parts)
+            done.append((k, hurried, parts))
+        return done
+
+    planned = {k: (hurried, parts) for res in map_blocks(plan_set, list(by_users.values()),
+                                                          oracle, workers, ctx, "PB set")
+               for k, hurried, parts in res}
+    for k in blocks:
+        hurried, parts = planned[k]
         users = inst.requesters(k)
         holders = np.flatnonzero(holds[:, k])
-        opts = options
-        if ctx is not None and ctx.step(i, len(blocks), "PB"):
-            if ctx.must_stop():
-                out.skip(int(k), users)
-                continue
-            opts = quick_options(options)
-            out.hurried.append(int(k))
-        parts = plan_transmissions(inst, int(k), users, holders, oracle, opts,
-                                   hints=hints.get(users))
-        hints.record(users, parts)
+        if hurried is None:
+            out.skip(k, users)
+            continue
+        if hurried:
+            out.hurried.append(k)
         if not parts:
-            out.undeliverable[int(k)] = tuple(int(u) for u in users)
+            out.undeliverable[k] = tuple(int(u) for u in inst.requesters(k))
             continue
         left = set(int(u) for u in users) - {u for g in parts for u in g.users}
         if left:  # the time limit stopped the PB's planning half way
-            out.undeliverable[int(k)] = tuple(sorted(left))
-            out.skip(int(k), sorted(left))
-        out.note_qos(inst, int(k), parts, holders, options.migration)
+            out.skip(k, sorted(left))
+        out.note_qos(inst, k, parts, holders, options.migration)
         for g in parts:
             mode = "unicast" if len(parts) > 1 and len(g.users) == 1 else "broadcast"
             out.add(g, mode=mode, beamforming=options.method)
@@ -859,35 +948,43 @@ def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
 
 def plan_unicast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
                  options: PlannerOptions = PlannerOptions(method="mrt"),
-                 blocks=None, ctx=None) -> DeliveryResult:
+                 blocks=None, ctx=None, workers: int = 1) -> DeliveryResult:
     """TDMA unicast: one slot per (PB, user), each with its own cluster; a PB migrated to a node
-    for one user is reused (free) for the next users of the same PB. ``ctx`` as in
-    :func:`plan_broadcast`."""
+    for one user is reused (free) for the next users of the same PB. ``ctx`` and ``workers`` as
+    in :func:`plan_broadcast`."""
     out = DeliveryResult()
-    blocks = inst.requested_blocks if blocks is None else blocks
-    for i, k in enumerate(blocks):
+    blocks = [int(k) for k in (inst.requested_blocks if blocks is None else blocks)]
+
+    def plan_one(k: int):
+        hurried = ctx is not None and ctx.should_stop()
+        opts = quick_options(options) if hurried else options
         holders = np.flatnonzero(holds[:, k])
         received: set[int] = set()
-        opts = options
-        if ctx is not None and ctx.step(i, len(blocks), "PB"):
-            if ctx.must_stop():
-                out.skip(int(k), inst.requesters(k))
-                continue
-            opts = quick_options(options)
-            out.hurried.append(int(k))
-        bd = BlockData(inst, int(k))
-        req = inst.requesters(k)
-        for j, u in enumerate(req):
+        bd = BlockData(inst, k)
+        slots = []
+        for u in inst.requesters(k):
             if ctx is not None and ctx.must_stop():  # out of time in a huge PB: its other
-                out.skip(int(k), (*out.undeliverable.get(int(k), ()),  # users stay undelivered
-                                  *(int(v) for v in req[j:])))
-                break
-            g = plan_group(inst, int(k), (u,), holders, oracle, opts, received=received,
-                           block_data=bd)
-            if g is None:
-                out.undeliverable[int(k)] = (*out.undeliverable.get(int(k), ()), int(u))
+                slots.append((int(u), False))       # users stay undelivered
                 continue
-            received.update(m.dst for m in g.migrations)
+            g = plan_group(inst, k, (u,), holders, oracle, opts, received=received,
+                           block_data=bd)
+            slots.append((int(u), g))
+            if g is not None:
+                received.update(m.dst for m in g.migrations)
+        return hurried, slots
+
+    for k, (hurried, slots) in zip(blocks, map_blocks(plan_one, blocks, oracle, workers, ctx),
+                                   strict=True):
+        if hurried:
+            out.hurried.append(k)
+        holders = np.flatnonzero(holds[:, k])
+        for u, g in slots:
+            if g is False:
+                out.skip(k, (*out.undeliverable.get(k, ()), u))
+                continue
+            if g is None:
+                out.undeliverable[k] = (*out.undeliverable.get(k, ()), u)
+                continue
             out.add(g, mode="unicast", beamforming=options.method)
-            out.note_qos(inst, int(k), [g], holders, options.migration)
+            out.note_qos(inst, k, [g], holders, options.migration)
     return out

@@ -25,6 +25,7 @@ from fgamcd_opt.planner import (
     quick_options,
 )
 from fgamcd_opt.solver import SolveResult
+from fgamcd_opt.workers import map_blocks
 
 
 class CoarseSolver:
@@ -33,6 +34,8 @@ class CoarseSolver:
     params = (
         Param("max_cluster", int, 0, "most nodes in one transmission (0: no cap)"),
         Param("migration", bool, True, "allow migrating a model's PBs between copy holders"),
+        Param("workers", int, 1, "processes planning the deliveries (the same plan for any "
+              "number)"),
     )
 
     def solve(self, instance, ctx, params) -> SolveResult:
@@ -44,29 +47,38 @@ class CoarseSolver:
         block_data: dict = {}
         models = [int(j) for j in inst.requested_models]
         quick = quick_options(opts)
-        for i, j in enumerate(models):
-            ctx.step(i, len(models), "model")
-            users = tuple(np.flatnonzero(inst.users.model == j))
-            holders = tuple(n for n in range(inst.n_nodes) if j in copies[n])
-            for k in rep.models[j].blocks:
-                use = opts
-                if ctx.should_stop():  # past the limit: quick fallback, then nothing
-                    if ctx.must_stop():
-                        out.skip(k, (*out.undeliverable.get(k, ()), *users))
-                        continue
-                    use = quick
-                    if k not in out.hurried:
-                        out.hurried.append(int(k))
-                if k not in block_data:  # bounds and backhaul of a PB, shared by its models
-                    block_data[k] = BlockData(inst, k)
-                parts = plan_transmissions(inst, k, users, holders, ctx.oracle, use,
-                                           block_data=block_data[k]) if holders else []
-                if not parts:
-                    out.undeliverable[k] = (*out.undeliverable.get(k, ()), *users)
-                    continue
-                out.note_qos(inst, k, parts, holders, opts.migration)
-                for g in parts:
-                    out.add(g, model=j)
+        users_of = {j: tuple(np.flatnonzero(inst.users.model == j)) for j in models}
+        holders_of = {j: tuple(n for n in range(inst.n_nodes) if j in copies[n]) for j in models}
+        # one item per (model, PB of the model): their deliveries are independent
+        items = [(j, int(k)) for j in models for k in rep.models[j].blocks]
+
+        def plan_one(item):
+            j, k = item
+            if ctx.must_stop():  # out of time: left undelivered (partial plan)
+                return False, None
+            hurried = ctx.should_stop()
+            if not holders_of[j]:
+                return hurried, []
+            if k not in block_data:  # bounds and backhaul of a PB, shared by its models
+                block_data[k] = BlockData(inst, k)
+            return hurried, plan_transmissions(inst, k, users_of[j], holders_of[j], ctx.oracle,
+                                               quick if hurried else opts,
+                                               block_data=block_data[k])
+
+        results = map_blocks(plan_one, items, ctx.oracle, params["workers"], ctx, "PB")
+        for (j, k), (hurried, parts) in zip(items, results, strict=True):
+            users, holders = users_of[j], holders_of[j]
+            if parts is None:
+                out.skip(k, (*out.undeliverable.get(k, ()), *users))
+                continue
+            if hurried and k not in out.hurried:
+                out.hurried.append(k)
+            if not parts:
+                out.undeliverable[k] = (*out.undeliverable.get(k, ()), *users)
+                continue
+            out.note_qos(inst, k, parts, holders, opts.migration)
+            for g in parts:
+                out.add(g, model=j)
         plan = Plan(cache=[set() for _ in range(inst.n_nodes)], migrations=out.migrations,
                     units=out.units, model_copies=copies, solver=self.name)
         missing = sorted({u for k, us in out.undeliverable.items() if k not in out.skipped

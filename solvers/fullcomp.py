@@ -25,6 +25,7 @@ from fgamcd_opt.params import Param
 from fgamcd_opt.plan import Migration, Plan
 from fgamcd_opt.planner import BlockData, DeliveryResult, PlannerOptions, plan_transmissions
 from fgamcd_opt.solver import SolveResult, SolveStatus
+from fgamcd_opt.workers import map_blocks
 
 
 class FullCompSolver:
@@ -34,7 +35,9 @@ class FullCompSolver:
                     choices=("fast", "sdr", "mrt", "nonrobust")),
               Param("grouping", bool, True, "split a PB's requesters into sequential groups, "
                     "each sent by all nodes (false: one broadcast per PB, the rule before "
-                    "grouping)"))
+                    "grouping)"),
+              Param("workers", int, 1, "processes planning the PBs' delivery (the same plan "
+                    "for any number)"))
 
     def solve(self, instance, ctx, params) -> SolveResult:
         inst = instance
@@ -43,45 +46,54 @@ class FullCompSolver:
         opts = PlannerOptions(use_all_free=True, method=params["beamforming"],
                               partition=params["grouping"],
                               split_zero_rate=params["grouping"])
+        # past the time limit: closed form and no partition search
+        quick = replace(opts, method="mrt", partition=False, split_zero_rate=False)
         out = DeliveryResult()
         migrations, missing = [], []
         blocks = [int(k) for k in inst.requested_blocks]
-        hurried = skipped = 0
-        for i, k in enumerate(blocks):
-            if ctx.step(i, len(blocks), "PB"):
-                if ctx.must_stop():  # out of time: the rest stays undelivered (partial plan)
-                    skipped = len(blocks) - i
-                    break
-                if opts.method != "mrt":
-                    # closed form and no partition search from here on
-                    opts = replace(opts, method="mrt", partition=False, split_zero_rate=False)
-                    hurried = len(blocks) - i
+
+        def plan_one(k: int):
+            if ctx.must_stop():  # out of time: left undelivered (partial plan)
+                return False, None, "skipped", []
+            hurried = opts.method != "mrt" and ctx.should_stop()
+            use = quick if hurried else opts
             holders = np.flatnonzero(holds[:, k])
-            users = tuple(int(u) for u in inst.requesters(k))
             if holders.size == 0:
-                missing.append(k)
-                continue
+                return hurried, use.method, None, []
+            users = tuple(int(u) for u in inst.requesters(k))
             bd = BlockData(inst, k)
-            got = []
+            migs, got = [], []
             for m in everyone:
                 if not holds[m, k]:
                     src = int(holders[np.argmax(bd.backhaul[holders, m])])
-                    migrations.append(Migration(src, m, k))
+                    migs.append(Migration(src, m, k))
                     got.append(m)
             # the copies are in place before the first group: every group uses all N nodes
-            parts = plan_transmissions(inst, k, users, holders, ctx.oracle, opts,
-                                       received=got, block_data=bd)
-            out.note_qos(inst, k, parts, holders)
+            parts = plan_transmissions(inst, k, users, holders, ctx.oracle, use, received=got,
+                                       block_data=bd)
+            return hurried, use.method, migs, parts
+
+        hurried = skipped = 0
+        results = map_blocks(plan_one, blocks, ctx.oracle, params["workers"], ctx)
+        for k, (late, method, migs, parts) in zip(blocks, results, strict=True):
+            hurried += late
+            if migs == "skipped":
+                skipped += 1
+                continue
+            if migs is None:
+                missing.append(k)
+                continue
+            migrations.extend(migs)
+            out.note_qos(inst, k, parts, np.flatnonzero(holds[:, k]))
             for g in parts:
                 mode = "unicast" if len(parts) > 1 and len(g.users) == 1 else "broadcast"
-                out.add(g, mode=mode, beamforming=opts.method)
+                out.add(g, mode=mode, beamforming=method)
         plan = Plan.from_holds(holds, migrations=migrations, units=out.units, solver=self.name)
         msg = "; ".join(filter(None, [
             f"{len(missing)} requested PB(s) cached nowhere" if missing else "",
             out.qos_message(inst)]))
         if hurried or skipped:
-            mrt = max(hurried - skipped, 0)  # PBs planned between the limit and the stop
-            msg = "; ".join(filter(None, [msg, f"time limit reached: {mrt} PB(s) "
+            msg = "; ".join(filter(None, [msg, f"time limit reached: {hurried} PB(s) "
                                           "beamformed with MRT, one group per PB"
                                           + (f", {skipped} PB(s) not planned (left "
                                              "undelivered)" if skipped else "")]))

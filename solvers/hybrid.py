@@ -29,6 +29,8 @@ class HybridSolver:
         Param("eps_hot", int, 2, "popularity threshold: broadcast when requesters > eps_hot"),
         Param("max_cluster", int, 0, "most nodes in one broadcast (0: no cap)"),
         Param("unicast_cluster", int, 0, "most nodes in one unicast slot (0: no cap)"),
+        Param("workers", int, 1, "processes planning the PBs' delivery (the same plan for "
+              "any number)"),
     )
 
     def solve(self, instance, ctx, params) -> SolveResult:
@@ -39,13 +41,14 @@ class HybridSolver:
         cold_blocks = [int(k) for k in inst.requested_blocks if not hot[k]]
         hot_holds = holds & hot[None, :]
         bc = plan_broadcast(inst, hot_holds, ctx.oracle,
-                            PlannerOptions(max_cluster=params["max_cluster"]), ctx=ctx)
+                            PlannerOptions(max_cluster=params["max_cluster"]), ctx=ctx,
+                            workers=params["workers"])
         # plan_broadcast visits every requested PB; the cold ones have no holder in hot_holds
         for k in cold_blocks:
             bc.undeliverable.pop(k, None)
         uc = plan_unicast(inst, holds, ctx.oracle,
                           PlannerOptions(max_cluster=params["unicast_cluster"], method=None),
-                          blocks=cold_blocks, ctx=ctx)
+                          blocks=cold_blocks, ctx=ctx, workers=params["workers"])
         out = DeliveryResult(units=bc.units + uc.units, migrations=bc.migrations + uc.migrations,
                              undeliverable={**bc.undeliverable, **uc.undeliverable},
                              qos_unmet={**bc.qos_unmet, **uc.qos_unmet},

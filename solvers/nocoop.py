@@ -36,6 +36,7 @@ from fgamcd_opt.planner import (
     plan_transmissions,
 )
 from fgamcd_opt.solver import SolveResult, SolveStatus
+from fgamcd_opt.workers import map_blocks
 
 
 class NoCoopSolver:
@@ -46,7 +47,9 @@ class NoCoopSolver:
               Param("concurrent", bool, False, "cells transmit a PB at the same time (the r-th "
                     "group of every cell in one slot)"),
               Param("grouping", bool, True, "split a cell's requesters into sequential groups "
-                    "(false: one broadcast per cell, the rule before grouping)"))
+                    "(false: one broadcast per cell, the rule before grouping)"),
+              Param("workers", int, 1, "processes planning the PBs' delivery (the same plan "
+                    "for any number)"))
 
     def solve(self, instance, ctx, params) -> SolveResult:
         inst = instance
@@ -55,48 +58,56 @@ class NoCoopSolver:
         opts = PlannerOptions(max_cluster=1, migration=False, method=params["beamforming"],
                               partition=params["grouping"],
                               split_zero_rate=params["grouping"])
+        # past the time limit: closed form and no partition search
+        quick = replace(opts, method="mrt", partition=False, split_zero_rate=False)
         out = DeliveryResult()
         missing: dict[int, list[int]] = {}
         qos: list[str] = []
-        blocks = inst.requested_blocks
-        hurried = skipped = 0
-        slot = 0
-        for i, k in enumerate(blocks):
-            k = int(k)
-            if ctx.step(i, len(blocks), "PB"):
-                if ctx.must_stop():  # out of time: the rest stays undelivered (partial plan)
-                    skipped = len(blocks) - i
-                    break
-                if opts.method != "mrt":
-                    # closed form and no partition search from here on
-                    opts = replace(opts, method="mrt", partition=False, split_zero_rate=False)
-                    hurried = len(blocks) - i
+        blocks = [int(k) for k in inst.requested_blocks]
+
+        def plan_one(k: int):
+            if ctx.must_stop():  # out of time: left undelivered (partial plan)
+                return False, None, None, [], []
+            hurried = opts.method != "mrt" and ctx.should_stop()
+            use = quick if hurried else opts
             req = inst.requesters(k)
             bd = BlockData(inst, k)
             rounds: list[list] = []
+            lacking, notes = [], []
             for n in np.unique(inst.users.node[req]):
                 n = int(n)
                 users = tuple(int(u) for u in req[inst.users.node[req] == n])
                 if not holds[n, k]:
-                    for u in users:
-                        missing.setdefault(u, []).append(k)
+                    lacking.extend(users)
                     continue
-                parts = plan_transmissions(inst, k, users, (n,), ctx.oracle, opts,
-                                           block_data=bd)
+                parts = plan_transmissions(inst, k, users, (n,), ctx.oracle, use, block_data=bd)
                 cell = DeliveryResult()
                 cell.note_qos(inst, k, parts, (n,), migration=False)
                 for us, why in cell.qos_unmet.values():
-                    qos.append(f"PB {inst.repository.blocks[k].id} at {inst.nodes.ids[n]}: "
-                               + ", ".join(inst.users.ids[u] for u in us) + f" ({why})")
+                    notes.append(f"PB {inst.repository.blocks[k].id} at {inst.nodes.ids[n]}: "
+                                 + ", ".join(inst.users.ids[u] for u in us) + f" ({why})")
                 for r, g in enumerate(parts):
                     while len(rounds) <= r:
                         rounds.append([])
                     rounds[r].append((g, len(parts)))
+            return hurried, use.method, rounds, lacking, notes
+
+        hurried = skipped = 0
+        slot = 0
+        results = map_blocks(plan_one, blocks, ctx.oracle, params["workers"], ctx)
+        for k, (late, method, rounds, lacking, notes) in zip(blocks, results, strict=True):
+            hurried += late
+            if rounds is None:
+                skipped += 1
+                continue
+            for u in lacking:
+                missing.setdefault(u, []).append(k)
+            qos.extend(notes)
             for r, groups in enumerate(rounds):
                 for g, n_parts in groups:
                     mode = "unicast" if n_parts > 1 and len(g.users) == 1 else "broadcast"
                     out.add(g, mode=mode, slot=slot + r if params["concurrent"] else None,
-                            beamforming=opts.method)
+                            beamforming=method)
             slot += max(len(rounds), 1)
         plan = Plan.from_holds(holds, units=out.units, solver=self.name)
         msg = ""
@@ -109,8 +120,7 @@ class NoCoopSolver:
         if qos:
             msg = "; ".join(filter(None, [msg, "QoS not met: " + "; ".join(qos)]))
         if hurried or skipped:
-            mrt = max(hurried - skipped, 0)  # PBs planned between the limit and the stop
-            msg = "; ".join(filter(None, [msg, f"time limit reached: {mrt} PB(s) "
+            msg = "; ".join(filter(None, [msg, f"time limit reached: {hurried} PB(s) "
                                           "beamformed with MRT (closed form), one group per "
                                           "cell" + (f", {skipped} PB(s) not planned (left "
                                                     "undelivered)" if skipped else "")]))

@@ -23,6 +23,8 @@ class TdmaSolver:
         Param("caching", str, "default", "caching rule", choices=("default", "trimcaching")),
         Param("max_cluster", int, 0, "most nodes in one unicast slot (0: no cap)"),
         Param("beamforming", str, "mrt", "unicast beams", choices=("mrt", "fast")),
+        Param("workers", int, 1, "processes planning the PBs' delivery (the same plan for "
+              "any number)"),
     )
 
     def solve(self, instance, ctx, params) -> SolveResult:
@@ -30,7 +32,8 @@ class TdmaSolver:
         holds = default_caching(inst, progress=ctx.progress) if params["caching"] == "default" \
             else trimcaching_placement(inst, progress=ctx.progress)
         out = plan_unicast(inst, holds, ctx.oracle, PlannerOptions(
-            max_cluster=params["max_cluster"], method=params["beamforming"]), ctx=ctx)
+            max_cluster=params["max_cluster"], method=params["beamforming"]), ctx=ctx,
+            workers=params["workers"])
         plan = Plan.from_holds(holds, migrations=out.migrations, units=out.units, solver=self.name)
         return SolveResult(plan, out.solve_status, out.message(inst))
 

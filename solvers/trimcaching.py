@@ -34,13 +34,16 @@ class TrimCachingSolver:
     params = (
         Param("max_cluster", int, 0, "most nodes in one broadcast (0: no cap)"),
         Param("migration", bool, True, "allow the planner to migrate PBs"),
+        Param("workers", int, 1, "processes planning the PBs' delivery (the same plan for "
+              "any number)"),
     )
 
     def solve(self, instance, ctx, params) -> SolveResult:
         inst = instance
         holds = trimcaching_placement(inst, progress=ctx.progress)
         out = plan_broadcast(inst, holds, ctx.oracle, PlannerOptions(
-            max_cluster=params["max_cluster"], migration=params["migration"]), ctx=ctx)
+            max_cluster=params["max_cluster"], migration=params["migration"]), ctx=ctx,
+            workers=params["workers"])
         plan = Plan.from_holds(holds, out.migrations, out.units, solver=self.name)
         return SolveResult(plan, out.solve_status, out.message(inst))
 

@@ -57,7 +57,7 @@ def scenario_instances(paper_default):
 
 DOCUMENTED_K = {"paper-default": 435, "paper-literal": 435, "llm-7b": 29 + 20 * 6,
                 "llm-13b": 36 + 20 * 7, "tiny": 38, "llm-7b-calibrated": 29 + 20 * 6,
-                "llm-13b-calibrated": 36 + 20 * 7}
+                "llm-13b-calibrated": 36 + 20 * 7, "metro": 435}
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

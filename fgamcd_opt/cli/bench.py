@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="BLAS/OpenMP threads per worker (default 1)")
     ap.add_argument("--inline", action="store_true", help="run in this process (debugging)")
     ap.add_argument("--no-report", action="store_true", help="do not render the report")
+    ap.add_argument("--no-oracle-store", action="store_true",
+                    help="do not share oracle results between cells through "
+                         "OUT/oracle-memo.sqlite")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--suite", help="run the benchmark suite (e.g. 'standard' or a suite TOML)")
     ap.add_argument("--solver", action="append", help="with --suite: a solver to rank (name or "
@@ -94,7 +97,8 @@ def run(args) -> int:
 
     ex = _executor(args)
     try:
-        counts = run_sweep(spec, out, ex, progress=not args.no_progress, command=command)
+        counts = run_sweep(spec, out, ex, progress=not args.no_progress, command=command,
+                           oracle_store=not args.no_oracle_store)
     except KeyboardInterrupt:
         print(f"interrupted; finished cells are in {out / 'store.jsonl'}; rerun the same "
               "command to resume", file=sys.stderr)

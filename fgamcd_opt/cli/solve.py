@@ -128,13 +128,30 @@ def cmd_solve(args) -> int:
               file=sys.stderr)
         return 2
     bar = _ProgressBar(args.progress or sys.stderr.isatty(), "loading")
+    store = executor = inst = None
     try:
         bar(0.0, f"reading {args.instance}")
         inst = load_instance(args.instance, allow_external_sidecar=args.allow_external_sidecar,
                              max_memory=args.max_memory)
         cls = registry.get_solver(args.solver)
         params = parse_assignments(args.param or [])
-        oracle = BeamformingOracle(args.beamforming)
+        if args.oracle_store:
+            from ..oracle.store import OracleStore
+
+            store = OracleStore(args.oracle_store, flush_every=0)
+        oracle = BeamformingOracle(args.beamforming, store=store)
+        if args.regions < 0 or (args.dask_workers is not None and args.dask_workers < 0):
+            raise FgamcdError("fgamcd-solve: --regions and --dask-workers must be >= 0")
+        if args.regions > 1:
+            import os
+
+            from ..experiments.executors import make_executor
+
+            workers = args.dask_workers if args.dask_workers is not None else min(
+                args.regions, os.cpu_count() or 1)
+            executor = (make_executor(scheduler=args.scheduler, dask_workers=workers)
+                        if args.scheduler or workers > 0 else None)
+            cls = _regions_solver(cls, args, executor)
         bar.restart(cls.name)
         run = run_solver(inst, cls, params, seed=args.seed, time_limit_s=args.time_limit,
                          oracle=oracle, debug=args.debug, progress=bar,
@@ -149,6 +166,17 @@ def cmd_solve(args) -> int:
             run = attach_bound(run, bound, info)
     finally:
         bar.close()
+        if executor is not None:
+            executor.close()
+        if store is not None:
+            # shared only when the instance came through the run unchanged
+            unchanged = inst is not None and \
+                type(inst).fingerprint.func(inst) == inst.fingerprint
+            if unchanged:
+                store.flush()
+            else:
+                store.discard()
+            store.close()
     rec = run.record
     print(f"solver {rec.solver} on {inst.name}: solver status {rec.solver_status}, "
           f"solve time {rec.solve_time_s:.2f} s, oracle calls {rec.oracle_calls} "
@@ -286,8 +314,49 @@ def _solve_args(p):
     p.add_argument("--progress", action="store_true",
                    help="show the progress bar even when stderr is not a terminal")
     p.add_argument("--list-solvers", action="store_true")
+    p.add_argument("--oracle-store", metavar="PATH", help="share oracle results with other "
+                   "runs through this SQLite file (read, and written after the run)")
+    p.add_argument("--regions", type=int, default=0, metavar="R",
+                   help="split the instance into R regions of nearby nodes, solve them in "
+                        "parallel on Dask and stitch the plans (docs/model.md section 12)")
+    p.add_argument("--halo-m", type=float, default=600.0,
+                   help="with --regions: nodes of other regions within this distance of a "
+                        "region's users join it as halo nodes (default 600 m)")
+    p.add_argument("--dask-workers", type=int, default=None, metavar="W",
+                   help="with --regions: a local Dask cluster of W processes (default: "
+                        "min(R, CPUs); 0: solve the regions in this process)")
+    p.add_argument("--scheduler", help="with --regions: the Dask scheduler tcp://HOST:PORT")
     _instance_input_args(p)
     _common(p)
+
+
+def _regions_solver(cls, args, executor):
+    """A solver that runs ``cls`` region by region (fgamcd_opt/regions.py) and returns the
+    stitched plan, so the runner times it and the evaluator scores it like any solve."""
+    from ..regions import solve_regions
+    from ..solver import SolveResult, SolveStatus
+
+    class Regions:
+        name = cls.name
+        description = f"{cls.description} (by regions)"
+        params = cls.params
+
+        def solve(self, instance, ctx, params):
+            left = ctx.time_left()
+            plan, info = solve_regions(instance, args.solver, params, args.regions, executor,
+                                       seed=ctx.seed, time_limit_s=left if left != float("inf")
+                                       else None, halo_m=args.halo_m, progress=ctx.progress)
+            statuses = [r["status"] for r in info["per_region"]]
+            status = (SolveStatus.ERROR if all(s == "error" for s in statuses) else
+                      SolveStatus.TIME_LIMIT if "time_limit" in statuses else
+                      SolveStatus.FEASIBLE)
+            # the regions' own oracles did the work: count their calls in this run's record
+            ctx.oracle.misses += info["oracle_calls"]
+            message = "; ".join(f"region {r['index']}: {r['message']}"
+                                for r in info["per_region"] if r["message"])
+            return SolveResult(plan, status, message, metadata={"regions": info})
+
+    return Regions
 
 
 def _eval_args(p):

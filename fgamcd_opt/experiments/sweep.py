@@ -28,6 +28,37 @@ VOLATILE = {"solve_time_s", "eval_time_s", "oracle_time_s", "wall_s", "worker", 
 _INSTANCES: OrderedDict = OrderedDict()
 _ORACLES: OrderedDict = OrderedDict()
 _SOLVERS: dict = {}
+_STORES: dict = {}
+ORACLE_STORE_NAME = "oracle-memo.sqlite"  # the sweep's shared oracle memo, in its folder
+
+
+def _oracle_store(path: str | None):
+    """This process's handle on the sweep's oracle store (oracle/store.py), or None. Written
+    only by :func:`run_cell`, after a run that may share its results (never automatically)."""
+    if not path:
+        return None
+    if path not in _STORES:
+        from ..oracle.store import OracleStore
+
+        _STORES[path] = OracleStore(path, flush_every=0)
+    return _STORES[path]
+
+
+def _share_results(oracle, inst, solver_ref: str) -> None:
+    """Write the run's new oracle results to the sweep's store when they can be trusted: a
+    built-in solver, and the instance unchanged by the run (its fingerprint recomputed, not
+    the cached one); else drop them (a plugin or an altered instance must not steer the
+    beams of later cells)."""
+    store = getattr(oracle, "store", None)
+    if store is None:
+        return
+    from .. import registry
+
+    unchanged = type(inst).fingerprint.func(inst) == inst.fingerprint
+    if unchanged and solver_ref in registry.BUILTIN_SOLVERS:
+        store.flush()
+    else:
+        store.discard()
 
 
 def _lru_get(cache: OrderedDict, key, make, size: int = 3):
@@ -120,12 +151,16 @@ def run_cell(cell: dict) -> dict:
         if ref not in _SOLVERS:
             _SOLVERS[ref] = registry.get_solver(ref)
         cls = _SOLVERS[ref]
+        store_path = cell.get("oracle_store")
         okey = (inst.fingerprint, cell["oracle"],
-                json.dumps(cell.get("oracle_options") or {}, sort_keys=True))
+                json.dumps(cell.get("oracle_options") or {}, sort_keys=True), store_path)
         oracle = _lru_get(_ORACLES, okey, lambda: BeamformingOracle(
-            cell["oracle"], **(cell.get("oracle_options") or {})))
-        run = run_solver(inst, cls, cell["solver_params"], seed=cell["instance_seed"],
-                         time_limit_s=cell["time_limit_s"], oracle=oracle)
+            cell["oracle"], store=_oracle_store(store_path), **(cell.get("oracle_options") or {})))
+        try:
+            run = run_solver(inst, cls, cell["solver_params"], seed=cell["instance_seed"],
+                             time_limit_s=cell["time_limit_s"], oracle=oracle)
+        finally:
+            _share_results(oracle, inst, ref)
         rec = normalise_record(run.record.to_dict())
         rec["solver_class"] = rec.pop("solver", None)
         rec["scenario_record"] = rec.pop("scenario", None)  # the cell's name stays 'scenario'
@@ -187,8 +222,10 @@ def open_store(spec: Spec, out_dir) -> Store:
 
 
 def run_sweep(spec: Spec, out_dir, executor, progress: bool = True, command: str = "",
-              retry_failed: bool = True) -> dict:
-    """Run the cells of ``spec`` not yet done in ``out_dir/store.jsonl``; returns counts."""
+              retry_failed: bool = True, oracle_store: bool = True) -> dict:
+    """Run the cells of ``spec`` not yet done in ``out_dir/store.jsonl``; returns counts.
+    ``oracle_store``: the cells share oracle results through ``out_dir/oracle-memo.sqlite``
+    (oracle/store.py; the results are the same, the subproblems are solved once)."""
     from tqdm import tqdm
 
     from ..jsonio import write_json_atomic
@@ -210,6 +247,9 @@ def run_sweep(spec: Spec, out_dir, executor, progress: bool = True, command: str
         latest = store.latest()
         todo = [c for c in cells if latest.get(c["cell"], {}).get("state") != "done"
                 and (retry_failed or c["cell"] not in latest)]
+        if oracle_store:
+            todo = [{**c, "oracle_store": str((out / ORACLE_STORE_NAME).resolve())}
+                    for c in todo]
         counts["cells"] = len(cells)
         counts["resumed_done"] = len(cells) - len(todo)
         bar = tqdm(total=len(cells), initial=counts["resumed_done"], desc=spec.name,

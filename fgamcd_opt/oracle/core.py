@@ -38,7 +38,7 @@ what other solvers sharing the oracle asked before.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
@@ -121,7 +121,7 @@ def normalised_problem(inst: Instance, k: int, nodes, users) -> BeamProblem:
 # Options each method accepts (passed through to it; ``sdr_budget`` is read by the oracle).
 METHOD_OPTIONS: dict[str, frozenset[str]] = {
     "fast": frozenset({"n_random_starts", "seed", "max_iterations", "race_iterations", "tol",
-                       "time_limit"}),
+                       "time_limit", "first_order", "first_order_users"}),
     "nonrobust": frozenset({"n_random_starts", "seed", "max_iterations", "race_iterations",
                             "tol", "time_limit"}),
     "sdr": frozenset({"mu", "mu_growth", "max_dc_iterations", "rank_tol", "solver",
@@ -168,7 +168,8 @@ class BeamformingOracle:
     ``sdr_budget`` = 'paper' (aggregate error budget N = all nodes, eq. 28) or 'participants'.
     """
 
-    def __init__(self, method: str = "fast", cache_size: int = 200_000, **options):
+    def __init__(self, method: str = "fast", cache_size: int = 200_000, store=None,
+                 **options):
         check_options(method, options)
         self.method = method
         self.options = options
@@ -180,8 +181,11 @@ class BeamformingOracle:
         self._answers = LRU(cache_size)
         self._known = LRU(min(KNOWN_GROUPS, cache_size))
         self._warm = LRU(min(KNOWN_GROUPS, cache_size))  # warm-started solves (pure)
+        # a persistent memo shared with other processes (oracle/store.py), or None
+        self.store = store
         self.hits = 0
         self.misses = 0
+        self.store_hits = 0
         self.solve_time_s = 0.0
         self.monotone_repairs = 0  # solves a known subset's beams improved (module docstring)
         # a time.monotonic() instant set by the runner during a time-limited solve (and by the
@@ -196,8 +200,14 @@ class BeamformingOracle:
         self._warm.clear()
 
     def solve(self, inst: Instance, k: int, nodes, users, method: str | None = None,
-              **options) -> BeamResult:
-        """Beams and exact worst-case rates for PB k from ``nodes`` to ``users``."""
+              warm: BeamResult | None = None, **options) -> BeamResult:
+        """Beams and exact worst-case rates for PB k from ``nodes`` to ``users``.
+
+        ``warm``: the result of the same users on a subset of ``nodes`` (the planner's cluster
+        before it grows): with method ``fast`` its beams, padded with zeros, start the SCA
+        next to one deterministic start instead of three (docs/model.md section 12). The result
+        is never below the warm start's min-rate; it is memoised under the warm beams' digest
+        (the same inputs, the same result). Ignored when it does not fit or is at rate 0."""
         method = method or self.method
         check_options(method, options)
         # the constructor's options belong to its default method; another method asked for by
@@ -205,24 +215,49 @@ class BeamformingOracle:
         opts = {**(self.options if method == self.method else {}), **options}
         nodes = tuple(int(n) for n in nodes)
         users = tuple(int(u) for u in users)
+        # a warm start at rate 0 would keep SCA where it is stuck: the cold starts are better
+        if warm is not None and not (method == "fast" and len(users) > 1 and
+                                     warm.users == users and set(warm.nodes) < set(nodes)
+                                     and warm.beams.shape[1:] == (inst.antennas,)
+                                     and warm.min_rate_bps > 0):
+            warm = None
         key = (inst.fingerprint, int(k), nodes, users, method, tuple(sorted(opts.items())))
+        if warm is not None:
+            key += (_digest(warm),)
         answer = self._answers.get(key)  # what this run got before: the same answer again
         if answer is not None:
             self.hits += 1
             return answer
         t0 = time.perf_counter()
         plain = self._cache.get(key)  # the plain solve, shared by every run of this oracle
+        skey = None
+        if plain is None and self.store is not None and nodes and users:
+            from .store import beam_fingerprint, store_key
+
+            skey = store_key(beam_fingerprint(inst), k, nodes, users, method,
+                             {**opts, "warm": key[6]} if warm is not None else opts)
+            got = self.store.get(skey, len(nodes), inst.antennas)
+            plain = _from_store(inst, int(k), nodes, users, method, *got) if got else None
+            if plain is not None:
+                self.store_hits += 1
+                self._cache.put(key, plain)
         if plain is not None:
             self.hits += 1
         else:
             self.misses += 1
-            plain, memo = self._plain(inst, int(k), nodes, users, method, opts)
+            plain, memo = self._plain(inst, int(k), nodes, users, method, opts, warm)
             if not memo:  # cut by the deadline: valid beams, neither memoised nor compared
                 plain.time_s = time.perf_counter() - t0
                 self.solve_time_s += plain.time_s
                 return plain
             plain.time_s = time.perf_counter() - t0
             self._cache.put(key, plain)
+            if skey is not None:
+                self.store.put(skey, plain.beams, {
+                    "status": plain.status.value, "qos_feasible": bool(plain.qos_feasible),
+                    "qos_infeasible_users": list(plain.qos_infeasible_users),
+                    "iterations": int(plain.iterations), "fallback_used": plain.fallback_used,
+                    "message": plain.message})
         result = plain
         if method in MONOTONE_METHODS:
             group = (inst.fingerprint, int(k), users, method, key[-1])
@@ -239,7 +274,8 @@ class BeamformingOracle:
         self._answers.clear()
         self._known.clear()
 
-    def _plain(self, inst, k, nodes, users, method, opts) -> tuple[BeamResult, bool]:
+    def _plain(self, inst, k, nodes, users, method, opts, warm=None
+               ) -> tuple[BeamResult, bool]:
         """A solve of this subproblem alone, and whether it may be memoised (not when the
         deadline cut it: then closed-form MRT past it, or the SCA stopped at it)."""
         if self.deadline is not None and method in MONOTONE_METHODS:
@@ -249,10 +285,11 @@ class BeamformingOracle:
                 result.message = "time limit passed: closed-form MRT beams"
                 return result, False
             if method in ("fast", "nonrobust") and "time_limit" not in opts:
-                result = self._solve(inst, k, nodes, users, method, {**opts, "time_limit": left})
+                result = self._solve(inst, k, nodes, users, method, {**opts, "time_limit": left},
+                                     warm=warm)
                 cut = result.status == OracleStatus.ITERATION_LIMIT and "time" in result.message
                 return result, not cut
-        return self._solve(inst, k, nodes, users, method, opts), True
+        return self._solve(inst, k, nodes, users, method, opts, warm=warm), True
 
     def _monotone(self, inst, k, nodes, users, method, opts, plain, group, key) -> BeamResult:
         """The better of the plain solve and what the best subset of ``nodes`` this run knows
@@ -303,10 +340,43 @@ class BeamformingOracle:
             message=f"beams of the subset {like.nodes} padded with zeros (better than the "
                     "solve from these nodes)")
 
+    def solve_many(self, inst: Instance, requests, method: str | None = None,
+                   **options) -> list[BeamResult]:
+        """Beams for several independent subproblems ``(k, nodes, users)``: the same results as
+        :meth:`solve` one by one. When the first-order method is active (``first_order`` 'on',
+        or 'auto' with a GPU; oracle/batch.py) the large groups among the misses are first
+        solved together, one kernel run per shape, for many PBs at once."""
+        method = method or self.method
+        opts = {**(self.options if method == self.method else {}), **options}
+        from .fast import _first_order_active
+
+        mode = opts.get("first_order", "auto")
+        if method == "fast" and _first_order_active(mode):
+            from .batch import precompute
+
+            size = int(opts.get("first_order_users", 16))
+            probs = []
+            for k, nodes, users in requests:
+                key = (inst.fingerprint, int(k), tuple(int(n) for n in nodes),
+                       tuple(int(u) for u in users), method, tuple(sorted(opts.items())))
+                if len(users) < size or len(nodes) == 0 or key in self._cache:
+                    continue
+                pr = normalised_problem(inst, k, nodes, users)
+                reach = (np.linalg.norm(pr.g, axis=2) > pr.rho * (1 + 1e-12)).any(axis=1)
+                if reach.any() and not reach.all():  # as _solve does: silenced nodes dropped
+                    pr = BeamProblem(pr.g[reach], pr.rho[reach], pr.snr_required)
+                if not pr.dead_users().size:
+                    probs.append(pr.reduce()[0])
+            if probs:
+                precompute(probs, device="auto" if mode == "auto" else None)
+        return [self.solve(inst, k, nodes, users, method, **options)
+                for k, nodes, users in requests]
+
     # ------------------------------------------------------------------------------------
-    def _solve(self, inst, k, nodes, users, method, opts, init=None) -> BeamResult:
+    def _solve(self, inst, k, nodes, users, method, opts, init=None, warm=None) -> BeamResult:
         """One solve; ``init`` (p, M) normalised beams: an extra starting point (fast and
-        nonrobust only)."""
+        nonrobust only); ``warm``: a subset's result (:meth:`solve`), padded with zeros, as the
+        start racing one deterministic start."""
         m = inst.antennas
         if not nodes or not users:
             return BeamResult(k, nodes, users, method, np.zeros((len(nodes), m), complex),
@@ -314,6 +384,17 @@ class BeamformingOracle:
                               zero_rate_users=users, message="no participating node"
                               if not nodes else "no user")
         problem = normalised_problem(inst, k, nodes, users)
+        if method == "fast" and len(users) > 1 and len(nodes) > 1:
+            reach = (np.linalg.norm(problem.g, axis=2) > problem.rho * (1 + 1e-12)).any(axis=1)
+            if reach.any() and not reach.all():
+                # nodes out of reach of every served user can only lower their worst-case
+                # amplitudes (fgamcd_opt/locality.py): silenced, the rest solved on its own
+                kept = tuple(n for n, r in zip(nodes, reach, strict=True) if r)
+                if warm is not None and not set(warm.nodes) < set(kept):
+                    warm = None
+                sub_init = None if init is None else init[reach]
+                return _silence(self._solve(inst, k, kept, users, method, opts, init=sub_init,
+                                            warm=warm), nodes, reach, problem, inst)
         budget = float(inst.n_nodes if opts.get("sdr_budget", "paper") == "paper"
                        else len(nodes))
         dead = problem.dead_users()
@@ -340,6 +421,12 @@ class BeamformingOracle:
                 solve_on = BeamProblem(problem.g, np.zeros_like(problem.rho),
                                        problem.snr_required)
             reduced, bases = solve_on.reduce()
+            if warm is not None and init is None:
+                # the warm beams, normalised, zero on the added nodes
+                init = np.zeros((len(nodes), inst.antennas), dtype=complex)
+                for i, n in enumerate(warm.nodes):
+                    init[nodes.index(n)] = warm.beams[i] / np.sqrt(inst.nodes.power_max_w[n])
+                opts = {**opts, "race_starts": 1}
             init_red = None if init is None else np.stack(
                 [q.conj().T @ x for q, x in zip(bases, init, strict=True)])
             out = _run_method(method, reduced, None, None, init_red, opts, budget)
@@ -396,6 +483,57 @@ class BeamformingOracle:
 def _rank(res: BeamResult) -> tuple[bool, float]:
     """How results of one subproblem compare: QoS met first, then the exact min rate."""
     return (bool(res.qos_feasible), float(res.min_rate_bps))
+
+
+def _from_store(inst: Instance, k: int, nodes: tuple, users: tuple, method: str,
+                beams: np.ndarray, meta: dict) -> BeamResult | None:
+    """A stored result checked and re-scored with this instance (oracle/store.py): None when
+    the beams break a power budget; rates, zero-rate users and the QoS verdict recomputed from
+    the beams (a stored verdict can only add users below QoS, never hide one)."""
+    power = inst.nodes.power_max_w[list(nodes)]
+    x = beams / np.sqrt(power)[:, None]
+    if np.any(np.linalg.norm(x, axis=1) > 1.0 + 1e-9):
+        return None
+    try:
+        status = OracleStatus(meta.get("status"))
+        told = {int(u) for u in meta.get("qos_infeasible_users", ())} & set(users)
+        iterations = int(meta.get("iterations", 0))
+    except (ValueError, TypeError):
+        return None
+    problem = normalised_problem(inst, k, nodes, users)
+    amp = problem.amplitude(x)
+    rates = rate_from_amplitude(amp, 1.0, inst.bandwidth_hz)
+    below = rates < inst.users.qos_bps[list(users)] * (1 - 1e-9)
+    users_arr = np.asarray(users)
+    bad = sorted(told | {int(u) for u in users_arr[below]})
+    return BeamResult(
+        block=k, nodes=nodes, users=users, method=method, beams=beams, rates_bps=rates,
+        status=status, qos_feasible=bool(meta.get("qos_feasible")) and not below.any(),
+        qos_infeasible_users=tuple(bad),
+        zero_rate_users=tuple(int(u) for u in users_arr[amp <= 0]),
+        power_w=np.sum(np.abs(beams) ** 2, axis=1), iterations=iterations,
+        fallback_used=bool(meta.get("fallback_used")), message=str(meta.get("message", "")))
+
+
+def _digest(result: BeamResult) -> str:
+    """A digest of a result's nodes and beams (the identity of a warm start)."""
+    import hashlib
+
+    h = hashlib.sha256(repr(result.nodes).encode())
+    h.update(np.ascontiguousarray(result.beams, dtype=complex).tobytes())
+    return h.hexdigest()[:24]
+
+
+def _silence(sub: BeamResult, nodes: tuple, reach: np.ndarray, problem: BeamProblem,
+             inst: Instance) -> BeamResult:
+    """``sub`` (solved on the nodes where ``reach``) as a result for all ``nodes``: zero beams
+    on the others, rates recomputed on the full problem (the same: a zero beam adds nothing)."""
+    beams = np.zeros((len(nodes), inst.antennas), dtype=complex)
+    beams[reach] = sub.beams
+    x = beams / np.sqrt(inst.nodes.power_max_w[list(nodes)])[:, None]
+    rates = rate_from_amplitude(problem.amplitude(x), 1.0, inst.bandwidth_hz)
+    return replace(sub, nodes=nodes, beams=beams, rates_bps=rates,
+                   power_w=np.sum(np.abs(beams) ** 2, axis=1))
 
 
 def _status_of(out: MethodOutput) -> tuple[OracleStatus, bool, str]:

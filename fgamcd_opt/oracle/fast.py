@@ -266,18 +266,35 @@ def solve_fast(
     race_iterations: int = 3,
     tol: float = 1e-4,
     time_limit: float | None = None,
+    first_order: str = "auto",
+    first_order_users: int = 16,
+    race_starts: int | None = None,
 ) -> MethodOutput:
     """Maximise min_u a_u(x)/t_u (t = ``weights``, default 1) subject to SNR floors and power.
 
     Returns the best SCA result over the starting points (plus ``init`` if given). Never raises:
     a solver error keeps the best valid iterate and reports NUMERICAL_FAILURE.
+
+    ``race_starts``: race only the first this many deterministic starts (besides ``init``; None:
+    all), the oracle's warm start (a subset's beams) racing the weighted MRT.
+
+    ``first_order``: 'on', 'off' or 'auto' (on when torch sees a CUDA GPU): groups of at least
+    ``first_order_users`` users (without SNR floors) are solved by the batched first-order
+    method (oracle/batch.py) from the same starts, then a few SCA steps; its point is checked
+    by the exact objective against the starts (never worse than the best of them), and an SCA
+    result at rate 0 is retried with it.
     """
     start_time = time.perf_counter()
     stop_at = None if time_limit is None else start_time + time_limit
     t = np.ones(problem.n_users) if weights is None else np.asarray(weights, dtype=float)
+    use_fo = _first_order_active(first_order)
+    if use_fo and floors is None and problem.n_users >= first_order_users:
+        out = _first_order(problem, t, init, first_order, race_iterations, tol)
+        if out is not None:
+            return out
     starts = ([init] if init is not None else []) + starting_points(
         problem, t, n_random=n_random_starts, seed=seed
-    )
+    )[:race_starts]
     template = _SocpTemplate(problem, t, floors)
     # Race: a few SCA steps from every start, then run only the most promising one to
     # convergence. Most of SCA's gain comes in its first steps, so the ranking is reliable.
@@ -310,9 +327,41 @@ def solve_fast(
         fallback = sca(problem, starts[0], t, None, max_iterations=max_iterations, tol=tol)[0]
         return MethodOutput(fallback, MethodStatus.INFEASIBLE, total_it,
                             "no start met the SNR floors", extra)
+    if use_fo and floors is None and best_obj <= 0:
+        # SCA ended with a user at rate 0: the first-order method may still reach everyone
+        out = _first_order(problem, t, init, first_order, race_iterations, tol)
+        if out is not None and _objective(problem, out.x, t) > best_obj:
+            return out
     errors = [s for s in statuses if s.startswith("error")]
     if errors and len(errors) == len(statuses):
         return MethodOutput(best_x, MethodStatus.NUMERICAL_FAILURE, total_it, errors[0], extra)
     if "time_limit" in statuses:
         return MethodOutput(best_x, MethodStatus.ITERATION_LIMIT, total_it, "time limit", extra)
     return MethodOutput(best_x, MethodStatus.CONVERGED, total_it, "sca", extra)
+
+
+def _first_order_active(mode: str) -> bool:
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"first_order must be 'auto', 'on' or 'off', not {mode!r}")
+    if mode == "auto":
+        from .batch import backend
+
+        return backend("auto").name == "torch"
+    return mode == "on"
+
+
+def _first_order(problem: BeamProblem, t: np.ndarray, init, mode: str, polish: int,
+                 tol: float) -> MethodOutput | None:
+    """The batched first-order method from the deterministic starts (and ``init``), then
+    ``polish`` SCA steps; None when its point is worse, by the exact objective, than the best
+    start (the caller then runs plain SCA)."""
+    from .batch import solve_first_order
+
+    (x, value), = solve_first_order([problem], [t], [init],
+                                    device="auto" if mode == "auto" else None)
+    starts = ([init] if init is not None else []) + starting_points(problem, t)
+    if value < max(_objective(problem, project_power(x0), t) for x0 in starts):
+        return None
+    x, obj, it, status = sca(problem, x, t, None, max_iterations=polish, tol=tol)
+    return MethodOutput(x, MethodStatus.CONVERGED, it, "first-order + sca",
+                        {"first_order_objective": value, "clarabel_status": status})

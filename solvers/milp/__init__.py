@@ -154,6 +154,14 @@ class MilpSolver:
         max_oracle = params["max_cluster_oracle"] or inst.n_nodes
         popts = PlannerOptions(max_cluster=max_oracle)
         filled = fill_caching(inst, holds)
+        everywhere = np.zeros_like(filled)
+        everywhere[:, inst.requested_blocks] = True
+        if ((everywhere * inst.repository.sizes[None, :]).sum(axis=1)
+                <= inst.nodes.storage_bytes).all():
+            # storage does not bind: every requested PB at every node (what replicate caches)
+            # lets the planner use any node without migration, which value-0 nodes of the fill
+            # can still change (the free-node broadcast of the partition search)
+            filled = everywhere | holds
         planner = DeliveryResult()
         planner_cluster: dict[int, tuple[int, ...]] = {}
         planner_delay = 0.0  # the oracle's delays of the planner's units (+ migrations)
