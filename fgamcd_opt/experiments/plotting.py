@@ -99,6 +99,22 @@ def plot_curves(data, metric: str, metric_label: str, x: str | None, panel: str 
     logy : True/False, or None to decide from the data (:func:`spans_decades`).
     paper : series name -> legend note, for the paper's method or its stand-in.
     """
+    import matplotlib.pyplot as plt
+
+    drawn = draw_curves(data, metric_label, x, panel, title, x_label, logy, footer, paper)
+    if drawn is None:
+        return None
+    fig, csv_rows = drawn
+    fig.savefig(path.with_suffix(".png"), dpi=110)
+    fig.savefig(path.with_suffix(".pdf"))
+    plt.close(fig)
+    return csv_rows
+
+
+def draw_curves(data, metric_label: str, x: str | None, panel: str | None, title: str,
+                x_label: str, logy: bool | None = None, footer: str = "",
+                paper: dict | None = None):
+    """(figure, CSV rows) of :func:`plot_curves`, not saved (None when there is nothing)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -218,10 +234,7 @@ def plot_curves(data, metric: str, metric_label: str, x: str | None, panel: str 
     fig.tight_layout(rect=(0, bottom, 1, top))
     if marks:
         _place_marks(fig, axs[0], marks, colour, top)
-    fig.savefig(path.with_suffix(".png"), dpi=110)
-    fig.savefig(path.with_suffix(".pdf"))
-    plt.close(fig)
-    return csv_rows
+    return fig, csv_rows
 
 
 def _agg(a: dict) -> dict:
