@@ -507,4 +507,5 @@ class CellPool:
                             pass
                         child.close()
             slot.sandbox = slot.host = None
+        self._sel.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
