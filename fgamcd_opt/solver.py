@@ -95,8 +95,8 @@ class SolveContext:
         return self.time_limit_s - (time.perf_counter() - self.started)
 
     def should_stop(self) -> bool:
-        """True once the time limit has passed or a stop was requested: return the best plan
-        so far with status ``time_limit``."""
+        """True once the time limit has passed, the oracle-call budget is spent or a stop was
+        requested: return the best plan so far with status ``time_limit``."""
         return self.stop_event.is_set() or self.time_left() <= 0 or (
             self.oracle_call_budget is not None
             and self.oracle_calls() >= self.oracle_call_budget)

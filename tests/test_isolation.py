@@ -148,7 +148,7 @@ def test_resume_completes_and_reuses_the_finished_runs(runs):
     assert last["ran"] == 1 and last["resumed_done"] == 2  # only the crasher ran again
     checks = json.loads((out / "conformance.json").read_text())
     assert not checks["crasher"]["ok"]
-    assert "died during the check (exit code 3)" in checks["crasher"]["failures"][0]
+    assert "the check's process died (exit code 3)" in checks["crasher"]["failures"][0]
     board = json.loads((out / "leaderboard.json").read_text())
     assert board["failed_checks"] == ["crasher"]
     assert [b["solver"] for b in board["board"]][-1] == "crasher"
@@ -295,3 +295,26 @@ def test_leaderboard_trusts_only_the_bound_solver_and_can_rank_by_oracle_calls()
     board, _ = leaderboard_rows(suite, rows, ["milp", "liar", "fast", "slow"],
                                 {"fast": {"ok": False, "failures": ["x"]}})
     assert board[-1]["solver"] == "fast" and board[-1]["reasons"] == ["conformance check FAIL"]
+
+
+def test_conformance_check_sees_an_instance_edited_behind_its_cached_fingerprint():
+    import importlib.util
+
+    from fgamcd_opt.testing import check_solver
+
+    spec = importlib.util.spec_from_file_location("hostile_solvers_t", HOSTILE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rep = check_solver(mod.Mutator)
+    assert any("modified the instance" in f for f in rep.failures), rep.failures
+
+
+def test_a_plugin_that_kills_its_importer_is_refused_in_one_line(tmp_path, capsys):
+    """fgamcd-bench never imports a plugin in its own process: the import that ends the process
+    happens in a child, and the command says so (exit 2)."""
+    (tmp_path / "boom.py").write_text("import os\nos._exit(3)\n")
+    rc = bench_main(["--suite", str(_suite(tmp_path)), "-o", str(tmp_path / "o"),
+                     "--no-progress", "--solver", f"{tmp_path / 'boom.py'}:Boom"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err
+    assert "importing the solver (in a process of its own): the process died (exit code 3)" in err

@@ -382,6 +382,7 @@ def _oracle_time(spec: Spec, store: Store, doc: Doc, out: Path, footer: str = ""
     from .. import registry
     from ..oracle import BeamformingOracle
     from ..runner import run_solver
+    from .isolation import is_builtin
 
     grid = [tuple(int(x) for x in g) for g in _opt(spec, "grid", [[6, 20]], list)]
     seeds = [int(s) for s in _opt(spec, "seeds", [0], list)]
@@ -389,6 +390,9 @@ def _oracle_time(spec: Spec, store: Store, doc: Doc, out: Path, footer: str = ""
     solver_name = _opt(spec, "planner_solver", "trimcaching", str)
     method = _opt(spec, "method", "fast", str)
     done = {r["cell"] for r in store.rows if r["state"] == "done"}
+    if not is_builtin(solver_name):  # this figure runs the solver in this process
+        raise SpecError(spec.path, "options.planner_solver", f"{solver_name!r} is not a built-in "
+                        "solver")
     cls = registry.get_solver(solver_name)
     for n_nodes, m in grid:
         for seed in seeds:

@@ -193,9 +193,12 @@ def run_builtin_cell(cell: dict, on_start=None) -> dict:
     started = time.time()
     row = base_row(cell)
     try:
+        ref = cell.get("solver_ref") or cell["solver"]
+        if not is_builtin(ref):  # a plugin's code never runs in a trusted process
+            raise ValueError(f"{ref} is not a built-in solver")
         inst = cell_instance(cell)
         oracle = cell_oracle(cell, inst)
-        cls = registry.get_solver(cell.get("solver_ref") or cell["solver"])
+        cls = registry.get_solver(ref)
         if on_start is not None:
             on_start()
         run = run_solver(inst, cls, cell["solver_params"], seed=cell["instance_seed"],
@@ -277,9 +280,7 @@ def score_plugin_cell(cell: dict, outcome: dict) -> dict:
     its result), or ``state`` + ``message`` when the sandbox was killed or died. The plan is
     scored against this process's pristine instance with the trusted evaluator; the plugin's
     bound is kept as a claim (``claimed_bound_s``), never as ``bound_s``."""
-    from ..params import resolve
     from ..plan_io import plan_from_dict
-    from ..registry import get_solver
     from ..runner import score_result
     from ..solver import SolveResult, SolveStatus
     from .sweep import instance_stats
@@ -308,11 +309,9 @@ def score_plugin_cell(cell: dict, outcome: dict) -> dict:
         if plan_problem:
             status, message = SolveStatus.ERROR, f"the plan is malformed: {_clip(plan_problem)}"
         result = SolveResult(plan, status, message, None, claim["metadata"])
-        try:  # its resolved parameters, from the trusted side
-            resolved = resolve(get_solver(cell.get("solver_ref") or cell["solver"]).params,
-                               cell["solver_params"])
-        except Exception:
-            resolved = claim["params"]
+        # its resolved parameters as the parent resolved them (this process never imports a
+        # plugin), else as the sandbox reported them
+        resolved = cell.get("resolved_params") or claim["params"]
         run = score_result(inst, cell["solver"], resolved, cell["instance_seed"], oracle,
                            cell["time_limit_s"], result, float(outcome["solve_time_s"]),
                            calls=claim["oracle_calls"], hits=claim["oracle_cache_hits"],
@@ -375,6 +374,48 @@ def _claims(data: dict) -> dict:
             "oracle_cache_hits")), "oracle_time_s": num("oracle_time_s"),
         "tampered": str(data.get("tampered") or ""),
     }
+
+
+# ---- describing a plugin (its name and declared parameters, as data) ----------------------
+PARAM_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple": tuple}
+
+
+def describe(ref: str) -> dict:
+    """The solver's name, description and declared parameters as JSON data (run in a child:
+    importing a plugin runs its code)."""
+    from .. import registry
+
+    try:
+        cls = registry.get_solver(ref)
+    except Exception as exc:
+        return {"error": str(exc)}
+    params = []
+    for p in cls.params:
+        tname = next((k for k, v in PARAM_TYPES.items() if p.type is v), None)
+        if tname is None:
+            return {"error": f"{ref}: parameter {p.name!r} has type {p.type!r} (expected one "
+                             f"of {', '.join(PARAM_TYPES)})"}
+        params.append({"name": p.name, "type": tname, "default": p.default, "help": p.help,
+                       "choices": list(p.choices) if p.choices is not None else None})
+    return {"name": str(cls.name), "description": str(getattr(cls, "description", "")),
+            "params": params}
+
+
+def params_from_description(info: dict) -> tuple:
+    """Param objects from :func:`describe`'s data (type-checked: it came from a plugin)."""
+    from ..params import Param
+
+    out = []
+    for d in info.get("params") or []:
+        if not isinstance(d, dict) or d.get("type") not in PARAM_TYPES or \
+                not isinstance(d.get("name"), str):
+            raise ValueError(f"a malformed parameter declaration: {str(d)[:200]}")
+        typ = PARAM_TYPES[d["type"]]
+        default = tuple(d["default"]) if typ is tuple and isinstance(d["default"], list) \
+            else d["default"]
+        choices = tuple(d["choices"]) if isinstance(d.get("choices"), list) else None
+        out.append(Param(d["name"], typ, default, str(d.get("help", "")), choices))
+    return tuple(out)
 
 
 # ---- the conformance check ----------------------------------------------------------------
@@ -454,6 +495,10 @@ def main(argv: list[str]) -> int:
                 sandbox_solve(req["cell"], req["result_path"],
                               on_start=lambda: ch.send({"event": "started"}))
                 ch.send({"event": "result"})
+                return 0
+            elif mode == "describe" and op == "describe":
+                ch.send({"event": "started"})
+                ch.send({"event": "report", "report": _jsonable(describe(req["ref"]))})
                 return 0
             elif mode == "check" and op == "check":
                 ch.send({"event": "started"})

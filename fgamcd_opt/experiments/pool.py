@@ -443,54 +443,62 @@ class CellPool:
             slot.result_path = ""
         self._emit(row)
 
-    # ---- conformance checks ---------------------------------------------------------------
+    # ---- one-shot children: conformance checks, plugin descriptions ----------------------
     def check(self, ref: str, time_limit_s: float | None, budget_s: float | None) -> dict:
         """The conformance check of one plugin in a process of its own; a crash or a run past
         ``budget_s`` is a FAIL that says so."""
         t0 = time.monotonic()
+        rep, problem = self.ask("check", {"op": "check", "ref": ref,
+                                          "time_limit_s": time_limit_s}, budget_s)
+        took = time.monotonic() - t0
+        if problem:
+            return {"ok": False, "failures": [f"the check's process {problem}"],
+                    "time_s": took}
+        return {"ok": bool(rep.get("ok")), "time_s": took,
+                "failures": [str(f) for f in rep.get("failures") or []][:20]}
+
+    def ask(self, mode: str, request: dict, budget_s: float | None) -> tuple[dict, str]:
+        """Start a one-shot child, send ``request`` and wait for its report: (report, '') or
+        ({}, what went wrong). ``budget_s`` counts from the child's start signal."""
+        t0 = time.monotonic()
         try:
-            child = Child("check", self.env)
+            child = Child(mode, self.env)
         except OSError as exc:
-            return {"ok": False, "failures": [f"could not start the check: {exc}"],
-                    "time_s": 0.0}
+            return {}, f"could not start its process ({exc})"
         try:
-            child.send({"op": "check", "ref": ref, "time_limit_s": time_limit_s})
+            child.send(request)
             sel = selectors.DefaultSelector()
             sel.register(child.rfd, selectors.EVENT_READ)
-            deadline = None
+            deadline = t0 + STARTUP_TIMEOUT_S
+            started = False
             while True:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     child.kill()
-                    return {"ok": False, "time_s": time.monotonic() - t0, "failures": [
-                        f"the check did not finish within {budget_s:g} s (killed)"]}
-                if not sel.select(timeout=1.0 if left is None else min(left, 1.0)):
-                    if deadline is None and time.monotonic() - t0 > STARTUP_TIMEOUT_S:
-                        child.kill()
-                        return {"ok": False, "time_s": time.monotonic() - t0,
-                                "failures": ["the check's process did not start"]}
+                    return {}, (f"ran past its budget of {budget_s:g} s (killed)" if started
+                                else f"did not start within {STARTUP_TIMEOUT_S:g} s (killed)")
+                if not sel.select(timeout=min(left, 1.0)):
                     continue
                 for msg in child.feed():
-                    if isinstance(msg, dict) and msg.get("event") == "started":
-                        deadline = time.monotonic() + budget_s if budget_s else None
+                    if isinstance(msg, dict) and msg.get("event") == "started" and not started:
+                        started = True
+                        deadline = time.monotonic() + budget_s if budget_s else float("inf")
                     elif isinstance(msg, dict) and msg.get("event") == "report" and \
                             isinstance(msg.get("report"), dict):
-                        rep = msg["report"]
                         child.close()
-                        return {"ok": bool(rep.get("ok")), "time_s": time.monotonic() - t0,
-                                "failures": [str(f) for f in rep.get("failures") or []][:20]}
+                        sel.close()
+                        return msg["report"], ""
                     else:
                         child.kill()
-                        return {"ok": False, "time_s": time.monotonic() - t0, "failures": [
-                            "the check's process broke the result protocol"]}
+                        return {}, "broke the result protocol"
                 if child.eof:
                     how = child.exit_text()
                     child.kill()
-                    return {"ok": False, "time_s": time.monotonic() - t0, "failures": [
-                        f"the solver's process died during the check ({how})"]}
+                    return {}, f"died ({how})"
         except KeyboardInterrupt:
             child.kill()
             raise
+
 
     # ---- shutting down --------------------------------------------------------------------
     def close(self, force: bool = False) -> None:
@@ -509,3 +517,46 @@ class CellPool:
             slot.sandbox = slot.host = None
         self._sel.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+_DESCRIBED: dict = {}
+
+
+def describe_solver(ref: str, timeout_s: float = 120.0):
+    """(name, description, params) of a solver without importing a plugin's code here: a
+    built-in is imported (trusted); a plugin is described by a child process. Raises
+    :class:`~fgamcd_opt.errors.SolverNotFound` with the reason when it cannot be loaded."""
+    from .. import registry
+    from ..errors import SolverNotFound
+    from .isolation import params_from_description
+    from .provenance import solver_code
+
+    if is_builtin(ref):
+        cls = registry.get_solver(ref)
+        return cls.name, cls.description, tuple(cls.params)
+    path = ref.rsplit(":", 1)[0]
+    if ":" in ref and (path.endswith(".py") or "/" in ref):
+        if not os.path.isfile(path):
+            raise SolverNotFound(f"{path}: solver file not found")
+    elif ref not in registry.plugin_entry_points():
+        registry.get_solver(ref)  # unknown: its error lists the known names (imports nothing)
+    key = (ref, json.dumps(solver_code(ref), sort_keys=True))
+    if key not in _DESCRIBED:
+        pool = CellPool(1)
+        try:
+            info, problem = pool.ask("describe", {"op": "describe", "ref": ref}, timeout_s)
+        finally:
+            pool.close()
+        if problem:
+            raise SolverNotFound(f"{ref}: importing the solver (in a process of its own): the "
+                                 f"process {problem}")
+        if info.get("error"):
+            raise SolverNotFound(str(info["error"]))
+        try:
+            params = params_from_description(info)
+        except ValueError as exc:
+            raise SolverNotFound(f"{ref}: {exc}") from None
+        if not isinstance(info.get("name"), str) or not info["name"]:
+            raise SolverNotFound(f"{ref}: the solver has no name")
+        _DESCRIBED[key] = (info["name"], str(info.get("description", "")), params)
+    return _DESCRIBED[key]

@@ -214,8 +214,7 @@ def run_suite(suite_name: str, solver_refs: list[str], out_dir, executor, check:
     ``.json``, the last with the ranking and the run states); returns the Markdown path."""
     from tqdm import tqdm
 
-    from .. import registry
-    from .pool import Interrupted
+    from .pool import Interrupted, describe_solver
     from .provenance import code_identity
     from .sweep import count_states, execute, plan_cells, with_solver_code, write_log
 
@@ -228,9 +227,9 @@ def run_suite(suite_name: str, solver_refs: list[str], out_dir, executor, check:
         if _is_file_ref(ref):
             # absolute, so child processes (any cwd) import the same file
             ref = f"{Path(ref.rsplit(':', 1)[0]).resolve()}:{ref.rsplit(':', 1)[1]}"
-        cls = registry.get_solver(ref)
-        label = cls.name if cls.name not in suite["builtins"] or ref == cls.name else \
-            f"{cls.name} (yours)"
+        cls_name = describe_solver(ref)[0]  # a plugin is imported in a child, never here
+        label = cls_name if cls_name not in suite["builtins"] or ref == cls_name else \
+            f"{cls_name} (yours)"
         if any(lab == label for lab, _ in user):
             label = f"{label} ({Path(ref.rsplit(':', 1)[0]).name})"
         user.append((label, ref))

@@ -84,16 +84,24 @@ def crash_row(cell: dict, exc: BaseException) -> dict:
 
 
 def with_solver_code(cells: list[dict]) -> list[dict]:
-    """Each cell gets the identity of its plugin's code (file hash or package version)."""
+    """A plugin's cells get the identity of its code (file hash or package version) and its
+    resolved parameters (from its declaration, read in a child process: the host that scores
+    its plans never imports it)."""
+    from ..params import resolve
+    from .isolation import is_builtin
+    from .pool import describe_solver
     from .provenance import solver_code
 
     codes: dict[str, dict | None] = {}
     for c in cells:
         ref = c.get("solver_ref") or c["solver"]
+        if is_builtin(ref):
+            continue
         if ref not in codes:
             codes[ref] = solver_code(ref)
-        if codes[ref]:
-            c["solver_code"] = codes[ref]
+        c["solver_code"] = codes[ref]
+        c["resolved_params"] = json.loads(json.dumps(resolve(
+            describe_solver(ref)[2], c["solver_params"]), default=list))
     return cells
 
 
@@ -192,14 +200,13 @@ def open_store(spec: Spec, out_dir, cells: list[dict] | None = None) -> Store:
 
 def resolved_params(spec: Spec) -> dict:
     """label -> the solver's parameters with its defaults filled in (solver axes vary)."""
-    from .. import registry
     from ..params import resolve
+    from .pool import describe_solver
 
     out = {}
     for e in spec.solvers:
         try:
-            cls = registry.get_solver(e.ref or e.name)
-            out[e.label] = resolve(cls.params, e.params)
+            out[e.label] = resolve(describe_solver(e.ref or e.name)[2], e.params)
         except Exception:  # the spec was validated; a plugin file may have changed since
             out[e.label] = dict(e.params)
     return json.loads(json.dumps(out, default=list))
