@@ -241,7 +241,7 @@ def test_builtins_run_on_a_frozen_instance_without_touching_it(name):
     from fgamcd_opt.registry import get_solver
     from fgamcd_opt.runner import run_solver
 
-    inst = freeze_instance(generate("tiny", seed=1, storage_gb=0.2))
+    inst = freeze_instance(generate("tiny", seed=1, storage_gb=0.2, n_users=4))
     fp = inst.fingerprint
     run = run_solver(inst, get_solver(name), seed=0)
     assert run.record.solver_status != "error", run.record.message
@@ -300,12 +300,13 @@ def test_leaderboard_trusts_only_the_bound_solver_and_can_rank_by_oracle_calls()
 def test_conformance_check_sees_an_instance_edited_behind_its_cached_fingerprint():
     import importlib.util
 
+    from fgamcd_opt.generators import generate
     from fgamcd_opt.testing import check_solver
 
     spec = importlib.util.spec_from_file_location("hostile_solvers_t", HOSTILE)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    rep = check_solver(mod.Mutator)
+    rep = check_solver(mod.Mutator, instances=[generate("tiny", seed=0, n_users=3)])
     assert any("modified the instance" in f for f in rep.failures), rep.failures
 
 
