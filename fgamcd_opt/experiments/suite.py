@@ -10,9 +10,9 @@ time limit plus the grace. Only the suite's ``bound_solver`` (a built-in) suppli
 lower bound. Score of a solver on an instance: its total delay over that bound (1.0 would be
 provably optimal). Ranking: qualified solvers first (a conformance FAIL, a tampered run or a
 crashed run disqualifies, and the board says why), then fewest runs without a comparable plan
-(failed, killed, incomplete, structurally infeasible), then the geometric mean of the ratio,
-then total solve time (or total oracle calls: ``rank_by = "oracle_calls"``, which a loaded
-machine does not change).
+(failed, killed, incomplete, structurally infeasible), then fewest runs over the time limit,
+then the geometric mean of the ratio, then total solve time (or total oracle calls,
+``rank_by = "oracle_calls"``, which a loaded machine does not change).
 """
 
 from __future__ import annotations
@@ -393,7 +393,7 @@ def leaderboard_rows(suite: dict, rows: list[dict], labels: list[str],
         board.append(e)
     tie = "oracle_calls" if rank_by == "oracle_calls" else "solve_s"
     board.sort(key=lambda b: (bool(b["reasons"]), b["not_scored"] + b["incomplete"],
-                              b["not_scored"],
+                              b["not_scored"], b["over_limit"] + b["over_budget"],
                               b["gmean_ratio"] if b["gmean_ratio"] is not None else math.inf,
                               b[tie]))
     return board, facts
@@ -466,14 +466,15 @@ def write_leaderboard(suite, src, rows, solvers, out: Path, conformance: dict, e
                "delay / certified bound (geo. mean)", "best on", "solve s", "oracle calls"],
               trs,
               "Qualified solvers first; then fewest runs without a comparable plan (failed, "
-              "killed, incomplete or structurally infeasible); then the geometric mean of total "
-              "delay over the certified lower bound (1.0 = provably optimal); then "
-              f"{tie}. Disqualified (conformance FAIL, tampering, a crashed run) below, with "
+              "killed, incomplete or structurally infeasible); then fewest runs over the limit; "
+              "then the geometric mean of total delay over the certified lower bound (1.0 = "
+              f"provably optimal); then {tie}. Disqualified (conformance FAIL, tampering, a crashed run) below, with "
               "the reason. 'Claims contradicted': the solver said optimal or feasible and the "
               "evaluator found a structural violation, or unserved users its message does not "
               "mention. 'Over the limit': runs killed, or finished past the time limit within "
-              "the grace (shown, not ranked). Oracle calls of a plugin are counted in its own "
-              "process.")
+              "the grace (or past the oracle-call budget): among solvers with as many "
+              "comparable plans, fewer such runs rank first. Oracle calls of a plugin are "
+              "counted in its own process.")
     doc.h(2, "Per instance: total delay in s (ratio to the bound), the evaluator's verdict")
     trs = [[b["solver"]] + [_cell_text(b["per"][n]) for n in names] for b in board]
     if bound_solver:
