@@ -469,9 +469,9 @@ def write_leaderboard(suite, src, rows, solvers, out: Path, conformance: dict, e
               "killed, incomplete or structurally infeasible); then fewest runs over the limit; "
               "then the geometric mean of total delay over the certified lower bound (1.0 = "
               f"provably optimal); then {tie}. Disqualified (conformance FAIL, tampering, a "
-              "crashed run) below, with the reason. 'Claims contradicted': the solver said optimal or feasible and the "
-              "evaluator found a structural violation, or unserved users its message does not "
-              "mention. 'Over the limit': runs killed, or finished past the time limit within "
+              "crashed run) below, with the reason. 'Claims contradicted': the solver said "
+              "optimal or feasible and the evaluator found a structural violation, or unserved "
+              "users its message does not mention. 'Over the limit': runs killed, or finished past the time limit within "
               "the grace (or past the oracle-call budget): among solvers with as many "
               "comparable plans, fewer such runs rank first. Oracle calls of a plugin are "
               "counted in its own process.")
