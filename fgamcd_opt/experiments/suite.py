@@ -471,10 +471,10 @@ def write_leaderboard(suite, src, rows, solvers, out: Path, conformance: dict, e
               f"provably optimal); then {tie}. Disqualified (conformance FAIL, tampering, a "
               "crashed run) below, with the reason. 'Claims contradicted': the solver said "
               "optimal or feasible and the evaluator found a structural violation, or unserved "
-              "users its message does not mention. 'Over the limit': runs killed, or finished past the time limit within "
-              "the grace (or past the oracle-call budget): among solvers with as many "
-              "comparable plans, fewer such runs rank first. Oracle calls of a plugin are "
-              "counted in its own process.")
+              "users its message does not mention. 'Over the limit': runs killed, or finished "
+              "past the time limit within the grace (or past the oracle-call budget): among "
+              "solvers with as many comparable plans, fewer such runs rank first. Oracle calls "
+              "of a plugin are counted in its own process.")
     doc.h(2, "Per instance: total delay in s (ratio to the bound), the evaluator's verdict")
     trs = [[b["solver"]] + [_cell_text(b["per"][n]) for n in names] for b in board]
     if bound_solver:
