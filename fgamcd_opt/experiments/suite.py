@@ -240,7 +240,8 @@ def run_suite(suite_name: str, solver_refs: list[str], out_dir, executor, check:
                   meta={"suite": src, "code": code_identity(),
                         "cells": sorted(c["cell"] for c in cells),
                         "solvers": {lab: ref if not _is_file_ref(ref) else
-                                    _solver_identity(ref) for lab, ref in solvers}})
+                                    _solver_identity(ref) for lab, ref in solvers},
+                        "solvers_resolved": _resolved(suite, solvers)})
     counts = {"cells": len(cells), "resumed_done": 0, "ran": 0}
     interrupted: list[dict] = []
     try:
@@ -275,6 +276,16 @@ def run_suite(suite_name: str, solver_refs: list[str], out_dir, executor, check:
     return write_leaderboard(suite, src, rows, solvers, out, conformance, elapsed, command,
                              counts["ran"], executor.description, ignored,
                              getattr(executor, "grace", None))
+
+
+def _resolved(suite: dict, solvers: list[tuple[str, str]]) -> dict:
+    """label -> the solver's parameters with its defaults filled in."""
+    from ..params import resolve
+    from .pool import describe_solver
+
+    out = {lab: resolve(describe_solver(ref)[2], suite.get("builtin_params", {}).get(ref, {}))
+           for lab, ref in solvers}
+    return json.loads(json.dumps(out, default=list))
 
 
 # ---- the leaderboard ----------------------------------------------------------------------
