@@ -71,7 +71,10 @@ def exit_text(code: int | None) -> str:
 
 
 class Child:
-    """A child process of :mod:`.isolation` (own process group) and its JSON-lines pipes."""
+    """A child process of :mod:`.isolation` and its JSON-lines pipes. It leads a process group
+    of its own (so a kill reaches whatever it started) but stays in this session: with Linux
+    autogroup scheduling a new session would get a CPU share of its own, and the suite would
+    take more than its share of a shared machine."""
 
     def __init__(self, mode: str, env: dict[str, str]):
         req_r, req_w = os.pipe()
@@ -80,7 +83,7 @@ class Child:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "fgamcd_opt.experiments.isolation", mode, str(req_r),
                  str(res_w)], pass_fds=(req_r, res_w), stdin=subprocess.DEVNULL,
-                start_new_session=True, env=env)
+                process_group=0, env=env)
         except BaseException:
             for fd in (req_r, req_w, res_r, res_w):
                 os.close(fd)
