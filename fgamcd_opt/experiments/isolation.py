@@ -138,6 +138,28 @@ def cell_oracle(cell: dict, inst):
     return oracle
 
 
+def export_memo(cell: dict, path: str) -> int:
+    """Write the oracle memo this process holds for the cell's instance to ``path`` (pickle, read
+    only by the sandboxes of the same pool), so that a plugin run after the built-ins of its
+    instance starts from the memo they left, as a built-in run after them does (its results are
+    the same either way: the oracle is deterministic; only its time changes). Returns the number
+    of entries."""
+    import pickle
+
+    key = _instance_key(cell)
+    inst = _INSTANCES.get(key)
+    if inst is None:
+        return 0
+    opts = cell.get("oracle_options") or {}
+    oracle = _ORACLES.get((inst.fingerprint, cell["oracle"], json.dumps(opts, sort_keys=True)))
+    if oracle is None:
+        return 0
+    entries = oracle.memo_entries(inst.fingerprint)
+    with open(path, "wb") as fh:
+        pickle.dump(entries, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return len(entries)
+
+
 def forget_instance(cell: dict, inst) -> None:
     """Drop a tampered instance and every oracle memo of it."""
     _INSTANCES.pop(_instance_key(cell), None)
@@ -225,9 +247,10 @@ def _budget_kw(cell: dict) -> dict:
 
 
 # ---- plugin runs: the sandbox side --------------------------------------------------------
-def sandbox_solve(cell: dict, result_path: str, on_start) -> None:
+def sandbox_solve(cell: dict, result_path: str, on_start, memo_path: str = "") -> None:
     """Run a plugin cell on this process's own copy of the instance and write its plan and
-    claims to ``result_path`` (JSON). Runs in the sandbox process."""
+    claims to ``result_path`` (JSON). Runs in the sandbox process; ``memo_path``: the host's
+    oracle memo for the instance (:func:`export_memo`), loaded before the clock starts."""
     from .. import registry
     from ..oracle import BeamformingOracle
     from ..plan_io import plan_to_dict
@@ -236,6 +259,11 @@ def sandbox_solve(cell: dict, result_path: str, on_start) -> None:
     inst = cell_instance(cell)
     fingerprint = inst.fingerprint
     oracle = BeamformingOracle(cell["oracle"], **(cell.get("oracle_options") or {}))
+    if memo_path and os.path.isfile(memo_path):
+        import pickle
+
+        with open(memo_path, "rb") as fh:  # written by the trusted host of this pool
+            oracle.preload(pickle.load(fh))
     # the shared modules a plugin uses are loaded before its clock starts, as in a host
     from .. import caching, planner  # noqa: F401
     on_start()
@@ -487,13 +515,16 @@ def main(argv: list[str]) -> int:
             if mode == "host" and op == "run":
                 row = run_builtin_cell(req["cell"], on_start=lambda: ch.send(
                     {"event": "started"}))
+                if req.get("export_memo"):  # the instance's last built-in: its memo for plugins
+                    export_memo(req["cell"], req["export_memo"])
                 ch.send({"event": "row", "row": _jsonable(row)})
             elif mode == "host" and op == "score":
                 ch.send({"event": "row", "row": _jsonable(score_plugin_cell(
                     req["cell"], req["outcome"]))})
             elif mode == "sandbox" and op == "solve":
                 sandbox_solve(req["cell"], req["result_path"],
-                              on_start=lambda: ch.send({"event": "started"}))
+                              on_start=lambda: ch.send({"event": "started"}),
+                              memo_path=req.get("memo_path", ""))
                 ch.send({"event": "result"})
                 return 0
             elif mode == "describe" and op == "describe":

@@ -16,6 +16,7 @@ Rows are handed to ``emit`` one by one as cells finish (the caller appends them 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import selectors
@@ -37,6 +38,12 @@ from .isolation import (
 )
 
 MAX_LINE_BYTES = 64 * 2**20  # a child's message larger than this is a protocol violation
+
+
+def instance_key(cell: dict) -> str:
+    """The instance (and oracle) a cell runs on: cells with equal keys share a memo."""
+    return json.dumps([cell["scenario"], cell["generator_params"], cell["instance_seed"],
+                       cell["oracle"], cell.get("oracle_options")], sort_keys=True)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -179,7 +186,12 @@ class _InProcessHost:
 
         if req.get("op") == "run":
             self.pending.append({"event": "started"})
-            self.pending.append({"event": "row", "row": run_builtin_cell(req["cell"])})
+            row = run_builtin_cell(req["cell"])
+            if req.get("export_memo"):
+                from .isolation import export_memo
+
+                export_memo(req["cell"], req["export_memo"])
+            self.pending.append({"event": "row", "row": row})
         elif req.get("op") == "score":
             self.pending.append({"event": "row", "row": score_plugin_cell(req["cell"],
                                                                           req["outcome"])})
@@ -225,6 +237,7 @@ class CellPool:
         self._sel = selectors.DefaultSelector()
         self._emit: Callable[[dict], None] = lambda row: None
         self._seq = 0
+        self._builtins_left: dict[str, int] = {}
 
     # ---- children -------------------------------------------------------------------------
     def _spawn(self, slot: _Slot, mode: str) -> Child:
@@ -253,14 +266,24 @@ class CellPool:
         :class:`Interrupted` on Ctrl-C or SIGTERM, or when ``stop()`` turns true (checked about
         once a second), after killing every child."""
         self._emit = emit
-        queue = deque(t for t in tasks if t)
+        queue = [t for t in tasks if t]
+        # a plugin cell waits for the built-in cells of its instance (to start from their memo)
+        self._builtins_left = {}
+        for t in queue:
+            for c in t:
+                if is_builtin(c.get("solver_ref") or c["solver"]):
+                    k = instance_key(c)
+                    self._builtins_left[k] = self._builtins_left.get(k, 0) + 1
         try:
             while queue or any(s.busy for s in self.slots):
                 if stop is not None and stop():
                     raise KeyboardInterrupt
                 for slot in self.slots:
                     if not slot.busy and queue:
-                        slot.cells = deque(queue.popleft())
+                        ready = next((t for t in queue if self._ready(t)), None)
+                        if ready is not None:
+                            queue.remove(ready)
+                            slot.cells = deque(ready)
                     if slot.cell is None and slot.cells:
                         self._start(slot)
                 self._poll_inline()
@@ -272,6 +295,18 @@ class CellPool:
             self.close(force=True)
             raise Interrupted(running) from None
 
+    def _ready(self, task: list[dict]) -> bool:
+        """A task can start: built-in cells always; a plugin cell once no built-in cell of its
+        instance is queued or running (the built-ins are queued first, so this never waits for
+        a cell that cannot start)."""
+        c = task[0]
+        return is_builtin(c.get("solver_ref") or c["solver"]) or \
+            not self._builtins_left.get(instance_key(c))
+
+    def _memo_path(self, cell: dict) -> str:
+        digest = hashlib.sha256(instance_key(cell).encode()).hexdigest()[:16]
+        return os.path.join(self.tmp, f"memo-{digest}.pickle")
+
     def _start(self, slot: _Slot) -> None:
         cell = slot.cells.popleft()
         slot.cell = cell
@@ -282,7 +317,10 @@ class CellPool:
             if is_builtin(ref):
                 slot.phase = "run"
                 slot.deadline = now + STARTUP_TIMEOUT_S
-                if not self._host(slot).send({"op": "run", "cell": cell}):
+                req = {"op": "run", "cell": cell}
+                if self._builtins_left.get(instance_key(cell)) == 1:
+                    req["export_memo"] = self._memo_path(cell)  # its instance's last built-in
+                if not self._host(slot).send(req):
                     self._host_died(slot)
             else:
                 slot.phase = "solve"
@@ -290,8 +328,8 @@ class CellPool:
                 self._seq += 1
                 slot.result_path = os.path.join(self.tmp, f"result-{self._seq}.json")
                 slot.sandbox = self._spawn(slot, "sandbox")
-                slot.sandbox.send({"op": "solve", "cell": cell,
-                                   "result_path": slot.result_path})
+                slot.sandbox.send({"op": "solve", "cell": cell, "result_path": slot.result_path,
+                                   "memo_path": self._memo_path(cell)})
         except OSError as exc:  # could not start a process (fork limits, no memory)
             self._finish(slot, self._row(cell, "failed", f"could not start its process: "
                                                         f"{exc}"))
@@ -434,6 +472,10 @@ class CellPool:
         return row
 
     def _finish(self, slot: _Slot, row: dict) -> None:
+        cell = slot.cell
+        if cell is not None and is_builtin(cell.get("solver_ref") or cell["solver"]):
+            k = instance_key(cell)
+            self._builtins_left[k] = max(0, self._builtins_left.get(k, 0) - 1)
         slot.cell = None
         slot.phase = ""
         slot.deadline = None

@@ -59,8 +59,10 @@ def instance_stats(inst) -> dict:
 
 def tasks_of(cells: list[dict]) -> list[list[dict]]:
     """The pool's tasks: the built-in cells of one instance together (they share its generated
-    instance and oracle memo in one host), each plugin cell alone (its own sandbox)."""
+    instance and oracle memo in one host), then each plugin cell alone (a sandbox of its own,
+    started from the memo its instance's built-ins left)."""
     from .isolation import is_builtin
+    from .pool import instance_key
 
     groups: dict[str, list[dict]] = {}
     alone: list[list[dict]] = []
@@ -68,9 +70,7 @@ def tasks_of(cells: list[dict]) -> list[list[dict]]:
         if not is_builtin(c.get("solver_ref") or c["solver"]):
             alone.append([c])
             continue
-        key = json.dumps([c["scenario"], c["generator_params"], c["instance_seed"],
-                          c["oracle"], c.get("oracle_options")], sort_keys=True)
-        groups.setdefault(key, []).append(c)
+        groups.setdefault(instance_key(c), []).append(c)
     return list(groups.values()) + alone
 
 
