@@ -176,6 +176,11 @@ class Instance:
             extra += hashlib.sha256(np.ascontiguousarray(self.backhaul.array).tobytes()).digest()
         return hashlib.sha256(blob + extra).hexdigest()[:16]
 
+    def fresh_fingerprint(self) -> str:
+        """:attr:`fingerprint` recomputed from the current data (the attribute is cached, so it
+        would not see a change made after it was first read)."""
+        return type(self).__dict__["fingerprint"].func(self)
+
     def to_dict(self, with_fingerprints: bool = True) -> dict:
         """The JSON form (schema v1; docs/model.md section 1). Sidecar arrays are not included:
         :func:`fgamcd_opt.instance_io.save_instance` writes them. Lives here, not in

@@ -34,6 +34,10 @@ class LRU:
     def clear(self) -> None:
         self._data.clear()
 
+    def items(self) -> list:
+        """(key, value) pairs, least recently used first (a snapshot)."""
+        return list(self._data.items())
+
     def __contains__(self, key: Hashable) -> bool:
         return key in self._data
 

@@ -107,7 +107,8 @@ def run_solver(inst: Instance, solver_cls, params: dict | None = None, seed: int
                time_limit_s: float | None = None, oracle: BeamformingOracle | None = None,
                debug: bool = False, bound_s: float | None = None,
                progress: ProgressCallback | None = None,
-               certificate_time_s: float = 0.0) -> Run:
+               certificate_time_s: float = 0.0,
+               oracle_call_budget: int | None = None) -> Run:
     """Run one solver on one instance and score its plan.
 
     bound_s : a certified lower bound on the delay computed outside the solver (e.g. the
@@ -119,12 +120,14 @@ def run_solver(inst: Instance, solver_cls, params: dict | None = None, seed: int
     certificate_time_s : budget for the group bounds of the per-PB beam certificates the
         record's metadata gets under ``pb_certificates`` (certificate.block_certificates; 0:
         per-user bounds only, closed form).
+    oracle_call_budget : a deterministic budget: ``ctx.should_stop()`` turns true after this
+        many oracle calls of the run (``SolveContext.oracle_call_budget``).
     """
     resolved = resolve(solver_cls.params, params, owner=f"solver {solver_cls.name}")
     oracle = oracle or default_oracle()
     calls0, hits0, otime0 = oracle.misses + oracle.hits, oracle.hits, oracle.solve_time_s
     ctx = SolveContext(oracle=oracle, seed=seed, time_limit_s=time_limit_s,
-                       progress_callback=progress)
+                       progress_callback=progress, oracle_call_budget=oracle_call_budget)
     t0 = time.perf_counter()
     oracle.begin_run()  # this run's answers depend on its own questions only
     before = oracle.deadline
@@ -197,6 +200,27 @@ def attach_bound(run: Run, bound_s: float | None, info: dict | None = None) -> R
         metadata["bound_warning"] = note
     rec = replace(rec, bound_s=bound_s, bound_source="external", gap=gap, metadata=metadata)
     return Run(rec, run.result, run.evaluation)
+
+
+def score_result(inst: Instance, solver_name: str, resolved: dict, seed: int,
+                 oracle: BeamformingOracle, time_limit_s: float | None, result: SolveResult,
+                 solve_time_s: float, calls: int = 0, hits: int = 0,
+                 oracle_time_s: float = 0.0) -> Run:
+    """Score a :class:`SolveResult` made elsewhere and write its run record: a plugin run in a
+    process of its own (``fgamcd_opt.experiments.isolation``) hands over its plan and claims as
+    data, and its time and oracle counts as measured outside. The evaluator scores the plan on
+    ``inst`` here, as :func:`run_solver` does for a run in this process."""
+    evaluation = None
+    if result.plan is not None:
+        try:
+            evaluation = evaluate(inst, result.plan, oracle)
+        except Exception as exc:  # a malformed plan object is the solver's failure
+            result = SolveResult(None, SolveStatus.ERROR, f"the plan could not be evaluated: "
+                                 f"{type(exc).__name__}: {exc}", metadata=result.metadata)
+    record = _record(inst, solver_name, resolved, seed, oracle, time_limit_s, result,
+                     evaluation, None, solve_time_s, calls=calls, hits=hits,
+                     oracle_time=oracle_time_s)
+    return Run(record, result, evaluation)
 
 
 def gap_to_bound(ev: Evaluation | None, bound: float | None) -> tuple[float | None, str]:

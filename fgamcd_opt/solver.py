@@ -71,6 +71,9 @@ class SolveContext:
     time_limit_s : wall-clock budget of ``solve`` (None: none); poll :meth:`should_stop`.
     progress_callback : receives (fraction done in [0, 1], message); the CLI draws a bar.
     stop_event : set by the caller (e.g. Ctrl-C in a sweep) to ask the solver to stop early.
+    oracle_call_budget : a deterministic budget (None: none): :meth:`should_stop` turns true
+        once the run has made this many oracle calls (memo hits included), so where a solver
+        stops does not depend on how loaded the machine is.
     """
 
     oracle: BeamformingOracle = field(default_factory=default_oracle)
@@ -79,6 +82,15 @@ class SolveContext:
     started: float = field(default_factory=time.perf_counter)
     progress_callback: ProgressCallback | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
+    oracle_call_budget: int | None = None
+    _calls0: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self):
+        self._calls0 = self.oracle.hits + self.oracle.misses
+
+    def oracle_calls(self) -> int:
+        """Oracle calls of this run so far (memo hits included)."""
+        return self.oracle.hits + self.oracle.misses - self._calls0
 
     def rng(self, *stream: int) -> np.random.Generator:
         """A generator derived from the run seed (and an optional stream id)."""
@@ -90,10 +102,12 @@ class SolveContext:
         return self.time_limit_s - (time.perf_counter() - self.started)
 
     def should_stop(self) -> bool:
-        """True once the time limit has passed or a stop was requested: return the best plan
-        so far with status ``time_limit`` (quick fallbacks for what is left are fine for
-        ``FALLBACK_S`` more seconds, see :meth:`must_stop`)."""
-        return self.stop_event.is_set() or self.time_left() <= 0
+        """True once the time limit has passed, the oracle-call budget is spent or a stop was
+        requested: return the best plan so far with status ``time_limit`` (quick fallbacks for
+        what is left are fine for ``FALLBACK_S`` more seconds, see :meth:`must_stop`)."""
+        return self.stop_event.is_set() or self.time_left() <= 0 or (
+            self.oracle_call_budget is not None
+            and self.oracle_calls() >= self.oracle_call_budget)
 
     def must_stop(self) -> bool:
         """True ``FALLBACK_S`` seconds after the time limit (or once a stop was requested):

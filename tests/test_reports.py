@@ -134,3 +134,88 @@ def test_oracle_level_figures_on_tiny(tmp_path):
         floor = [w / qq for w, qq in zip(r["worst_case_bps"], q, strict=True)]
         assert min(r["rate_over_qos"]) >= min(floor) * (1 - 1e-9)
     assert "robust" in cdf
+    # the robust vs non-robust difference in a figure of its own, with its provenance
+    assert (tmp_path / "cdf" / "figures" / "cdf-worstcase.png").stat().st_size > 0
+    wc = (tmp_path / "cdf" / "figures" / "cdf-worstcase.csv").read_text().splitlines()
+    assert wc[0].startswith("error_c,method,users,users_below_qos_worst_case_pct")
+    assert {ln.split(",")[1] for ln in wc[1:]} == {"fast", "nonrobust"}
+
+
+# ---- figures: provenance, the paper's method, markers, scales -------------------------------
+def _agg(mean, n=2, inc=0):
+    return {"n": n, "mean": mean, "lo": None if mean == math.inf else mean,
+            "hi": None if mean == math.inf else mean, "incomplete": inc}
+
+
+def test_incomplete_markers_never_overlap():
+    """Six series incomplete at four close x values (fig18's 12-30 GB, regime's panels): every
+    k/n label and every triangle gets its own place."""
+    from fgamcd_opt.experiments.plotting import draw_curves
+
+    xs = [12.0, 16.0, 20.0, 30.0, 125.0]
+    series = {f"s{i}": {x: (_agg(math.inf, 2, 2) if x <= 30 - 4 * i else _agg(2.0 + i / 10))
+                        for x in xs} for i in range(6)}
+    for panels in ({None: series}, {20: series, 40: series}):
+        fig, _ = draw_curves(panels, "delay (s)", "storage_gb", "n_users" if len(panels) > 1
+                             else None, "t", "C_n (GB)", footer="spec t (hash abc)")
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            labels = [t.get_window_extent(renderer) for t in ax.texts
+                      if t.get_gid() == "incomplete-label"]
+            marks = [ln.get_window_extent(renderer) for ln in ax.lines
+                     if ln.get_gid() == "incomplete-marker"]
+            assert len(labels) == len(marks) == sum(1 for i in range(6) for x in xs
+                                                    if x <= 30 - 4 * i)
+            for group in (labels, marks):
+                for i, a in enumerate(group):
+                    for b in group[i + 1:]:
+                        assert not a.overlaps(b), (a, b)
+            top = ax.get_window_extent(renderer).y1
+            assert all(b.y0 >= top for b in labels + marks)  # above the plot, not on data
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
+def test_scales_true_positions_paper_style_and_footer():
+    import matplotlib.pyplot as plt
+
+    from fgamcd_opt.experiments.plotting import draw_curves
+
+    data = {None: {"milp": {0.0: _agg(1.38), 0.087: _agg(1.35), 0.3341: _agg(1.25)},
+                   "coarse": {0.0: _agg(1.38), 0.087: _agg(1.38), 0.3341: _agg(1.38)}}}
+    fig, _ = draw_curves(data, "delay (s)", "reuse_ratio", None, "t", "reuse",
+                         footer="spec fig13 (hash e955ea5da916eed5)  |  command: fgamcd-bench x",
+                         paper={"milp": "stand-in for MAASN-DA"})
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "linear" and ax.get_yscale() == "linear"
+    lines = {ln.get_label(): ln for ln in ax.lines}
+    ours = lines["milp (stand-in for MAASN-DA)"]
+    # no point is shifted: x = 0 stays at 0 (fig13 drew one at a negative reuse ratio)
+    assert list(ours.get_xdata()) == [0.0, 0.087, 0.3341]
+    assert list(lines["coarse"].get_xdata()) == [0.0, 0.087, 0.3341]
+    assert ours.get_color() == "black" and ours.get_linewidth() > lines["coarse"].get_linewidth()
+    assert ours.get_marker() == "*"
+    texts = " ".join(t.get_text() for t in fig.texts)
+    assert "hash e955ea5da916eed5" in texts and "command: fgamcd-bench x" in texts
+    plt.close(fig)
+    # C_n from 12 to 375 GB and solve times over decades: logarithmic axes
+    data = {None: {"maasn": {12.0: _agg(0.5), 375.0: _agg(40.0)},
+                   "nocoop": {12.0: _agg(0.01), 375.0: _agg(0.02)}}}
+    fig, _ = draw_curves(data, "solve time (s)", "storage_gb", None, "t", "C_n",
+                         paper={"maasn": "MAASN-DA, the paper's method"})
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert "maasn (MAASN-DA, the paper's method)" in [ln.get_label() for ln in ax.lines]
+    plt.close(fig)
+
+
+def test_paper_series_names_the_method_or_its_stand_in():
+    from fgamcd_opt.experiments.reporting import paper_series
+
+    rows = [{"solver_label": "milp", "solver_class": "milp", "point": {"x": 1}},
+            {"solver_label": "maasn-ft", "solver_class": "maasn", "point": {"x": 1}},
+            {"solver_label": "hybrid-2", "solver_class": "hybrid", "point": {"x": 1}}]
+    got = paper_series(rows, ["x"], "x", None, {"paper": {"ours": "milp"}})
+    assert got == {"milp": "stand-in for MAASN-DA",
+                   "maasn-ft": "MAASN-DA, the paper's method"}

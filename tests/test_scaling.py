@@ -310,24 +310,28 @@ def test_store_entries_are_checked_never_trusted(tmp_path):
     assert set(np.asarray(got[2].users)[below]) <= set(got[2].qos_infeasible_users)
 
 
-def test_sweep_cells_share_the_store_only_after_trusted_runs(tmp_path):
-    from fgamcd_opt.experiments import sweep
+def test_sweep_cells_share_the_store_only_after_trusted_runs(tmp_path, monkeypatch):
+    """Built-in cells (trusted hosts, experiments/isolation.py) write their oracle results to
+    the sweep's store after a run that left the instance unchanged, and drop them otherwise;
+    plugin sandboxes never open the store."""
+    import inspect
+
+    from fgamcd_opt.experiments import isolation
     from fgamcd_opt.oracle.store import OracleStore
 
-    inst = generate("tiny", seed=5)
-    path = tmp_path / "memo.sqlite"
-    o = BeamformingOracle(store=OracleStore(path, flush_every=0))
-    o.solve(inst, *_queries(inst, 1)[0])
-    sweep._share_results(o, inst, "path/to/plugin.py:Mine")  # a plugin: dropped
-    assert len(OracleStore(path)) == 0
-    o.solve(inst, *_queries(inst, 2)[1])
-    inst.users.noise_w[0] *= 2  # the run altered its instance: dropped
-    sweep._share_results(o, inst, "hybrid")
-    assert len(OracleStore(path)) == 0
-    inst.users.noise_w[0] /= 2
-    o.solve(inst, *_queries(inst, 3)[2])
-    sweep._share_results(o, inst, "hybrid")
-    assert len(OracleStore(path)) == 1
+    path = str(tmp_path / "memo.sqlite")
+    cell = {"cell": "c0", "spec": "t", "point": {}, "solver_point": {}, "replicate": 0,
+            "instance_seed": 5, "solver_label": "hybrid", "solver": "hybrid",
+            "scenario": "tiny", "generator_params": {}, "solver_params": {},
+            "time_limit_s": None, "oracle": "fast", "oracle_options": {},
+            "oracle_store": path}
+    monkeypatch.setattr(isolation, "tamper_reason", lambda *a: "instance modified")
+    row = isolation.run_builtin_cell(cell)
+    assert row["state"] == "tampered" and len(OracleStore(path)) == 0  # dropped
+    monkeypatch.undo()
+    row = isolation.run_builtin_cell({**cell, "instance_seed": 6})
+    assert row["state"] == "done" and len(OracleStore(path)) > 0  # shared
+    assert "store" not in inspect.getsource(isolation.sandbox_solve)
 
 
 # ---- regions --------------------------------------------------------------------------------

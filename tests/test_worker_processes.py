@@ -53,14 +53,14 @@ print("READY", flush=True)
 for _ in range(2):  # a second one while the first is killed with its parent
     milp.solve_milp(data, inst.n_blocks)
 """,
-    # the sweep's local executor (spawned workers)
+    # the sweep's isolated cell processes (experiments/pool.py: hosts and sandboxes), each
+    # leading its own process group; the parent keeps their pipes open while it sleeps
     "sweep": """
-import time
-from fgamcd_opt.experiments.executors import LocalExecutor
-ex = LocalExecutor(workers=2)
+import os, time
+from fgamcd_opt.experiments.pool import Child
+kids = [Child("host", dict(os.environ)) for _ in range(2)]
 print("READY", flush=True)
-for _ in ex.map_unordered(time.sleep, [120, 120], lambda item, exc: None):
-    pass
+time.sleep(120)
 """,
 }
 

@@ -16,14 +16,20 @@ def main(argv=None) -> int:
     ap.add_argument("--title", help="page title (default: the spec's)")
     ap.add_argument("--compare", metavar="OTHER",
                     help="instead: check that OTHER (a store of the same spec, e.g. from another "
-                    "executor) has the same rows, timings aside; exit 1 if not")
+                    "executor or other code) has the same rows, timings and code identity "
+                    "aside; exit 1 if not")
+    ap.add_argument("--rtol", type=float, default=1e-9,
+                    help="with --compare: numbers are equal when |a - b| <= RTOL max(|a|, |b|) "
+                    "(default 1e-9; 0 for exact)")
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args(argv)
     try:
         if args.compare:
             from ..experiments.sweep import compare_stores
 
-            res = compare_stores(args.store, args.compare)
+            if not args.rtol >= 0:
+                raise FgamcdError("fgamcd-report: --rtol must be >= 0")
+            res = compare_stores(args.store, args.compare, args.rtol)
             same = res["same_spec"] and not res["differing"] and \
                 res["cells_a"] == res["cells_b"] == res["common"]
             print(f"{args.store} vs {args.compare}: {res['common']} common cells "
@@ -31,7 +37,8 @@ def main(argv=None) -> int:
                   + ("" if res["same_spec"] else "; DIFFERENT specs"))
             for cell, fields in list(res["differing"].items())[:10]:
                 print(f"  cell {cell}: {', '.join(fields)}")
-            print("same rows (timings aside)" if same else "rows differ")
+            print(f"same rows (timings aside, numbers within rtol {args.rtol:g})" if same
+                  else f"rows differ (numbers compared with rtol {args.rtol:g})")
             return 0 if same else 1
         from ..experiments.reporting import build_report
 

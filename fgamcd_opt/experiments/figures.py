@@ -14,6 +14,7 @@ import json
 import time
 from pathlib import Path
 
+from .plotting import add_footer, footer_lines
 from .reporting import Doc
 from .spec import Spec, SpecError, spec_summary
 from .store import Store, export_csv
@@ -39,7 +40,7 @@ def run_figure(spec: Spec, out_dir, command: str = "") -> Path:
             doc.p(spec.description)
         fn = {"rate-cdf": _rate_cdf, "beampattern": _beampattern,
               "oracle-time": _oracle_time}[spec.kind]
-        fn(spec, store, doc, out)
+        fn(spec, store, doc, out, figure_footer(spec, command))
         rows = list(store.latest().values())
         export_csv(rows, out / "results.csv")
     finally:
@@ -65,6 +66,17 @@ def run_figure(spec: Spec, out_dir, command: str = "") -> Path:
     (out / "index.md").write_text(doc.markdown())
     (out / "index.html").write_text(doc.html(spec.title))
     return out / "index.md"
+
+
+def figure_footer(spec: Spec, command: str) -> str:
+    """The provenance printed on each figure of these kinds (as on sweep figures)."""
+    from .provenance import code_identity, code_text
+
+    seed = spec.options.get("seed", spec.base_seed)
+    return "  |  ".join(b for b in (
+        f"spec {spec.name} (hash {spec.hash})", f"size {spec.size or '-'}",
+        f"seed {seed}", f"parameters {json.dumps(spec.params)}", code_text(code_identity()),
+        f"command: {command}" if command else "") if b)
 
 
 def _instance(spec: Spec, seed: int, **extra):
@@ -96,7 +108,7 @@ def _multicast_cases(inst, max_cases: int, cluster: int, max_group: int = 10**9)
 
 
 # ---- Fig. 15 -------------------------------------------------------------------------------
-def _rate_cdf(spec: Spec, store: Store, doc: Doc, out: Path) -> None:
+def _rate_cdf(spec: Spec, store: Store, doc: Doc, out: Path, footer: str = "") -> None:
     """options: error_c (list), draws (200), seed, cases (PBs), cluster (nodes per PB),
     error_draw ('ball': uniform in the ellipsoid, or 'surface': on its boundary)."""
     import numpy as np
@@ -194,15 +206,21 @@ def _rate_cdf(spec: Spec, store: Store, doc: Doc, out: Path) -> None:
     import textwrap
 
     ax.set_title(textwrap.fill(f"{spec.title}: {draws} error draws per PB", 70), fontsize=9)
-    fig.tight_layout()
+    add_footer(fig, footer, width=110)
+    fig.tight_layout(rect=(0, 0.03 * footer_lines(footer, 110), 1, 1))
     path = out / "figures" / f"{spec.name}-cdf"
     fig.savefig(path.with_suffix(".png"), dpi=110)
     fig.savefig(path.with_suffix(".pdf"))
     plt.close(fig)
     path.with_suffix(".csv").write_text("\n".join(csv_lines) + "\n")
-    doc.h(2, "Figure")
+    doc.h(2, "Figures")
     doc.img(path.with_suffix(".png"), "CDF of rate / Q_u over channel-error draws",
             f"figures/{path.name}.png")
+    wc_path = _worst_case_figure(spec, rows, cs, out, footer)
+    if wc_path is not None:
+        doc.img(wc_path.with_suffix(".png"), "The worst case over the whole error ellipsoid: "
+                "share of users below Q_u and the CDF of worst-case rate / Q_u",
+                f"figures/{wc_path.name}.png")
     excluded = sum(1 for r in rows if r.get("excluded"))
     doc.table(["c", "beams", "PBs", "(user, draw) samples", "draws below QoS", "min rate/Q",
                "median rate/Q", "exact worst-case rate/Q (min)", "users whose worst case < Q",
@@ -214,8 +232,69 @@ def _rate_cdf(spec: Spec, store: Store, doc: Doc, out: Path) -> None:
               "out of every participant's reach left out.")
 
 
+def _worst_case_figure(spec: Spec, rows: list[dict], cs: list, out: Path,
+                       footer: str) -> Path | None:
+    """What robustness buys, per error size c: the share of users whose exact worst-case rate
+    (the oracle's closed form over the whole ellipsoid) is below Q_u, robust vs non-robust
+    beams, and the CDF of worst-case rate / Q_u over users."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = {"fast": "robust (fast oracle)", "nonrobust": "non-robust"}
+    share: dict = {}
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.4))
+    csv = ["error_c,method,users,users_below_qos_worst_case_pct,min_worst_case_over_qos"]
+    for i, c in enumerate(cs):
+        for method in ("fast", "nonrobust"):
+            sel = [r for r in rows if r["error_c"] == float(c) and r["method"] == method
+                   and not r.get("excluded")]
+            if not sel:
+                continue
+            wc = np.concatenate([np.asarray(r["worst_case_bps"]) / np.asarray(r["qos_bps"])
+                                 for r in sel])
+            share[(c, method)] = 100.0 * float(np.mean(wc < 1 - 1e-9))
+            csv.append(f"{c:g},{method},{wc.size},{share[(c, method)]:.4f},{wc.min():.6g}")
+            xs = np.sort(wc)
+            ax2.step(xs, np.arange(1, xs.size + 1) / xs.size, where="post",
+                     color=plt.get_cmap("tab10")(i), ls="-" if method == "fast" else "--",
+                     lw=2.0 if method == "fast" else 1.4, label=f"{names[method]}, c = {c:g}")
+    if not share:
+        plt.close(fig)
+        return None
+    width = 0.38
+    for j, method in enumerate(("fast", "nonrobust")):
+        vals = [share.get((c, method), 0.0) for c in cs]
+        bars = ax1.bar(np.arange(len(cs)) + (j - 0.5) * width, vals, width,
+                       color="#1f77b4" if method == "fast" else "#d62728",
+                       hatch="" if method == "fast" else "//", label=names[method])
+        ax1.bar_label(bars, fmt="%.1f%%", fontsize=7)
+    ax1.set_xticks(np.arange(len(cs)))
+    ax1.set_xticklabels([f"c = {c:g}" for c in cs])
+    ax1.set_ylabel("users whose worst-case rate < Q_u (%)")
+    ax1.set_ylim(0, max(5.0, 1.15 * max(share.values())))
+    ax1.legend(fontsize=8)
+    ax1.grid(alpha=0.3, axis="y")
+    ax2.axvline(1.0, color="k", lw=0.8, ls=":")
+    ax2.set_xlabel("exact worst-case rate / Q_u (per user)")
+    ax2.set_ylabel("CDF over users")
+    ax2.legend(fontsize=7)
+    ax2.grid(alpha=0.3)
+    fig.suptitle(f"{spec.title}: the worst case over the error ellipsoid", fontsize=9)
+    add_footer(fig, footer, width=150)
+    fig.tight_layout(rect=(0, 0.03 * footer_lines(footer, 150), 1, 0.95))
+    path = out / "figures" / f"{spec.name}-worstcase"
+    fig.savefig(path.with_suffix(".png"), dpi=110)
+    fig.savefig(path.with_suffix(".pdf"))
+    plt.close(fig)
+    path.with_suffix(".csv").write_text("\n".join(csv) + "\n")
+    return path
+
+
 # ---- Fig. 16 -------------------------------------------------------------------------------
-def _beampattern(spec: Spec, store: Store, doc: Doc, out: Path) -> None:
+def _beampattern(spec: Spec, store: Store, doc: Doc, out: Path, footer: str = "") -> None:
     """options: seed, cases (PBs), cluster (nodes per PB), points (angles)."""
     import matplotlib
     import numpy as np
@@ -272,7 +351,8 @@ def _beampattern(spec: Spec, store: Store, doc: Doc, out: Path) -> None:
     axs[0][0].set_ylabel("|a(theta)^H w_n|^2 (dB, per node peak)")
     fig.suptitle(f"{spec.title}\n(vertical lines: served users' directions; solid = the "
                  "node's own cell, dotted = a neighbour's)", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    add_footer(fig, footer, width=150)
+    fig.tight_layout(rect=(0, 0.03 * footer_lines(footer, 150), 1, 0.9))
     path = out / "figures" / f"{spec.name}-beams"
     fig.savefig(path.with_suffix(".png"), dpi=110)
     fig.savefig(path.with_suffix(".pdf"))
@@ -294,7 +374,7 @@ def _beampattern(spec: Spec, store: Store, doc: Doc, out: Path) -> None:
 PAPER_TABLE3 = {(6, 20): (0.6501, 3.4136), (6, 60): (3.0884, 60.321), (12, 60): (8.3760, 366.083)}
 
 
-def _oracle_time(spec: Spec, store: Store, doc: Doc, out: Path) -> None:
+def _oracle_time(spec: Spec, store: Store, doc: Doc, out: Path, footer: str = "") -> None:
     """options: grid ([[N, M], ...]), seeds (list), cases (PBs per instance), planner_solver
     (the solver whose delivery units give the clusters, default trimcaching), method."""
     import numpy as np
@@ -302,6 +382,7 @@ def _oracle_time(spec: Spec, store: Store, doc: Doc, out: Path) -> None:
     from .. import registry
     from ..oracle import BeamformingOracle
     from ..runner import run_solver
+    from .isolation import is_builtin
 
     grid = [tuple(int(x) for x in g) for g in _opt(spec, "grid", [[6, 20]], list)]
     seeds = [int(s) for s in _opt(spec, "seeds", [0], list)]
@@ -309,6 +390,9 @@ def _oracle_time(spec: Spec, store: Store, doc: Doc, out: Path) -> None:
     solver_name = _opt(spec, "planner_solver", "trimcaching", str)
     method = _opt(spec, "method", "fast", str)
     done = {r["cell"] for r in store.rows if r["state"] == "done"}
+    if not is_builtin(solver_name):  # this figure runs the solver in this process
+        raise SpecError(spec.path, "options.planner_solver", f"{solver_name!r} is not a built-in "
+                        "solver")
     cls = registry.get_solver(solver_name)
     for n_nodes, m in grid:
         for seed in seeds:

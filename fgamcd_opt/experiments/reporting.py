@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from .store import export_csv, read_store
+from .store import export_csv
 
 INF = math.inf
 METRIC_LABEL = {
@@ -173,11 +173,23 @@ def instance_key(row: dict) -> str:
     return json.dumps([row.get("point"), row.get("replicate")], sort_keys=True)
 
 
+def trusted_bound(row: dict) -> bool:
+    """A bound a report may use: one a built-in solver computed (a plugin's is a claim)."""
+    from ..registry import BUILTIN_SOLVERS
+
+    origin = row.get("solver_origin")
+    if origin is not None:
+        return origin == "builtin"
+    return row.get("solver") in BUILTIN_SOLVERS  # rows written before origins were recorded
+
+
 def attach_gap(rows: list[dict]) -> None:
-    """gap_pct = 100 (T - B) / B with B the best certified bound any solver reported on that
-    instance (grid point and replicate); inf if the plan is incomplete."""
+    """gap_pct = 100 (T - B) / B with B the best certified bound a built-in solver reported on
+    that instance (grid point and replicate); inf if the plan is incomplete."""
     best: dict[str, float] = {}
     for r in rows:
+        if not trusted_bound(r):
+            continue
         b = r.get("bound_s")
         if b is not None and b > 0:
             k = instance_key(r)
@@ -254,125 +266,16 @@ def reductions(rows: list[dict], labels: list[str]) -> dict:
 
 # ---- figures -------------------------------------------------------------------------------
 def _plot(data, metric: str, x: str | None, panel: str | None, path: Path, title: str,
-          x_label: str, logy: bool = False) -> bool:
-    import matplotlib
+          x_label: str, logy: bool | None = None, footer: str = "",
+          paper: dict | None = None) -> bool:
+    """Draw one figure (:func:`.plotting.plot_curves`) and the CSV it is drawn from."""
+    from .plotting import plot_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = sorted(data, key=lambda v: _sort_key(json.loads(v)) if isinstance(v, str)
-                    and v.startswith("[") else _sort_key(v) if v is not None else (0,))
-    if not any(a["n"] for ser in data.values() for d in ser.values() for a in d.values()):
+    rows = plot_curves(data, metric, METRIC_LABEL.get(metric, metric), x, panel, path, title,
+                       x_label, logy, footer, paper)
+    if rows is None:
         return False
-    fig, axs = plt.subplots(1, len(panels), figsize=(6.4 * len(panels) ** 0.75 + 0.5, 4.4),
-                            squeeze=False, sharey=True)
-    series_all = sorted({s for ser in data.values() for s in ser})
-    cmap = plt.get_cmap("tab10")
-    colour = {s: cmap(i % 10) for i, s in enumerate(series_all)}
-    markers = "osDvP*Xh<>p"  # "^" is reserved for incomplete points
-    any_inf = False
-    csv_rows = []
-    tops = []  # incomplete markers go on the top edge once every panel is drawn (shared y)
-    for ax, pv in zip(axs[0], panels, strict=True):
-        ser = data[pv]
-        refs = {s: d[None] for s, d in ser.items() if x is not None and set(d) == {None}}
-        ser = {s: d for s, d in ser.items() if s not in refs}
-        for j, (s, a) in enumerate(sorted(refs.items())):
-            # a solver without the swept (solver) parameter: one value, drawn across the axis
-            csv_rows.append({"panel": pv, "series": s, "x": "all", "n": a["n"],
-                             "mean": a["mean"], "lo": a["lo"], "hi": a["hi"],
-                             "incomplete": a["incomplete"]})
-            if a["mean"] is not None and not math.isinf(a["mean"]):
-                ax.axhline(a["mean"], color=colour[s], ls=(0, (4, 2)), lw=1.4,
-                           label=f"{s} (does not vary)")
-                if a["hi"] != a["lo"]:
-                    ax.axhspan(a["lo"], a["hi"], color=colour[s], alpha=0.08, lw=0)
-            elif a["mean"] is not None:
-                ax.annotate(f"{s}: incomplete in {a['incomplete']}/{a['n']} (infinite delay)",
-                            (0.01, 0.98 - 0.05 * j), xycoords="axes fraction", fontsize=7,
-                            va="top", color=colour[s])
-        xs_all = sorted({xv for d in ser.values() for xv in d},
-                        key=lambda v: _sort_key(json.loads(v)) if isinstance(v, str)
-                        and v.startswith("[") else _sort_key(v) if v is not None else (0,))
-        categorical = x is None or any(isinstance(v, str) for v in xs_all)
-        pos = {xv: (i if categorical else (xv if xv is not None else 0))
-               for i, xv in enumerate(xs_all)}
-        top = []
-        for i, s in enumerate(sorted(ser)):
-            d = ser[s]
-            xs = [xv for xv in xs_all if xv in d and d[xv]["n"]]
-            for xv in xs:
-                a = d[xv]
-                csv_rows.append({"panel": pv, "series": s, "x": xv, "n": a["n"],
-                                 "mean": a["mean"], "lo": a["lo"], "hi": a["hi"],
-                                 "incomplete": a["incomplete"]})
-            fin = [xv for xv in xs if d[xv]["mean"] is not None and not math.isinf(d[xv]["mean"])]
-            px = [pos[xv] for xv in fin]
-            # spread series sideways a little so coincident points and markers stay visible
-            span = 1.0 if categorical else (max(pos.values()) - min(pos.values()) or 1.0)
-            off = (i - (len(ser) - 1) / 2) * 0.012 * span
-            ax.plot([p + off for p in px], [d[xv]["mean"] for xv in fin],
-                    marker=markers[i % len(markers)], color=colour[s], label=s, lw=1.6, ms=5)
-            if len(fin) > 1:
-                ax.fill_between([p + off for p in px], [d[xv]["lo"] for xv in fin],
-                                [d[xv]["hi"] for xv in fin],
-                                color=colour[s], alpha=0.15, lw=0)
-            elif len(fin) == 1 and d[fin[0]]["hi"] != d[fin[0]]["lo"]:
-                ax.errorbar([px[0] + off], [d[fin[0]]["mean"]],
-                            yerr=[[d[fin[0]]["mean"] - d[fin[0]]["lo"]],
-                                  [d[fin[0]]["hi"] - d[fin[0]]["mean"]]],
-                            color=colour[s], capsize=3)
-            for xv in xs:
-                if d[xv]["mean"] is not None and math.isinf(d[xv]["mean"]):
-                    top.append((pos[xv] + off, colour[s], d[xv], i))
-            for xv in fin:
-                top.append((None, None, d[xv], i))
-        if logy:
-            ax.set_yscale("log")
-        tops.append((ax, top))
-        if categorical:
-            ax.set_xticks(range(len(xs_all)))
-            ax.set_xticklabels([_axis_text(json.loads(v)) if isinstance(v, str) and
-                                v.startswith("[") else _axis_text(v) if v is not None else ""
-                                for v in xs_all], rotation=0)
-        ax.set_xlabel(x_label)
-        if panel:
-            pval = json.loads(pv) if isinstance(pv, str) and pv.startswith("[") else pv
-            ax.set_title(f"{panel} = {_axis_text(pval)}", fontsize=10)
-        ax.grid(alpha=0.3)
-    ylo, yhi = axs[0][0].get_ylim()
-    for ax, top in tops:
-        for px_, col, a, i in top:
-            if px_ is None:
-                continue
-            any_inf = True
-            ax.plot([px_], [yhi], marker="^", color=col, ms=9, clip_on=False, ls="none",
-                    markeredgecolor="k")
-            ax.annotate(f"{a['incomplete']}/{a['n']}", (px_, yhi), textcoords="offset points",
-                        xytext=(0, 7 + 7 * (i % 3)), ha="center", fontsize=7, color=col,
-                        annotation_clip=False)
-        ax.set_ylim(ylo, yhi)
-    axs[0][0].set_ylabel(METRIC_LABEL.get(metric, metric))
-    handles, labels = axs[0][0].get_legend_handles_labels()
-    if any_inf:
-        from matplotlib.lines import Line2D
-
-        handles.append(Line2D([], [], marker="^", color="grey", ls="none", markeredgecolor="k"))
-        labels.append("incomplete plan (infinite delay): k/n seeds")
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8,
-               frameon=False, bbox_to_anchor=(0.5, 0.025))
-    import textwrap
-
-    fig.suptitle(textwrap.fill(title, 90), fontsize=10)
-    fig.text(0.01, 0.005, "line: mean over seeds; band: min-max over seeds", fontsize=7,
-             color="#555", va="bottom")
-    rows_legend = math.ceil(len(labels) / min(4, len(labels)))
-    top = 0.95 if "\n" not in textwrap.fill(title, 90) else 0.9
-    fig.tight_layout(rect=(0, 0.06 + 0.045 * rows_legend, 1, top))
-    fig.savefig(path.with_suffix(".png"), dpi=110)
-    fig.savefig(path.with_suffix(".pdf"))
-    plt.close(fig)
-    _write_csv(csv_rows, path.with_suffix(".csv"), x or "x", panel)
+    _write_csv(rows, path.with_suffix(".csv"), x or "x", panel)
     return True
 
 
@@ -393,14 +296,20 @@ def _write_csv(rows: list[dict], path: Path, x: str, panel: str | None) -> None:
 
 # ---- the report ----------------------------------------------------------------------------
 def build_report(store_dir, out_dir=None, title: str | None = None) -> Path:
-    """Render figures, tables, index.md and index.html from ``store_dir``; returns index.md."""
+    """Render figures, tables, index.md and index.html from ``store_dir``; returns index.md.
+    Rows that fail their checksum or are not cells of the spec are left out and counted on the
+    page; so are rows made by other code than the store's current one (said, not hidden)."""
+    from .store import load_store
+
     store_dir = Path(store_dir)
-    header, rows_all = read_store(store_dir)
-    spec_file = (store_dir if store_dir.is_dir() else store_dir.parent) / "spec.json"
+    view = load_store(store_dir)
+    header, rows_all = view.header, view.rows
+    base = store_dir if store_dir.is_dir() else store_dir.parent
+    spec_file = base / "spec.json"
     spec = json.loads(spec_file.read_text()) if spec_file.is_file() else \
         dict(header.get("spec_summary") or {})
     _refresh_presentation(spec, header)
-    out = Path(out_dir) if out_dir else (store_dir if store_dir.is_dir() else store_dir.parent)
+    out = Path(out_dir) if out_dir else base
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
     rep = spec.get("report") or {}
@@ -418,22 +327,25 @@ def build_report(store_dir, out_dir=None, title: str | None = None) -> Path:
         {r["solver_label"] for r in rows_all})
     attach_gap(done)
     title = title or spec.get("title") or name
+    logs = _logs(base)
 
     doc = Doc()
     doc.h(1, title)
     if spec.get("description"):
         doc.p(spec["description"])
-    _provenance(doc, store_dir, spec, header, rows_all, done, failed)
+    _provenance(doc, store_dir, spec, view, rows_all, done, failed, logs)
 
-    figs = [("delay", "total_delay_s", False, "Total download delay"),
+    figs = [("delay", "total_delay_s", None, "Total download delay"),
             ("runtime", "solve_time_s", True, "Solve time per run"),
-            ("qos", "qos_violating_users", False, "Users below their QoS rate"),
-            ("undelivered", "undelivered_users", False, "Users left undelivered")]
+            ("qos", "qos_violating_users", None, "Users below their QoS rate"),
+            ("undelivered", "undelivered_users", None, "Users left undelivered")]
     if any("unserved_pairs" in r for r in done):  # run records v2: zero-rate pairs count too
-        figs[-1] = ("unserved", "unserved_pairs", False,
+        figs[-1] = ("unserved", "unserved_pairs", None,
                     "Requested (user, PB) pairs not served (undelivered or at zero rate)")
     if any(r.get("gap_pct") is not None for r in done):
-        figs.insert(1, ("gap", "gap_pct", False, "Gap to the certified lower bound"))
+        figs.insert(1, ("gap", "gap_pct", None, "Gap to the certified lower bound"))
+    footer = figure_footer(spec, header, logs)
+    paper = paper_series(done, axes, x, panel, spec)
     doc.h(2, "Figures")
     for fname, metric, logy, ftitle in figs:
         data = curves(done, metric, x, panel, axes)
@@ -442,7 +354,8 @@ def build_report(store_dir, out_dir=None, title: str | None = None) -> Path:
             doc.p(f"{ftitle}: 0 in every run (no figure).")
             continue
         path = figdir / f"{name}-{fname}"
-        if _plot(data, metric, x, panel, path, f"{title}: {ftitle}", x_label, logy):
+        if _plot(data, metric, x, panel, path, f"{title}: {ftitle}", x_label, logy, footer,
+                 paper):
             doc.img(path.with_suffix(".png"), f"{ftitle} against {x_label or 'solver'}",
                     f"figures/{path.name}.png")
 
@@ -456,16 +369,61 @@ def build_report(store_dir, out_dir=None, title: str | None = None) -> Path:
         for para in str(notes).strip().split("\n\n"):
             doc.p(para.strip())
     if failed:
-        doc.h(2, "Failed cells")
-        doc.table(["solver", "point", "replicate", "message"],
+        doc.h(2, "Cells not done")
+        doc.table(["solver", "point", "replicate", "state", "message"],
                   [[r.get("solver_label"), json.dumps(r.get("point")), r.get("replicate"),
-                    (r.get("message") or "")[:200]] for r in failed[:30]],
-                  f"{len(failed)} failed cell(s); a resumed sweep redoes them")
+                    r.get("state"), (r.get("message") or "")[:200]] for r in failed[:30]],
+                  f"{len(failed)} cell(s) failed, were killed at the time limit, crashed or "
+                  "tampered with their instance; a resumed sweep runs them again")
     export_csv(rows_all, out / "results.csv")
     md = out / "index.md"
     md.write_text(doc.markdown())
     (out / "index.html").write_text(doc.html(title))
     return md
+
+
+def _logs(base: Path) -> list[dict]:
+    path = base / "sweep-log.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def figure_footer(spec: dict, header: dict, logs: list[dict]) -> str:
+    """The provenance printed on every figure: spec, hash, size, seeds, code, command."""
+    from .provenance import code_text
+
+    seeds = spec.get("replicates")
+    policy = spec.get("seed_policy", "common")
+    command = next((lg.get("command") for lg in reversed(logs) if lg.get("command")), "")
+    bits = [f"spec {spec.get('name') or header.get('spec')} (hash {header.get('spec_hash')})",
+            f"size {spec.get('size') or '-'}",
+            f"seeds {seeds} ({policy}, base {spec.get('base_seed', 0)})"
+            if seeds is not None else "",
+            code_text(header.get("code")) if header.get("code") else "code: unknown (format 1)",
+            f"command: {command}" if command else ""]
+    return "  |  ".join(b for b in bits if b)
+
+
+def paper_series(rows: list[dict], axes: list[str], x, panel, spec: dict) -> dict:
+    """Series name -> legend note for the paper's method (solver ``maasn``) or the spec's
+    stand-in for it (``[paper] ours``)."""
+    from .plotting import paper_label
+
+    ours = (spec.get("paper") or {}).get("ours")
+    out = {}
+    for r in rows:
+        note = paper_label(r.get("solver_label", ""), str(r.get("solver_class") or
+                                                          r.get("solver") or ""), ours)
+        if note:
+            out[series_name(r, axes, x, panel)] = note
+    return out
 
 
 def _refresh_presentation(spec: dict, header: dict) -> None:
@@ -486,10 +444,10 @@ def _refresh_presentation(spec: dict, header: dict) -> None:
                 description=current.description)
 
 
-def _provenance(doc, store_dir, spec, header, rows_all, done, failed) -> None:
-    log_path = (store_dir if store_dir.is_dir() else store_dir.parent) / "sweep-log.jsonl"
-    logs = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()] \
-        if log_path.is_file() else []
+def _provenance(doc, store_dir, spec, view, rows_all, done, failed, logs) -> None:
+    from .provenance import code_identity, code_text, same_code
+
+    header = view.header
     bits = [f"spec `{spec.get('path') or spec.get('name')}`",
             f"size `{spec.get('size')}`" if spec.get("size") else None,
             f"scenario `{spec.get('scenario')}`",
@@ -502,14 +460,36 @@ def _provenance(doc, store_dir, spec, header, rows_all, done, failed) -> None:
             f"time limit {spec.get('time_limit_s')} s, oracle `{spec.get('oracle')}`",
             f"spec hash `{header.get('spec_hash')}`"]
     doc.p("; ".join(b for b in bits if b) + ".")
-    doc.p(f"Cells: {len(rows_all)} in the store, {len(done)} done, {len(failed)} failed. "
+    states: dict[str, int] = {}
+    for r in rows_all:
+        states[r.get("state", "?")] = states.get(r.get("state", "?"), 0) + 1
+    doc.p(f"Cells: {len(rows_all)} in the store: "
+          + ", ".join(f"{v} {k}" for k, v in sorted(states.items())) + ". "
           "Delays are total download delays (docs/model.md eq. 8); an incomplete plan (some "
           "requested PB never delivered) has infinite delay: it is shown as `inf`, drawn as a "
-          "triangle on the top edge, and ranked last.")
+          "triangle above the plot with k/n (k of n seeds), and ranked last.")
+    if not view.verified:
+        doc.p("**Provenance unknown**: this store has format 1 (written before rows carried "
+              "the code that made them and a checksum); run the spec again to replace it.")
+    else:
+        codes: dict[str, int] = {}
+        for r in rows_all:
+            codes[code_text(r.get("code"))] = codes.get(code_text(r.get("code")), 0) + 1
+        now = code_identity()
+        other = sum(1 for r in rows_all if not same_code(r.get("code"), now))
+        doc.p("Code: " + "; ".join(f"{v} row(s) by {k}" for k, v in codes.items())
+              + (f". **{other} row(s) were made by other code than the installed "
+                 f"{code_text(now)}**: rerunning the spec runs them again."
+                 if other else " (the installed code)."))
+    if view.ignored:
+        doc.p("Rows left out: " + "; ".join(f"{v} ({k})" for k, v in view.ignored.items())
+              + ".")
     if logs:
-        doc.table(["started (UTC)", "command", "executor", "cells run", "failed", "wall time"],
+        doc.table(["started (UTC)", "command", "executor", "cells run", "not done",
+                   "stopped by an interruption", "wall time"],
                   [[lg.get("started"), f"`{lg.get('command')}`", lg.get("executor"),
-                    lg.get("ran"), lg.get("failed"), f"{lg.get('elapsed_s')} s"]
+                    lg.get("ran"), lg.get("not_done", lg.get("failed")),
+                    len(lg.get("interrupted") or []), f"{lg.get('elapsed_s')} s"]
                    for lg in logs], "Runs that filled this store (machine: 2 shared cores)")
     doc.p(f"Report rendered {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
           f"`fgamcd-report {store_dir}`.")

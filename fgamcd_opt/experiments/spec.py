@@ -261,7 +261,7 @@ def spec_from_dict(data: dict, file: str | None = None, size: str | None = None)
     solvers_raw = data.get("solvers", [])
     if kind == "sweep" and (not isinstance(solvers_raw, list) or not solvers_raw):
         bad("solvers", "need at least one [[solvers]] entry")
-    from .. import registry
+    from .pool import describe_solver
 
     solvers: list[SolverEntry] = []
     for i, s in enumerate(solvers_raw if isinstance(solvers_raw, list) else []):
@@ -282,8 +282,8 @@ def spec_from_dict(data: dict, file: str | None = None, size: str | None = None)
                 cand = Path(file).parent / fp
                 if cand.is_file():
                     spath = f"{cand.resolve()}:{sname.split(':', 1)[1]}"
-        try:
-            cls = registry.get_solver(spath)
+        try:  # a plugin is imported in a process of its own, never here
+            solver_name, _, solver_params = describe_solver(spath)
         except FgamcdError as exc:
             bad(f"{key}.name", str(exc))
         sp = s.get("params", {})
@@ -291,13 +291,13 @@ def spec_from_dict(data: dict, file: str | None = None, size: str | None = None)
             bad(f"{key}.params", "must be a table")
         from ..params import resolve
 
-        declared = {q.name for q in cls.params}
+        declared = {q.name for q in solver_params}
         mine = tuple(a for a in solver_axes if a in declared)
         try:
-            resolve(cls.params, sp, owner=f"solver {cls.name}")
+            resolve(solver_params, sp, owner=f"solver {solver_name}")
             for pname in mine:
                 for v in solver_axes[pname]:
-                    resolve(cls.params, {**sp, pname: v}, owner=f"solver {cls.name}")
+                    resolve(solver_params, {**sp, pname: v}, owner=f"solver {solver_name}")
         except ParameterError as exc:
             bad(f"{key}.params", str(exc))
         clash = sorted(set(mine) & set(sp))

@@ -6,6 +6,13 @@ line (no newline, not valid JSON) is moved aside to ``<store>.torn-<n>`` and cut
 unreadable line, a missing or foreign header (another spec, or not a store at all) is refused
 with a clear error and the file is left untouched. An exclusive ``flock`` stops two sweeps
 writing one store. The last row of a cell wins, so a resumed sweep appends the redone cells.
+
+Provenance (format 2, :mod:`.provenance`): the header carries the code identity of the run that
+created the store, the list of the spec's cell ids and its own checksum; every row carries the
+code identity of the process that made it and ``row_sha256``. A row whose checksum does not
+match (edited after it was written) is not used: :attr:`Store.rejected` and
+:func:`load_store` count it. Format-1 stores (older fgamcd-opt: no code identity, no
+checksums) can be read for reports, flagged as such, but a sweep does not append to them.
 """
 
 from __future__ import annotations
@@ -18,9 +25,11 @@ import time
 from pathlib import Path
 
 from ..errors import FgamcdError
+from .provenance import CHECKSUM_FIELD, check_row, code_identity, with_checksum
 
 STORE_KIND = "fgamcd-sweep-store"
-STORE_FORMAT = 1
+STORE_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 
 
 class StoreError(FgamcdError):
@@ -41,6 +50,7 @@ class Store:
         self.spec_name = spec_name
         self.spec_hash = spec_hash
         self.rows: list[dict] = []
+        self.rejected: list[tuple[int, str]] = []  # (line number, why) of rows not used
         self.header: dict = {}
         self.torn_line_moved_to: Path | None = None
         self._fd: int | None = None
@@ -59,10 +69,10 @@ class Store:
         try:
             size = os.fstat(fd).st_size
             if size == 0:
-                self.header = {"kind": STORE_KIND, "format": STORE_FORMAT,
-                               "spec": self.spec_name, "spec_hash": self.spec_hash,
-                               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               **meta}
+                self.header = with_checksum(json.loads(_dumps({
+                    "kind": STORE_KIND, "format": STORE_FORMAT, "spec": self.spec_name,
+                    "spec_hash": self.spec_hash, "code": code_identity(),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **meta})))
                 self._append_line(_dumps(self.header))
                 return
             self._read_existing()
@@ -106,9 +116,17 @@ class Store:
         if not isinstance(header, dict) or header.get("kind") != STORE_KIND:
             raise StoreError(f"{self.path}: line 1: not a {STORE_KIND} header; refusing to "
                              "touch it")
+        if header.get("format") == 1:
+            raise StoreError(
+                f"{self.path}: store format 1, written by an older fgamcd-opt without code "
+                "identity or row checksums: its rows cannot be checked or reused; move it "
+                "away or use another output directory to run the spec again")
         if header.get("format") != STORE_FORMAT:
             raise StoreError(f"{self.path}: store format {header.get('format')!r}, this "
-                             f"version reads {STORE_FORMAT}")
+                             f"version writes {STORE_FORMAT}")
+        if not check_row(header):
+            raise StoreError(f"{self.path}: line 1: the header's checksum does not match "
+                             "(edited after it was written); refusing to touch it")
         if header.get("spec_hash") != self.spec_hash:
             raise StoreError(
                 f"{self.path}: the store holds results of spec {header.get('spec')!r} "
@@ -127,6 +145,10 @@ class Store:
             if not isinstance(row, dict) or "cell" not in row or "state" not in row:
                 raise StoreError(f"{self.path}: line {i}: a row without 'cell' and 'state' "
                                  "(corrupt); refusing to touch it")
+            why = row_problem(row, header)
+            if why:
+                self.rejected.append((i, why))
+                continue
             self.rows.append(row)
 
     # ---- writing ------------------------------------------------------------------------
@@ -138,10 +160,15 @@ class Store:
         os.fsync(self._fd)
 
     def append(self, row: dict) -> None:
+        """Append one row; it gets this process's code identity if it has none (rows made by
+        a worker carry the worker's) and its checksum."""
         if self._fd is None:
             raise StoreError(f"{self.path}: store is closed")
+        row = json.loads(_dumps({k: v for k, v in row.items() if k != CHECKSUM_FIELD}))
+        row.setdefault("code", code_identity())
+        row = with_checksum(row)
         self._append_line(_dumps(row))
-        self.rows.append(json.loads(_dumps(row)))
+        self.rows.append(row)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -169,9 +196,37 @@ class Store:
         return {c for c, r in self.latest().items() if r.get("state") == "done"}
 
 
-def read_store(path) -> tuple[dict, list[dict]]:
-    """Header and the last row per cell, read-only (for reports). A torn final line is
-    ignored (the next sweep run moves it aside); any other corruption is an error."""
+def row_problem(row: dict, header: dict) -> str:
+    """Why a row of a readable store is not used ('' if it is): its checksum does not match
+    (edited after it was written), or it is not a cell of the store's spec."""
+    if header.get("format", 1) >= 2 and not check_row(row):
+        return "checksum mismatch (edited after it was written)"
+    cells = header.get("cells")
+    if isinstance(cells, list) and cells and row.get("cell") not in set(cells):
+        return "not a cell of the spec"
+    return ""
+
+
+class StoreView:
+    """A store read for reporting: the header, the last valid row per cell, and what was left
+    out (reason -> count)."""
+
+    def __init__(self, header: dict, rows: list[dict], ignored: dict[str, int], path: Path):
+        self.header = header
+        self.rows = rows
+        self.ignored = ignored
+        self.path = path
+
+    @property
+    def verified(self) -> bool:
+        """Format 2: rows carry code identity and checksums."""
+        return self.header.get("format", 1) >= 2
+
+
+def load_store(path) -> StoreView:
+    """Header and the last usable row per cell, read-only (for reports). A torn final line is
+    ignored (the next sweep run moves it aside); rows that fail their checksum or are not cells
+    of the spec are left out and counted; any other corruption is an error."""
     p = Path(path)
     if p.is_dir():
         p = p / "store.jsonl"
@@ -191,7 +246,14 @@ def read_store(path) -> tuple[dict, list[dict]]:
         header = None
     if not isinstance(header, dict) or header.get("kind") != STORE_KIND:
         raise StoreError(f"{p}: line 1: not a {STORE_KIND} header")
+    if header.get("format", 1) not in READABLE_FORMATS:
+        raise StoreError(f"{p}: store format {header.get('format')!r}, this version reads "
+                         f"{', '.join(map(str, READABLE_FORMATS))}")
+    if header.get("format", 1) >= 2 and not check_row(header):
+        raise StoreError(f"{p}: line 1: the header's checksum does not match (edited after "
+                         "it was written)")
     latest: dict[str, dict] = {}
+    ignored: dict[str, int] = {}
     for i, line in enumerate(lines[1:], start=2):
         try:
             row = json.loads(line)
@@ -199,8 +261,18 @@ def read_store(path) -> tuple[dict, list[dict]]:
             raise StoreError(f"{p}: line {i}: not valid JSON (corrupt)") from None
         if not isinstance(row, dict) or "cell" not in row:
             raise StoreError(f"{p}: line {i}: a row without 'cell' (corrupt)")
+        why = row_problem(row, header)
+        if why:
+            ignored[why] = ignored.get(why, 0) + 1
+            continue
         latest[row["cell"]] = row
-    return header, list(latest.values())
+    return StoreView(header, list(latest.values()), ignored, p)
+
+
+def read_store(path) -> tuple[dict, list[dict]]:
+    """(header, last usable row per cell): :func:`load_store` without the counts."""
+    view = load_store(path)
+    return view.header, view.rows
 
 
 CSV_FIRST = ["spec", "cell", "state", "solver_label", "solver", "replicate", "instance_seed"]

@@ -199,6 +199,17 @@ class BeamformingOracle:
         self._known.clear()
         self._warm.clear()
 
+    def memo_entries(self, fingerprint: str) -> list:
+        """The memoised (key, result) pairs of one instance (by fingerprint), e.g. to warm the
+        oracle of another process working on the same instance (:meth:`preload`)."""
+        return [(k, v) for k, v in self._cache.items() if k[0] == fingerprint]
+
+    def preload(self, entries) -> None:
+        """Add memoised results made by an oracle of the same method and options (deterministic:
+        a preloaded result is what this oracle would compute; it counts as a hit when used)."""
+        for key, result in entries:
+            self._cache.put(key, result)
+
     def solve(self, inst: Instance, k: int, nodes, users, method: str | None = None,
               warm: BeamResult | None = None, **options) -> BeamResult:
         """Beams and exact worst-case rates for PB k from ``nodes`` to ``users``.

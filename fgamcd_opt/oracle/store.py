@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
@@ -78,9 +79,18 @@ class OracleStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), timeout=60.0, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(_SCHEMA)
-        self._db.commit()
+        # switching to WAL needs a moment of exclusive access, which the busy timeout does not
+        # cover: several processes opening the file at once retry
+        for attempt in range(50):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(_SCHEMA)
+                self._db.commit()
+                break
+            except sqlite3.OperationalError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.05 * (1 + attempt % 10))
         self._pending: dict[str, tuple] = {}
         self.flush_every = int(flush_every)
         self.reads = 0
@@ -92,8 +102,11 @@ class OracleStore:
         self.reads += 1
         row = self._pending.get(key)
         if row is None:
-            row = self._db.execute("SELECT rows, cols, beams, meta FROM memo WHERE key = ?",
-                                   (key,)).fetchone()
+            try:
+                row = self._db.execute("SELECT rows, cols, beams, meta FROM memo WHERE key = ?",
+                                       (key,)).fetchone()
+            except sqlite3.OperationalError:  # locked past the timeout: a miss, solved afresh
+                return None
         if row is None:
             return None
         rows, cols, blob, meta = row
@@ -121,8 +134,11 @@ class OracleStore:
         if not self._pending:
             return
         rows = [(k, *v) for k, v in self._pending.items()]
-        with self._db:
-            self._db.executemany("INSERT OR IGNORE INTO memo VALUES (?, ?, ?, ?, ?)", rows)
+        try:
+            with self._db:
+                self._db.executemany("INSERT OR IGNORE INTO memo VALUES (?, ?, ?, ?, ?)", rows)
+        except sqlite3.OperationalError:  # locked past the timeout: these stay unshared
+            pass
         self._pending.clear()
 
     def discard(self) -> None:

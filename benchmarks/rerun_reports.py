@@ -1,0 +1,193 @@
+"""Which committed reports under reports/ are stale, and re-running them with provenance.
+
+    python benchmarks/rerun_reports.py                 # list every report: current or stale
+    python benchmarks/rerun_reports.py --run           # re-run the stale ones
+    python benchmarks/rerun_reports.py --run table3 suite-standard   # these (stale or not)
+    python benchmarks/rerun_reports.py --run --all     # every report
+
+A report is *current* when its store has format 2 (code identity and row checksums), every row
+was made by the installed code (``fgamcd_opt.experiments.provenance.code_identity``: version and
+a hash of the installed ``fgamcd_opt`` and built-in solvers, data included) and no row is left
+out (checksum mismatch, not a cell). Anything else is *stale*: any change to that code makes
+every report stale, which is the point (a result is only quoted with the code that made it).
+
+Re-running a report moves its folder aside to ``runs/old-reports/NAME-<UTC time>`` (ignored by
+git), runs its command from the repository root into the same folder, compares the new rows with
+the old ones (how many rows a fresh run changes) and appends
+the command, wall time, load average and outcome to ``benchmarks/results/rerun_reports.json``
+(with how many rows of the same cells differ from the old store, on the fields both have).
+The commands (2 local workers, the ``quick`` size where a spec has one) are the ones
+docs/experiments.md documents:
+
+- ``reports/NAME`` for every ``reports/specs/NAME.toml`` with a committed folder:
+  ``fgamcd-bench reports/specs/NAME.toml [--size quick] -o reports/NAME --workers 2``;
+- ``suite-standard``: ``fgamcd-bench --suite standard --solver
+  examples/nearest_solver.py:NearestSolver -o reports/suite-standard --workers 2``;
+- ``scaling/w1``, ``scaling/w2``, ``scaling/dask2``: the executor measurement (its
+  ``reports/scaling/index.md`` quotes the timings by hand: update it after a re-run).
+
+To add a report: commit ``reports/specs/NAME.toml`` and its rendered ``reports/NAME`` (the first
+rule finds it), or add an entry to ``EXTRA``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORTS = ROOT / "reports"
+LOG = ROOT / "benchmarks" / "results" / "rerun_reports.json"
+EXTRA = {
+    "suite-standard": ["--suite", "standard", "--solver",
+                       "examples/nearest_solver.py:NearestSolver", "-o",
+                       "reports/suite-standard", "--workers", "2"],
+    "scaling/w1": ["reports/specs/scaling.toml", "-o", "reports/scaling/w1", "--workers", "1",
+                   "--no-report"],
+    "scaling/w2": ["reports/specs/scaling.toml", "-o", "reports/scaling/w2", "--workers", "2",
+                   "--no-report"],
+    "scaling/dask2": ["reports/specs/scaling.toml", "-o", "reports/scaling/dask2",
+                      "--dask-workers", "2", "--no-report"],
+}
+
+
+def reports() -> dict[str, list[str]]:
+    """name -> fgamcd-bench arguments, for every committed report."""
+    out = {}
+    for spec in sorted((REPORTS / "specs").glob("*.toml")):
+        name = spec.stem
+        if not (REPORTS / name / "store.jsonl").is_file():
+            continue
+        sizes = tomllib.loads(spec.read_text()).get("sizes", {})
+        out[name] = [f"reports/specs/{spec.name}", *(["--size", "quick"] if "quick" in sizes
+                                                     else []),
+                     "-o", f"reports/{name}", "--workers", "2"]
+    out.update(EXTRA)
+    return out
+
+
+def folder(args: list[str]) -> Path:
+    return ROOT / args[args.index("-o") + 1]
+
+
+def status(path: Path) -> tuple[bool, str]:
+    """(current?, why) of the report whose store is in ``path``."""
+    from fgamcd_opt.errors import FgamcdError
+    from fgamcd_opt.experiments.provenance import code_identity, code_text, same_code
+    from fgamcd_opt.experiments.store import load_store
+
+    if not (path / "store.jsonl").is_file():
+        return False, "no store"
+    try:
+        view = load_store(path)
+    except FgamcdError as exc:
+        return False, f"unreadable: {exc}"
+    if not view.verified:
+        return False, "format 1: rows without code identity or checksums"
+    now = code_identity()
+    other = [r for r in view.rows if not same_code(r.get("code"), now)]
+    why = []
+    if other:
+        codes = sorted({code_text(r.get("code")) for r in other})
+        why.append(f"{len(other)} of {len(view.rows)} rows by other code ({'; '.join(codes)})")
+    if view.ignored:
+        why.append("rows left out: " + ", ".join(f"{v} {k}" for k, v in view.ignored.items()))
+    cells = view.header.get("cells")
+    if isinstance(cells, list) and len(cells) > len(view.rows):
+        why.append(f"{len(cells) - len(view.rows)} cells without a row")
+    states = {}
+    for r in view.rows:
+        states[r.get("state")] = states.get(r.get("state"), 0) + 1
+    bad = {k: v for k, v in states.items() if k != "done"}
+    note = f"; not done: {bad}" if bad else ""
+    return (not why), ("; ".join(why) or f"current ({code_text(now)})") + note
+
+
+def compare(new: Path, old: Path, rtol: float = 1e-9) -> dict:
+    """Rows of the same cell in both stores, on the fields both have (an older store lacks the
+    newer provenance fields): how many differ beyond ``rtol``, and in which fields most."""
+    from fgamcd_opt.experiments.store import read_store
+    from fgamcd_opt.experiments.sweep import comparable, same_value
+
+    a = {r["cell"]: comparable(r) for r in read_store(new)[1]}
+    b = {r["cell"]: comparable(r) for r in read_store(old)[1]}
+    common = sorted(set(a) & set(b))
+    fields: dict[str, int] = {}
+    differ = 0
+    for c in common:
+        bad = [k for k in set(a[c]) & set(b[c]) if not same_value(a[c][k], b[c][k], rtol)]
+        differ += bool(bad)
+        for k in bad:
+            fields[k] = fields.get(k, 0) + 1
+    top = sorted(fields.items(), key=lambda kv: -kv[1])[:8]
+    return {"cells_new": len(a), "cells_old": len(b), "common": len(common),
+            "rows_differ": differ, "fields": dict(top), "rtol": rtol}
+
+
+def rerun(name: str, args: list[str]) -> dict:
+    out = folder(args)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = ROOT / "runs" / "old-reports" / f"{name.replace('/', '-')}-{stamp}"
+    if out.exists():
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(out), str(aside))
+    command = ["fgamcd-bench", *args, "--no-progress"]
+    load0 = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").is_file() \
+        else []
+    print(f"== {name}: {' '.join(command)}", flush=True)
+    t0 = time.monotonic()
+    rc = subprocess.call([sys.executable, "-m", "fgamcd_opt.cli.bench", *command[1:]],
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                             [str(ROOT), os.environ.get("PYTHONPATH", "")])})
+    wall = time.monotonic() - t0
+    load1 = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").is_file() \
+        else []
+    entry = {"report": name, "command": " ".join(command), "exit_status": rc,
+             "wall_s": round(wall, 1), "load_before": load0, "load_after": load1,
+             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "status": status(out)[1]}
+    if (aside / "store.jsonl").is_file() and (out / "store.jsonl").is_file():
+        entry["compared_with_old"] = compare(out, aside)
+        print(f"== {name}: against the old rows: {entry['compared_with_old']}", flush=True)
+    print(f"== {name}: exit {rc}, {wall:.1f} s, load {' '.join(load0)} -> {' '.join(load1)}",
+          flush=True)
+    log = json.loads(LOG.read_text()) if LOG.is_file() else {"runs": []}
+    log["runs"].append(entry)
+    from fgamcd_opt.jsonio import write_json_atomic
+
+    write_json_atomic(LOG, log)
+    return entry
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", nargs="*", metavar="NAME", default=None,
+                    help="re-run these reports (none named: the stale ones)")
+    ap.add_argument("--all", action="store_true", help="with --run: every report")
+    args = ap.parse_args(argv)
+    table = reports()
+    states = {name: status(folder(a)) for name, a in table.items()}
+    width = max(len(n) for n in table)
+    for name, (ok, why) in states.items():
+        print(f"{name:<{width}}  {'current' if ok else 'STALE'}  {why}")
+    if args.run is None:
+        return 0 if all(ok for ok, _ in states.values()) else 1
+    unknown = [n for n in args.run if n not in table]
+    if unknown:
+        print(f"unknown report(s): {', '.join(unknown)} (known: {', '.join(table)})",
+              file=sys.stderr)
+        return 2
+    todo = args.run or [n for n in table if args.all or not states[n][0]]
+    failed = [n for n in todo if rerun(n, table[n])["exit_status"] not in (0, 1)]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
