@@ -152,7 +152,7 @@ def cmd_quality(args) -> None:
         maasn += f"[{args.tag}]"
     solvers = ([maasn] if not args.no_maasn else []) + [
         s for s in args.solvers if s != "maasn"] + (["milp"] if args.with_milp else [])
-    res = ResultsFile(f"maasn_quality_storage{st:g}.json", {
+    res = ResultsFile(args.results or f"maasn_quality_storage{st:g}.json", {
         "scenario": "paper-default", "storage_gb": st, "held_out_seeds": args.seeds,
         "command": "python benchmarks/bench_maasn.py " + " ".join(sys.argv[1:])})
     if args.fresh:
@@ -323,6 +323,8 @@ def main() -> None:
     q.add_argument("--maasn-episodes", type=int, default=0,
                    help="run maasn with episodes=E (fine-tuning), reported as maasn-ftE")
     q.add_argument("--fresh", action="store_true")
+    q.add_argument("--results", help="results file name under benchmarks/results (default "
+                   "maasn_quality_storageC.json)")
     c = sub.add_parser("curves")
     c.add_argument("runs", nargs="+", help="fgamcd-train output folders (one per seed)")
     c.add_argument("--tag", required=True, help="name of the result files")
