@@ -25,6 +25,8 @@ def _smooth(y: np.ndarray, w: int) -> np.ndarray:
 
 
 def _fmt(m: float, s: float, digits: int = 3) -> str:
+    if np.isinf(m):
+        return "inf (incomplete plans)"
     if not np.isfinite(m):
         return "-"
     return f"{m:.{digits}f} ± {s:.{digits}f}" if np.isfinite(s) else f"{m:.{digits}f}"
@@ -145,7 +147,8 @@ def _figure(st: dict, plan: dict, data: dict, finals: dict, png: Path, title: st
         bx.plot(p, [yi] * len(p), "o", color="C3", ms=3)
     for yi, m in zip(y, means, strict=True):
         if not np.isfinite(m):
-            bx.text(0, yi, " incomplete plan(s)", va="center", fontsize=7, color="C3")
+            bx.text(0.02, yi, "incomplete plan(s)" if np.isinf(m) else "not evaluated",
+                    va="center", fontsize=7, color="C3", transform=bx.get_yaxis_transform())
     bx.set_yticks(y, labels, fontsize=7)
     bx.invert_yaxis()
     fin = [m for m in means if np.isfinite(m)]
