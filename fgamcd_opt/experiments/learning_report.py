@@ -39,7 +39,7 @@ def collect(plan: dict, out: Path) -> dict:
     for run in plan["runs"]:
         d = run_dir(out, run)
         cell = data.setdefault((run["storage"], run["variant"]), {
-            "seeds": [], "rewards": [], "wall": [], "heldout": [], "missing": [],
+            "seeds": [], "rewards": [], "wall": [], "heldout": [], "missing": [], "aug": [],
             "episodes": run["episodes"]})
         if episodes_done(d) < run["episodes"]:
             cell["missing"].append(run["seed"])
@@ -48,6 +48,9 @@ def collect(plan: dict, out: Path) -> dict:
         cell["seeds"].append(run["seed"])
         cell["rewards"].append([float(r["reward"]) for r in rows])
         cell["wall"].append([float(r["wall_s"]) for r in rows])
+        cell["aug"] += [(float(r["synthetic_kept"] or 0), float(r["steps"] or 0),
+                         float(r["esn_error"]) if r.get("esn_error") else float("nan"),
+                         float(r["esn_s"] or 0)) for r in rows]
         try:
             cell["heldout"].append(json.loads((d / "heldout.json").read_text())["rows"])
         except (OSError, ValueError, KeyError):
@@ -283,6 +286,23 @@ def write_report(spec: Spec, plan: dict, out: Path) -> Path:
                   f"C_n = {st['gb']:g} GB: final numbers, mean ± std over training seeds; "
                   "held-out delay = the evaluator's total delay of the greedy policy's plan, "
                   "averaged over the held-out seeds")
+        aug_rows = []
+        for v in plan["variants"]:
+            cell = data.get((st["tag"], v["name"]))
+            if not cell or not cell["aug"]:
+                continue
+            a = np.array(cell["aug"])
+            err = a[np.isfinite(a[:, 2]), 2]
+            aug_rows.append([v["label"], f"{a[:, 0].mean():.1f}",
+                             f"{a[:, 0].sum() / max(a[:, 1].sum(), 1):.2f}",
+                             f"{np.median(err):.2f}" if len(err) else "-",
+                             f"{a[:, 3].mean():.2f}"])
+        if aug_rows:
+            doc.table(["variant", "synthetic tuples kept per episode", "per real tuple",
+                       "median out-of-sample error (eq. 17, std units)",
+                       "augmentation s / episode"], aug_rows,
+                      f"C_n = {st['gb']:g} GB: the augmentation over all episodes and seeds "
+                      "(curve.csv: synthetic_kept, esn_error, esn_s)")
         extra = []
         for od in plan["orderings"]:
             fb, fw = finals.get((st["tag"], od["better"])), finals.get((st["tag"], od["worse"]))
