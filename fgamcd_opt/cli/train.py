@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augmentation", choices=("esn", "rnn", "cgan", "none"), default="esn",
                    help="predictor of the synthetic samples: esn (the paper's), or the "
                         "ablations rnn (GRU, all weights trained), cgan (conditional GAN), "
-                        "none (docs/maasn.md section 2)")
+                        "none (docs/maasn.md section 10)")
     p.add_argument("--no-augmentation", action="store_true",
                    help="ablation: no synthetic samples (= --augmentation none)")
     p.add_argument("--aug-hidden", type=int, default=128,

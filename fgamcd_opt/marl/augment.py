@@ -1,4 +1,4 @@
-"""Augmentation ablations of section V-C (docs/maasn.md section 2, "Augmentation ablations"):
+"""Augmentation ablations of section V-C (docs/maasn.md section 10):
 the same (s(k), d(k)) -> (r(k), s(k+1)) predictor role as the ESN (esn.py), with every weight
 trained by gradient descent, in torch.
 
