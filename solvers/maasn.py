@@ -127,7 +127,8 @@ class MaasnSolver:
         tc = TrainConfig(episodes=params["episodes"], seed=ctx.seed,
                          updates_per_episode=int(tr.get("updates_per_episode", 20)),
                          batch=int(tr.get("batch", 256)), buffer=int(tr.get("buffer", 20000)),
-                         augmentation=bool(tr.get("augmentation", True)), eval_every=0,
+                         augmentation=bool(tr.get("augmentation", True)),
+                         augmenter=str(tr.get("augmenter", "esn")), eval_every=0,
                          reservoir=int(tr.get("reservoir", 1024)))
         trainer = Trainer(_env_config(policy, inst, params), lc, tc, oracle=ctx.oracle)
         trainer.learner.actor.load_state_dict(policy.actor.state_dict())

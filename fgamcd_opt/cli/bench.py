@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-oracle-store", action="store_true",
                     help="do not share oracle results between cells through "
                          "OUT/oracle-memo.sqlite")
+    ap.add_argument("--report-only", action="store_true",
+                    help="learning specs: render the report of the finished runs, train nothing")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--suite", help="run the benchmark suite (e.g. 'standard' or a suite TOML)")
     ap.add_argument("--solver", action="append", default=[], help="with --suite: a solver to "
@@ -132,6 +134,21 @@ def run(args) -> int:
 
     spec = load_spec(args.spec, args.size)
     out = Path(args.output or f"bench-out/{spec.name}{'-' + spec.size if spec.size else ''}")
+    if spec.kind == "learning":  # training runs, not solver cells (experiments/learning.py)
+        from ..experiments.learning import run_learning
+
+        ex = _executor(args)
+        try:
+            index = run_learning(spec, out, ex, command=command, train=not args.report_only,
+                                 progress=not args.no_progress)
+        except KeyboardInterrupt:
+            print(f"interrupted; finished runs are in {out / 'runs'}; rerun the same command "
+                  "to resume", file=sys.stderr)
+            return 130
+        finally:
+            ex.close()
+        print(f"{spec.name}: report {index}")
+        return 0
     if spec.kind != "sweep":
         from ..experiments.figures import run_figure
 

@@ -94,7 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-action-semantics", action="store_true", help="ablation: flat actor")
     p.add_argument("--no-value-decomposition", action="store_true",
                    help="ablation: independent critics, no mixer")
-    p.add_argument("--no-augmentation", action="store_true", help="ablation: no ESN samples")
+    p.add_argument("--augmentation", choices=("esn", "rnn", "cgan", "none"), default="esn",
+                   help="predictor of the synthetic samples: esn (the paper's), or the "
+                        "ablations rnn (GRU, all weights trained), cgan (conditional GAN), "
+                        "none (docs/maasn.md section 10)")
+    p.add_argument("--no-augmentation", action="store_true",
+                   help="ablation: no synthetic samples (= --augmentation none)")
+    p.add_argument("--aug-hidden", type=int, default=128,
+                   help="rnn/cgan augmentation: GRU width / generator and discriminator width")
+    p.add_argument("--aug-epochs", type=int, default=8,
+                   help="rnn/cgan augmentation: training passes per episode")
+    p.add_argument("--aug-history", type=int, default=4,
+                   help="rnn/cgan augmentation: episodes trained on (this one and earlier)")
+    p.add_argument("--aug-lr", type=float, default=1e-3, help="rnn augmentation: Adam step")
     p.add_argument("--no-observe-demand", action="store_true",
                    help="observation exactly as eq. 10 (without the bytes each node's users "
                         "still request)")
@@ -175,6 +187,12 @@ def _configs(args):
 
     if args.episodes < 1:
         raise ParameterError("--episodes: must be at least 1")
+    if args.no_augmentation and args.augmentation not in ("esn", "none"):
+        raise ParameterError(f"--no-augmentation: contradicts --augmentation "
+                             f"{args.augmentation}")
+    for name in ("aug_hidden", "aug_epochs", "aug_history"):
+        if getattr(args, name) < 1:
+            raise ParameterError(f"--{name.replace('_', '-')}: must be at least 1")
     given = parse_assignments(args.set)
     typed = resolve(scenario_params_declared(), given, owner="fgamcd-train --set")
     overrides = {k: typed[k] for k in given}
@@ -224,7 +242,12 @@ def _configs(args):
                                 cache_prior=args.cache_prior, algo=args.algo)
     train_cfg = TrainConfig(episodes=args.episodes, seed=args.seed, batch=args.batch,
                             buffer=args.buffer, updates_per_episode=args.updates_per_episode,
-                            augmentation=not args.no_augmentation, tau0=args.tau0, xi=args.xi,
+                            augmentation=not (args.no_augmentation
+                                              or args.augmentation == "none"),
+                            augmenter="esn" if args.augmentation == "none" else args.augmentation,
+                            aug_hidden=args.aug_hidden, aug_epochs=args.aug_epochs,
+                            aug_history=args.aug_history, aug_lr=args.aug_lr,
+                            tau0=args.tau0, xi=args.xi,
                             attenuation=args.attenuation,
                             attenuation_every=args.attenuation_every, reservoir=args.reservoir,
                             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,

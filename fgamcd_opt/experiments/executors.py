@@ -100,6 +100,29 @@ class LocalExecutor(_PoolExecutor):
         self.grace = grace
         self.description = f"local processes x{workers} ({threads_per_worker} thread(s) each)"
 
+    def map_unordered(self, fn: Callable, items: list, on_crash: Callable) -> Iterator:
+        """``fn`` over ``items`` in ``workers`` spawned processes that die with this one
+        (trusted built-in work: the learning study's training runs and held-out rollouts;
+        solver cells go through :meth:`run` and its isolation)."""
+        from concurrent.futures import as_completed
+
+        from ..workers import process_pool
+
+        # spawn, not fork: the parent may hold threads (tqdm, BLAS) that fork would copy
+        pool = process_pool(self.workers, "spawn", initializer=init_worker,
+                            initargs=(thread_env(self.threads),))
+        futs = {pool.submit(fn, item): item for item in items}
+        try:
+            for fut in as_completed(futs):
+                try:
+                    yield fut.result()
+                except Exception as exc:  # e.g. BrokenProcessPool: the worker died
+                    yield on_crash(futs[fut], exc)
+        finally:
+            for f in futs:
+                f.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+
 
 def run_task_remote(cells: list[dict], queue_name: str, stop_name: str, threads: int,
                     grace: float | None = None) -> list:

@@ -43,7 +43,7 @@ from typing import Any
 
 from ..errors import FgamcdError, ParameterError
 
-KINDS = ("sweep", "rate-cdf", "beampattern", "oracle-time")
+KINDS = ("sweep", "rate-cdf", "beampattern", "oracle-time", "learning")
 TOP_KEYS = {"name", "title", "description", "kind", "scenario", "params", "axes", "solvers",
             "seeds", "base_seed", "seed_policy", "time_limit_s", "oracle", "oracle_options",
             "report", "sizes", "options", "paper"}

@@ -37,6 +37,42 @@ def tau_schedule(episode: int, steps: int, tau0: float, attenuation: float, ever
     return int(math.floor(tau0 * steps * attenuation ** (episode // max(every, 1))))
 
 
+def running_std(y1: np.ndarray, y2: np.ndarray, n: int) -> np.ndarray:
+    """Standard deviation of each target entry from the running sums of the targets and of
+    their squares over ``n`` tuples (floor 1e-3: entries that never varied)."""
+    m = max(int(n), 1)
+    var = np.maximum(y2 / m - (y1 / m) ** 2, 0.0)
+    return np.maximum(np.sqrt(var), 1e-3)
+
+
+def standardised_errors(pred: np.ndarray, y: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Eq. 17's error per step in standard deviations ``std`` of the real targets (module
+    docstring); column 0 is the reward, the rest the next state."""
+    z = (pred - y) / std
+    return np.sqrt(z[:, 0] ** 2 + np.mean(z[:, 1:] ** 2, axis=1))
+
+
+def filter_predictions(pred: np.ndarray, y: np.ndarray, err: np.ndarray, fitted_before: bool,
+                       tau: int, xi: float, rng: np.random.Generator
+                       ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Algorithm 1 line 14 and eq. 18: keep at most ``tau`` steps (in a random order from
+    ``rng``) whose out-of-sample error ``err`` is at most ``xi``. Shared by every augmenter
+    (the ESN here, the RNN and cGAN ablations in augment.py). Returns the kept indices, their
+    predicted targets and statistics."""
+    order = rng.permutation(len(y))
+    keep = [int(i) for i in order if err[i] <= xi][: max(tau, 0)]
+    r_err = np.abs(pred[:, 0] - y[:, 0])
+    stats = {"esn_error_mean": float(np.mean(err)) if fitted_before and len(err) else
+             float("nan"),
+             "esn_reward_error_mean": float(r_err.mean()) if fitted_before and len(y)
+             else float("nan"),
+             "esn_kept_reward_error_mean": float(r_err[keep].mean()) if keep
+             else float("nan"),
+             "real_reward_abs_mean": float(np.abs(y[:, 0]).mean()) if len(y) else 0.0,
+             "synthetic_candidates": int((err <= xi).sum()), "synthetic_kept": len(keep)}
+    return np.asarray(keep, dtype=int), pred[keep], stats
+
+
 class EchoStateNetwork:
     def __init__(self, in_dim: int, out_dim: int, reservoir: int = 1024,
                  spectral_norm: float = 0.5, input_scale: float = 0.1, ridge: float = 1e-2,
@@ -85,15 +121,11 @@ class EchoStateNetwork:
 
     def target_std(self) -> np.ndarray:
         """Standard deviation of each target entry over the real tuples so far (floor 1e-3)."""
-        m = max(self.n_fitted, 1)
-        var = np.maximum(self._y2 / m - (self._y1 / m) ** 2, 0.0)
-        return np.maximum(np.sqrt(var), 1e-3)
+        return running_std(self._y1, self._y2, self.n_fitted)
 
     def errors(self, pred: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Eq. 17's error per step, in standard deviations (module docstring); column 0 is
-        the reward, the rest the next state."""
-        z = (pred - y) / self.target_std()
-        return np.sqrt(z[:, 0] ** 2 + np.mean(z[:, 1:] ** 2, axis=1))
+        """Eq. 17's error per step, in standard deviations (module docstring)."""
+        return standardised_errors(pred, y, self.target_std())
 
     def augment(self, v: np.ndarray, y: np.ndarray, tau: int, xi: float,
                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -106,18 +138,7 @@ class EchoStateNetwork:
         pred = self.predict(q)  # line 12: before this episode's tuning (out of sample)
         err = self.errors(pred, y) if fitted_before else np.full(len(v), np.inf)
         self.fit(q, y)  # line 13
-        order = rng.permutation(len(v))
-        keep = [int(i) for i in order if err[i] <= xi][: max(tau, 0)]
-        r_err = np.abs(pred[:, 0] - y[:, 0])
-        stats = {"esn_error_mean": float(np.mean(err)) if fitted_before and len(err) else
-                 float("nan"),
-                 "esn_reward_error_mean": float(r_err.mean()) if fitted_before and len(y)
-                 else float("nan"),
-                 "esn_kept_reward_error_mean": float(r_err[keep].mean()) if keep
-                 else float("nan"),
-                 "real_reward_abs_mean": float(np.abs(y[:, 0]).mean()) if len(y) else 0.0,
-                 "synthetic_candidates": int((err <= xi).sum()), "synthetic_kept": len(keep)}
-        return np.asarray(keep, dtype=int), pred[keep], stats
+        return filter_predictions(pred, y, err, fitted_before, tau, xi, rng)
 
     def state_dict(self) -> dict:
         return {"eta_in": self.eta_in, "eta_re": self.eta_re, "eta_out": self.eta_out,

@@ -33,8 +33,9 @@ import numpy as np
 from .. import __version__
 from ..errors import ParameterError
 from ..oracle import BeamformingOracle
+from .augment import make_augmenter
 from .env import EnvConfig, FgamcdParallelEnv, agent_name
-from .esn import EchoStateNetwork, tau_schedule
+from .esn import tau_schedule
 from .graph import pad_agents
 from .learner import LearnerConfig, MaasnLearner, build_learner
 from .policy import _atomic_write_bytes, save_policy
@@ -55,6 +56,13 @@ class TrainConfig:
     buffer: int = 20000
     updates_per_episode: int = 20
     augmentation: bool = True
+    # which predictor makes the synthetic tuples (augment.py): "esn" (the paper's), or the
+    # ablations "rnn" (GRU, all weights trained) and "cgan" (conditional GAN)
+    augmenter: str = "esn"
+    aug_hidden: int = 128  # rnn: GRU width; cgan: width of the generator's and critic's layers
+    aug_epochs: int = 8  # rnn/cgan: training passes per episode
+    aug_history: int = 4  # rnn/cgan: episodes they train on (this one and the ones before)
+    aug_lr: float = 1e-3  # rnn: Adam step (cgan: 2e-4, the usual GAN step)
     tau0: float = 0.8  # Table II
     xi: float = 1.12  # Table II
     attenuation: float = 0.8  # Lambda (Table II)
@@ -216,6 +224,9 @@ def episode_transitions(ep: dict, gamma: float, n_step: int = 1,
             mask_all[idx], done, np.full(t_steps, gamma ** n, np.float32))
 
 
+_TRAIN_DEFAULTS = TrainConfig().to_dict()
+
+
 def _finite_or_none(x) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
 
@@ -271,9 +282,9 @@ class Trainer:
             raise ParameterError("ESN augmentation works on the paper's padded observation "
                                  "only; train the shared architecture with --no-augmentation")
         state_dim = self.n * self.env.obs_dim
-        self.esn = EchoStateNetwork(state_dim + self.n * self.n, 1 + state_dim, cfg.reservoir,
-                                    cfg.spectral_norm, cfg.esn_input_scale, cfg.esn_ridge,
-                                    seed=cfg.seed) if cfg.augmentation else None
+        # the augmenter (the ESN, or an ablation's trained predictor; augment.py)
+        self.esn = make_augmenter(cfg, state_dim + self.n * self.n, 1 + state_dim) \
+            if cfg.augmentation else None
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.rows: list[dict] = []
         self.episode = 0
@@ -577,6 +588,8 @@ class Trainer:
             for key in sorted(set(a) | set(b)):
                 if (sec, key) in (("train", "episodes"),):
                     continue
+                if key not in a and sec == "train" and b.get(key) == _TRAIN_DEFAULTS.get(key):
+                    continue  # a setting added since the checkpoint, at its default
                 if a.get(key, "<absent>") != b.get(key, "<absent>"):
                     out.append(f"{sec}.{key}: {a.get(key, '<absent>')!r} -> "
                                f"{b.get(key, '<absent>')!r}")
