@@ -13,6 +13,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from marl_helpers import SMALL  # noqa: E402
+
 from fgamcd_opt.backhaul import MatrixBackhaul  # noqa: E402
 from fgamcd_opt.errors import ParameterError  # noqa: E402
 from fgamcd_opt.generators import generate  # noqa: E402
@@ -29,8 +31,6 @@ from fgamcd_opt.marl.training import (  # noqa: E402
 from fgamcd_opt.oracle import BeamformingOracle  # noqa: E402
 
 ORACLE = BeamformingOracle()
-SMALL = dict(actor_hidden=(32, 16), critic_hidden=(32, 32), flat_actor_hidden=(32, 32),
-             mixer_embed=8, mixer_hyper=16)
 
 
 @pytest.fixture(autouse=True, scope="module")

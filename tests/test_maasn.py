@@ -12,6 +12,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from marl_helpers import SMALL, resumed_rows  # noqa: E402
+
 from fgamcd_opt.errors import ParameterError  # noqa: E402
 from fgamcd_opt.generators import generate  # noqa: E402
 from fgamcd_opt.marl.env import EnvConfig  # noqa: E402
@@ -24,9 +26,6 @@ from fgamcd_opt.oracle import BeamformingOracle  # noqa: E402
 
 ORACLE = BeamformingOracle()  # memoised beams shared by the tests (the oracle is deterministic)
 TIMING = ("env_s", "oracle_s", "act_s", "esn_s", "update_s", "wall_s")
-# Appendix C's sizes are the defaults; tests use small networks to stay fast
-SMALL = dict(actor_hidden=(32, 16), critic_hidden=(32, 32), flat_actor_hidden=(32, 32),
-             mixer_embed=8, mixer_hyper=16)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -149,12 +148,7 @@ def test_same_seed_same_curve_and_resume_loses_nothing(tmp_path):
     assert strip(full) != strip(other)
 
     # a run killed after its checkpoint at episode 2 resumes to the same curve
-    first = tiny_trainer(tmp_path, episodes=4)
-    first.cfg.episodes = 2
-    first.train(progress=False)
-    resumed = tiny_trainer(tmp_path, episodes=4)
-    assert resumed.load_checkpoint() and resumed.episode == 2
-    rows = resumed.train(progress=False).rows
+    rows = resumed_rows(tiny_trainer, tmp_path)
     assert strip(rows) == strip(full)
     assert any(r["synthetic_kept"] > 0 for r in rows)
     assert any(r["eval_delay_s"] is not None for r in rows)

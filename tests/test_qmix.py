@@ -12,6 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchrl")
 
+from marl_helpers import resumed_rows  # noqa: E402
+
 from fgamcd_opt.generators import generate  # noqa: E402
 from fgamcd_opt.marl.env import EnvConfig  # noqa: E402
 from fgamcd_opt.marl.learner import LearnerConfig  # noqa: E402
@@ -71,12 +73,7 @@ def test_qmix_trains_resumes_and_drives_its_solver(tmp_path):
         return [{k: ((None if math.isnan(v) else round(v, 9)) if isinstance(v, float) else v)
                  for k, v in r.items() if not k.endswith("_s")} for r in rows]
     full = _trainer(episodes=4).train(progress=False).rows
-    first = _trainer(tmp_path, episodes=4)
-    first.cfg.episodes = 2
-    first.train(progress=False)
-    resumed = _trainer(tmp_path, episodes=4)
-    assert resumed.load_checkpoint() and resumed.episode == 2
-    rows = resumed.train(progress=False).rows
+    rows = resumed_rows(_trainer, tmp_path)
     assert strip(rows) == strip(full)
     assert any(r["synthetic_kept"] > 0 for r in rows)
     policy = str(tmp_path / "policy.pt")
