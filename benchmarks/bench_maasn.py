@@ -5,7 +5,7 @@ held-out generator seeds against the baselines.
     python benchmarks/bench_maasn.py inference [--policy PATH]
     python benchmarks/bench_maasn.py quality --storage 1.25 [--seeds 0 .. 9] [--solvers ...]
                                      [--with-milp] [--policy PATH] [--maasn-episodes E]
-    python benchmarks/bench_maasn.py curves --tag T RUN_DIR [RUN_DIR ...] [--block 50]
+    python benchmarks/bench_maasn.py curves --tag T RUN_DIR [RUN_DIR ...] [--block 50] [--storage C]
 
 training: sums the per-episode timings of the learning curve (the shipped policy's by default):
   environment steps without the oracle, oracle, action selection, ESN augmentation, network
@@ -168,6 +168,8 @@ def cmd_quality(args) -> None:
             params = {"policy": args.policy} if is_maasn and args.policy else {}
             if is_maasn and args.maasn_episodes:
                 params["episodes"] = args.maasn_episodes
+            if is_maasn:
+                params.update(dict(kv.split("=", 1) for kv in args.maasn_param))
             run = run_solver(inst, get_solver(spec), params, seed=seed, oracle=oracle)
             r = run.record
             row = {"seed": seed, "solver": name, "status": r.solver_status,
@@ -225,10 +227,15 @@ def cmd_curves(args) -> None:
 
     runs = []
     for d in args.runs:
-        rows = list(csv.DictReader(open(Path(d) / "curve.csv")))
+        every = list(csv.DictReader(open(Path(d) / "curve.csv")))
+        # a run over several storages: the episodes at --storage only, in their order
+        rows = [x for x in every if args.storage is None
+                or abs(float(x["storage_gb"]) - args.storage) < 1e-6]
         card = json.loads((Path(d) / "policy.json").read_text()) if (
             Path(d) / "policy.json").is_file() else {}
-        runs.append({"dir": str(d), "rows": rows, "seed": card.get("training", {}).get("seed")})
+        runs.append({"dir": str(d), "rows": rows, "seed": card.get("training", {}).get("seed"),
+                     "wall_s": sum(float(x["wall_s"]) for x in every),
+                     "episodes_all": len(every)})
     n_ep = min(len(r["rows"]) for r in runs)
     if not n_ep:
         raise SystemExit("empty learning curves")
@@ -250,8 +257,9 @@ def cmd_curves(args) -> None:
         evals.append([(int(x["episode"]), float(x["eval_delay_s"]),
                        float(x["eval_penalised_pbs"]))
                       for x in r["rows"][:n_ep] if x.get("eval_delay_s")])
-    walls = [sum(float(x["wall_s"]) for x in r["rows"][:n_ep]) for r in runs]
-    out = {"tag": args.tag, "runs": [r["dir"] for r in runs],
+    walls = [r["wall_s"] for r in runs]
+    out = {"tag": args.tag, "runs": [r["dir"] for r in runs], "storage_gb": args.storage,
+           "episodes_per_run_all_storages": [r["episodes_all"] for r in runs],
            "seeds": [r["seed"] for r in runs], "episodes": n_ep, "block": args.block,
            "blocks": blocks, "greedy_evaluations": evals, "wall_s_per_run": walls,
            "first_block_reward": blocks[0]["reward_mean"],
@@ -279,7 +287,8 @@ def cmd_curves(args) -> None:
                         label=f"min-max over {len(runs)} training seeds")
         ax.plot(x, sm.mean(axis=0), color="C0", lw=1.6, label=f"mean (moving {args.smooth})")
         ax.set_title(label, fontsize=10)
-        ax.set_xlabel("episode")
+        ax.set_xlabel("episode" if args.storage is None
+                      else f"episode at C_n = {args.storage:g} GB (k-th of the run's)")
         ax.grid(alpha=0.3)
     for i, ev in enumerate(evals):
         if ev:
@@ -322,6 +331,8 @@ def main() -> None:
     q.add_argument("--tag", default="", help="label maasn rows maasn[TAG] (another policy)")
     q.add_argument("--maasn-episodes", type=int, default=0,
                    help="run maasn with episodes=E (fine-tuning), reported as maasn-ftE")
+    q.add_argument("--maasn-param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a parameter of the maasn solver (e.g. guard_mode=reserve)")
     q.add_argument("--fresh", action="store_true")
     q.add_argument("--results", help="results file name under benchmarks/results (default "
                    "maasn_quality_storageC.json)")
@@ -329,6 +340,8 @@ def main() -> None:
     c.add_argument("runs", nargs="+", help="fgamcd-train output folders (one per seed)")
     c.add_argument("--tag", required=True, help="name of the result files")
     c.add_argument("--block", type=int, default=50, help="episodes per block mean")
+    c.add_argument("--storage", type=float, default=None,
+                   help="runs over several storages: only their episodes at this C_n (GB)")
     c.add_argument("--smooth", type=int, default=20, help="moving-average window of the PNG")
     args = ap.parse_args()
     {"training": cmd_training, "inference": cmd_inference, "quality": cmd_quality,

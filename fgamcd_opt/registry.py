@@ -33,6 +33,7 @@ BUILTIN_SOLVERS: dict[str, str] = {
     "maasn": "fgamcd_solvers.maasn:MaasnSolver",
     "replicate": "fgamcd_solvers.replicate:ReplicateSolver",
     "guard-only": "fgamcd_solvers.guardonly:GuardOnlySolver",
+    "guard-fill": "fgamcd_solvers.guardonly:GuardFillSolver",
     "qmix": "fgamcd_solvers.qmix:QmixSolver",
 }
 

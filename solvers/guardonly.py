@@ -27,18 +27,43 @@ class GuardOnlySolver:
               "(1: in this process)"),
     )
 
+    guard_mode = "additive"
+
+    @staticmethod
+    def policy(obs, mask):
+        return np.zeros_like(mask)
+
     def solve(self, instance, ctx, params) -> SolveResult:
         from fgamcd_opt.marl.env import EnvConfig
         from fgamcd_opt.marl.rollout import max_users_per_node, rollout
 
         inst = instance
         cfg = EnvConfig(instance=inst, max_users_per_node=max(max_users_per_node(inst), 1),
-                        max_cluster=params["max_cluster"], guard=True)
-        env, stats = rollout(inst, cfg, lambda obs, mask: np.zeros_like(mask), ctx.oracle,
-                             seed=ctx.seed, workers=params["workers"])
+                        max_cluster=params["max_cluster"], guard=True,
+                        guard_mode=self.guard_mode)
+        env, stats = rollout(inst, cfg, self.policy, ctx.oracle, seed=ctx.seed,
+                             workers=params["workers"])
         plan = env.plan(self.name)
         return SolveResult(plan, SolveStatus.FEASIBLE, env.undelivered_message(),
                            metadata={"rollout": stats})
 
 
-__solvers__ = [GuardOnlySolver]
+class GuardFillSolver(GuardOnlySolver):
+    """The guard's placement reserved first (``guard_mode="reserve"``), then a policy that asks
+    every node to cache every PB: each PB, in MAASN-DA's step order, gets a copy at every node
+    whose room beyond the reservation still holds it. The no-learning policy of the reserve
+    guard, and so what a policy trained with that guard must beat (docs/maasn.md section 7)."""
+
+    name = "guard-fill"
+    description = ("the coverage guard's placement reserved, then every PB cached wherever the "
+                   "room left holds it; the shared planner delivers")
+    guard_mode = "reserve"
+
+    @staticmethod
+    def policy(obs, mask):
+        d = np.zeros_like(mask)
+        d[:, 0] = 1  # row n of the action layout: [a_n, b_{n,m} ...]: cache, migrate nothing
+        return d
+
+
+__solvers__ = [GuardOnlySolver, GuardFillSolver]

@@ -231,7 +231,7 @@ def test_corrupt_checkpoint_falls_back_or_fails_in_one_line(tmp_path):
 
 # ---- the plain solvers ----------------------------------------------------------------
 def test_replicate_and_guard_only_conform_and_behave():
-    from fgamcd_solvers.guardonly import GuardOnlySolver
+    from fgamcd_solvers.guardonly import GuardFillSolver, GuardOnlySolver
     from fgamcd_solvers.replicate import ReplicateSolver
 
     from fgamcd_opt.caching import replicate_caching
@@ -253,6 +253,11 @@ def test_replicate_and_guard_only_conform_and_behave():
     run = run_solver(tight, GuardOnlySolver, {"workers": 1})
     assert run.record.undelivered_users == 0  # the guard covers every PB when a packing exists
     assert run.plan.holds(tight.repository)[:, req].any(axis=0).all()
+    assert_conforms(GuardFillSolver, instances=insts, params={"workers": 1})
+    fill = run_solver(tight, GuardFillSolver, {"workers": 1})
+    assert fill.record.undelivered_users == 0
+    alone, filled = run.plan.holds(tight.repository), fill.plan.holds(tight.repository)
+    assert (filled >= alone).all() and filled.sum() > alone.sum()  # the room left is used
 
 
 # ---- reward shaping -------------------------------------------------------------------
@@ -304,3 +309,53 @@ def test_critic_targets_stay_within_the_returns_the_rewards_allow():
         lr.update(batch)
         target_max = float(seen[0].max())  # err = target - Q with Q near 0 before the step
         assert expect[0] - 1.0 <= target_max <= expect[1] + 1.0
+
+
+# ---- the reserve guard and parallel deliveries in training ----------------------------------
+def _layout_fill(n):
+    d = np.zeros((n, n))
+    d[:, 0] = 1  # every node asks to cache every PB, no migration
+    return d
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_reserve_guard_keeps_the_guard_only_placement_under_any_policy(seed):
+    """``guard_mode="reserve"``: whatever the policy asks, every copy the guard alone would
+    place is placed (the policy only adds copies in the room left), and a policy that asks for
+    nothing gets exactly the guard-only caching. The additive guard does not promise this
+    (the policy's copies take the room the guard's later copies need)."""
+    inst = generate("tiny", seed=seed, storage_gb=0.04, n_users=8)  # binds; one copy fits
+    n = inst.n_nodes
+    alone = _env(inst, guard=True, guard_mode="reserve")
+    run_episode(alone, _fixed(np.zeros((n, n))))
+    assert alone._reserve_node is not None
+    additive = _env(inst, guard=True)
+    run_episode(additive, _fixed(np.zeros((n, n))))
+    assert np.array_equal(alone.holds, additive.holds)  # nothing asked: the guard-only caching
+    rng = np.random.default_rng(seed)
+    for _ in range(3):
+        env = _env(inst, guard=True, guard_mode="reserve")
+        run_episode(env, lambda obs, mask: rng.random(mask.shape) < 0.7)
+        assert (env.holds >= alone.holds).all()
+        assert not env.undelivered
+        used = (env.holds * inst.repository.sizes[None, :]).sum(axis=1)
+        assert (used <= inst.nodes.storage_bytes + 1e-6).all()
+    filled = _env(inst, guard=True, guard_mode="reserve")
+    run_episode(filled, _fixed(_layout_fill(n)))
+    assert filled.holds.sum() > alone.holds.sum()  # the room left is used
+
+
+def test_parallel_deliveries_give_the_same_episode_as_step_by_step(tmp_path):
+    """``delivery_workers`` > 1 plans an episode's deliveries after its steps in forked
+    processes and fills in rewards and executed migrations: the replay tuples must be those of
+    step-by-step delivery."""
+    eps = {}
+    for w in (1, 2):
+        tr = _trainer(tmp_path / f"w{w}", episodes=1, delivery_workers=w)
+        tr.env, _ = tr._episode_env(5)
+        eps[w] = (tr._explore_episode(5, 1.0), tr.env.total_delay_s, len(tr.env.migrations))
+    (a, da, ma), (b, db, mb) = eps[1], eps[2]
+    assert np.allclose(a["reward"], b["reward"], rtol=1e-6, atol=1e-9)
+    assert np.array_equal(a["act"], b["act"]) and np.array_equal(a["obs"], b["obs"])
+    assert da == pytest.approx(db, rel=1e-9) and ma == mb
+    assert a["act"][:, :, 1:].any()  # migrations were offered and some used: a real check

@@ -48,10 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guard", action="store_true",
                    help="train with the coverage guard on, as the maasn solver acts "
                         "(docs/maasn.md)")
-    p.add_argument("--guard-mode", choices=("additive", "fallback"), default="additive",
-                   help="with --guard: additive (the guard's copy first, the policy's on top) or "
-                        "fallback (the guard places a PB only when the policy placed it "
-                        "nowhere)")
+    p.add_argument("--guard-mode", choices=("additive", "fallback", "reserve"), default="additive",
+                   help="with --guard: additive (the guard's copy first, the policy's on top), "
+                        "reserve (the guard-only placement of every PB reserved at the start, "
+                        "the policy's copies in the room it leaves) or fallback (the guard "
+                        "places a PB only when the policy placed it nowhere)")
     p.add_argument("--max-users-per-node", type=int, default=14, help="observation padding P")
     p.add_argument("--delivery", choices=("planner", "group"), default="planner")
     p.add_argument("--max-cluster", type=int, default=3)
@@ -152,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="critic loss: Huber threshold (0: squared error)")
     p.add_argument("--checkpoint-every", type=int, default=10)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: reproducible)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes that plan each episode's deliveries after its steps (the "
+                        "rewards filled in afterwards; 1: step by step)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -252,7 +256,8 @@ def _configs(args):
                             attenuation_every=args.attenuation_every, reservoir=args.reservoir,
                             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
                             eval_instances=args.eval_instances,
-                            threads=args.threads, teacher=args.teacher,
+                            threads=args.threads, delivery_workers=args.workers,
+                            teacher=args.teacher,
                             teacher_params=teacher_params,
                             teacher_time_limit=args.teacher_time_limit,
                             bc_epochs=args.bc_epochs, bc_lr=args.bc_lr,

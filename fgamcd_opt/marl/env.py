@@ -110,7 +110,9 @@ class EnvConfig:
     # later PB and cache a PB nobody chose at the fitting node that can serve it best
     guard: bool = False
     # fallback: the guard places a PB only when the policy's copies leave it nowhere;
-    # additive: the guard's copy first, the policy's copies on top (FgamcdParallelEnv._guarded)
+    # additive: the guard's copy first, the policy's copies on top (FgamcdParallelEnv._guarded);
+    # reserve: the guard-only placement of every PB is worked out at reset and its storage
+    # reserved, so the policy's copies only use the room it leaves (never displace it)
     guard_mode: str = "additive"
     # one more observation entry per node block: bytes its users still request (module doc)
     observe_demand: bool = True
@@ -313,6 +315,8 @@ class FgamcdParallelEnv(ParallelEnv):
         self._guard_tables(inst.repository.sizes.astype(float)[self._k_list].tolist())
         if self.config.guard:
             self._prepare_guard()
+            if self.config.guard_mode == "reserve":
+                self._prepare_reserve()
         self.migrations: list[Migration] = []
         self.units: list[DeliveryUnit] = []
         self._pending: list = []
@@ -481,7 +485,7 @@ class FgamcdParallelEnv(ParallelEnv):
         if self.defer_delivery:
             # the next observations do not depend on how k is delivered (only on the caching
             # decisions), so a solver may plan every PB's delivery afterwards, in parallel
-            self._pending.append((int(k), holders, src_of))
+            self._pending.append((self._t, int(k), holders, src_of))
             info.update(delay_s=None, qos_violation=None, undelivered=0)
             return 0.0, info
         # the delivery of k depends on the instance, k, the holders and the offered copies
@@ -523,13 +527,22 @@ class FgamcdParallelEnv(ParallelEnv):
     # ---- deferred delivery (the solver) ------------------------------------------------
     defer_delivery = False  # set by a solver before reset(); training never defers
 
-    def deliver_pending(self, workers: int = 1) -> float:
+    def deliver_pending(self, workers: int = 1, per_step: bool = False):
         """Plan the delivery of every PB whose decisions were recorded with
         ``defer_delivery`` (in step order), with ``workers`` processes (fork; each has its own
-        oracle memo; their oracle counters are added to this env's oracle). Returns the sum of
-        the rewards (eq. 12) those steps would have had."""
+        oracle memo; their oracle counters are added to this env's oracle). Deliveries already
+        in this env's delivery memo are not planned again, and new ones are memoised. Returns
+        the sum of the rewards (eq. 12) those steps would have had; with ``per_step`` a list
+        of (step, reward, executed action in the agents' layout) instead, which training uses
+        to fill in the replay tuples of an episode whose deliveries ran in parallel."""
         pending, self._pending = self._pending, []
-        args = [(k, holders, src_of, self.holds[:, k].copy()) for k, holders, src_of in pending]
+        inst = self.inst
+        keys = [(inst.fingerprint, k, tuple(h.tolist()), tuple(sorted(s.items())))
+                for _t, k, h, s in pending]
+        got = [self._delivery_memo.get(key) for key in keys]
+        todo = [i for i, g in enumerate(got) if g is None]
+        args = [(pending[i][1], pending[i][2], pending[i][3], self.holds[:, pending[i][1]].copy())
+                for i in todo]
         if workers > 1 and len(args) > 1:
             from ..workers import process_pool
 
@@ -549,8 +562,16 @@ class FgamcdParallelEnv(ParallelEnv):
         else:
             results = [(*_deliver(self.oracle, self.inst, self.config, k, h, s, holds), None)
                        for k, h, s, holds in args]
-        return sum(self._record(units, migs, score, {"block": k})[0]
-                   for (k, *_), (units, migs, score, _) in zip(args, results, strict=True))
+        for i, (units, migs, score, _) in zip(todo, results, strict=True):
+            got[i] = (units, migs, score)
+            self._delivery_memo.put(keys[i], got[i])
+        out = []
+        for (t, k, holders, _s), (units, migs, score) in zip(pending, got, strict=True):
+            r = self._record(units, migs, score, {"block": k})[0]
+            # the action executed at step t: its caching, and the migrations the delivery used
+            out.append((t, r, self._agent_layout(np.isin(np.arange(self._n), holders),
+                                                 ((mg.dst, mg.src) for mg in migs))))
+        return out if per_step else sum(r for _, r, _ in out)
 
     def _prepare_guard(self) -> None:
         """Whether the guard guards at all this episode: only when one copy of every requested
@@ -624,7 +645,10 @@ class FgamcdParallelEnv(ParallelEnv):
         requested PB ends up cached nowhere when a packing is found."""
         out = np.zeros_like(a)
         rem = self.remaining.copy()
-        if self.config.guard_mode == "additive":
+        if self.config.guard_mode == "reserve" and self._reserve_node is not None:
+            self._reserved_copies(k, a, fits, rem, out)
+            return out
+        if self.config.guard_mode in ("additive", "reserve"):
             self._default_copy(k, fits, rem, out)
             self._keep_copies(k, np.flatnonzero(a & ~out), rem, out)
             return out
@@ -632,6 +656,54 @@ class FgamcdParallelEnv(ParallelEnv):
         if not out.any():
             self._default_copy(k, fits, rem, out)
         return out
+
+    def _prepare_reserve(self) -> None:
+        """``guard_mode="reserve"``: roll the guard alone (no policy copy) through the episode
+        and keep its node per step, ``_reserve_node[t]``, and the bytes its copies of steps
+        after t take at each node, ``_reserved_after[t]`` (T x N). None when the guard alone
+        does not place every PB (then the additive rule applies)."""
+        self._reserve_node = None
+        if not self._guard_active:
+            return
+        inst = self.inst
+        sizes = inst.repository.sizes.astype(float)
+        rem = self.remaining.copy()
+        nodes = []
+        for t, k in enumerate(self._k_list):
+            self._t = t
+            out = np.zeros(len(rem), dtype=bool)
+            self._default_copy(int(k), rem >= sizes[k], rem, out)
+            if not out.any() or (rem < 0).any():
+                nodes = None
+                break
+            nodes.append(int(np.flatnonzero(out)[0]))
+        self._t = 0
+        self._prepare_guard()  # _default_copy moved the packing on; start again
+        if nodes is None:
+            return
+        T, n = len(nodes), len(rem)
+        per_step = np.zeros((T + 1, n))
+        per_step[np.arange(T), nodes] = sizes[self._k_list]
+        self._reserved_after = np.cumsum(per_step[::-1], axis=0)[::-1][1:]  # steps > t
+        self._reserve_node = nodes
+
+    def _reserved_copies(self, k: int, a: np.ndarray, fits: np.ndarray, rem: np.ndarray,
+                         out: np.ndarray) -> None:
+        """``guard_mode="reserve"``: the guard's reserved copy of k, then the policy's copies
+        (most free storage first) wherever they leave the guard's later copies their room."""
+        size = float(self.inst.repository.sizes[k])
+        t = self._t
+        g = self._reserve_node[t]
+        if rem[g] < size:  # cannot happen while every copy respects the reservation
+            self._default_copy(k, fits, rem, out)
+        else:
+            out[g] = True
+            rem[g] -= size
+        after = self._reserved_after[t]
+        for n in sorted(np.flatnonzero(a & ~out), key=lambda n: -rem[n]):
+            if rem[n] - size >= after[n]:
+                out[n] = True
+                rem[n] -= size
 
     def _keep_copies(self, k: int, nodes, rem: np.ndarray, out: np.ndarray) -> None:
         """Keep the copies at ``nodes`` (most free storage first) while the later PBs stay

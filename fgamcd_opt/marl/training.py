@@ -75,6 +75,10 @@ class TrainConfig:
     eval_every: int = 20  # greedy episodes on the first pool instances (0: never)
     eval_instances: int = 2
     threads: int = 1
+    # processes that plan the deliveries of a training episode after its steps (the steps'
+    # observations do not depend on how a PB is delivered, only on the caching, so the
+    # rewards can be filled in afterwards; 1: step by step in this process)
+    delivery_workers: int = 1
     # demonstrations (demo.py): a teacher solver's plans on the training pool, behaviour
     # cloning of the actors, a critic warm-up on the demonstrated transitions; "" = none
     teacher: str = ""
@@ -390,7 +394,7 @@ class Trainer:
         noise = self.noise()
         seed = _episode_seed(cfg.seed, e)
         self.env, _ = self._episode_env(seed)
-        ep = run_episode(self.env, self._act_fn(True, noise), seed=seed, potential=cfg.shaping)
+        ep = self._explore_episode(seed, noise)
         transitions = self.transitions(ep)
         t_steps = len(ep["reward"])
         hidden = self._hidden()  # recurrent learners: the state before each step, and after
@@ -456,6 +460,27 @@ class Trainer:
         self.rows.append(row)
         self.episode += 1
         return row
+
+    def _explore_episode(self, seed: int, noise: float) -> dict:
+        """One exploring episode; with ``delivery_workers`` > 1 the deliveries are planned
+        after the steps, in parallel, and their rewards and executed migrations filled into
+        the episode (the same tuples as step-by-step delivery)."""
+        cfg, env = self.cfg, self.env
+        parallel = int(cfg.delivery_workers) > 1
+        env.defer_delivery = parallel
+        try:
+            ep = run_episode(env, self._act_fn(True, noise), seed=seed, potential=cfg.shaping)
+            if parallel:
+                t0 = time.perf_counter()
+                n = env._n
+                for t, r, executed in env.deliver_pending(cfg.delivery_workers, per_step=True):
+                    ep["reward"][t] = r
+                    ep["act"][t] = False
+                    ep["act"][t, :n, :n] = executed
+                ep["env_s"] += time.perf_counter() - t0
+        finally:
+            env.defer_delivery = False
+        return ep
 
     def _act_fn(self, explore: bool, noise: float = 1.0):
         """The learner's acting function for one episode (a recurrent learner starts its state
