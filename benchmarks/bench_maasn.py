@@ -164,8 +164,10 @@ def cmd_quality(args) -> None:
             if res.has(seed=seed, solver=name):
                 continue
             is_maasn = name.startswith("maasn")
-            spec = maasn_spec() if is_maasn else name
+            spec = maasn_spec() if is_maasn else name.split("?")[0]
             params = {"policy": args.policy} if is_maasn and args.policy else {}
+            if not is_maasn and "?" in name:  # e.g. guard-fill?rule=all
+                params.update(kv.split("=", 1) for kv in name.split("?", 1)[1].split("&"))
             if is_maasn and args.maasn_episodes:
                 params["episodes"] = args.maasn_episodes
             if is_maasn:
@@ -324,7 +326,8 @@ def main() -> None:
     q = sub.add_parser("quality")
     q.add_argument("--storage", type=float, default=1.25)
     q.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
-    q.add_argument("--solvers", nargs="+", default=BASELINES)
+    q.add_argument("--solvers", nargs="+", default=BASELINES,
+                   help="registry names; NAME?P=V&Q=W passes parameters (the row's label)")
     q.add_argument("--with-milp", action="store_true")
     q.add_argument("--no-maasn", action="store_true", help="baselines only")
     q.add_argument("--policy", default="")

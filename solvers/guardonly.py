@@ -29,19 +29,19 @@ class GuardOnlySolver:
 
     guard_mode = "additive"
 
-    @staticmethod
-    def policy(obs, mask):
-        return np.zeros_like(mask)
+    def policy(self, params: dict, pad: int):
+        return lambda obs, mask: np.zeros_like(mask)
 
     def solve(self, instance, ctx, params) -> SolveResult:
         from fgamcd_opt.marl.env import EnvConfig
         from fgamcd_opt.marl.rollout import max_users_per_node, rollout
 
         inst = instance
-        cfg = EnvConfig(instance=inst, max_users_per_node=max(max_users_per_node(inst), 1),
+        pad = max(max_users_per_node(inst), 1)
+        cfg = EnvConfig(instance=inst, max_users_per_node=pad,
                         max_cluster=params["max_cluster"], guard=True,
                         guard_mode=self.guard_mode)
-        env, stats = rollout(inst, cfg, self.policy, ctx.oracle, seed=ctx.seed,
+        env, stats = rollout(inst, cfg, self.policy(params, pad), ctx.oracle, seed=ctx.seed,
                              workers=params["workers"])
         plan = env.plan(self.name)
         return SolveResult(plan, SolveStatus.FEASIBLE, env.undelivered_message(),
@@ -49,21 +49,34 @@ class GuardOnlySolver:
 
 
 class GuardFillSolver(GuardOnlySolver):
-    """The guard's placement reserved first (``guard_mode="reserve"``), then a policy that asks
-    every node to cache every PB: each PB, in MAASN-DA's step order, gets a copy at every node
-    whose room beyond the reservation still holds it. The no-learning policy of the reserve
-    guard, and so what a policy trained with that guard must beat (docs/maasn.md section 7)."""
+    """The guard's placement reserved first (``guard_mode="reserve"``), then a fixed rule fills
+    the room left, each PB in MAASN-DA's step order: ``rule=all`` asks every node to cache every
+    PB, ``rule=local`` only the nodes one of whose own users requests it (an LFU cache per cell
+    that never pushes out the guard's copies). No learning: what a policy trained with the
+    reserve guard must beat (docs/maasn.md section 7)."""
 
     name = "guard-fill"
-    description = ("the coverage guard's placement reserved, then every PB cached wherever the "
-                   "room left holds it; the shared planner delivers")
+    description = ("the coverage guard's placement reserved, then PBs cached (every PB, or "
+                   "those a node's own users request) wherever the room left holds them")
     guard_mode = "reserve"
+    params = GuardOnlySolver.params + (
+        Param("rule", str, "local", "which copies fill the room the guard leaves: local (a "
+              "node caches the PBs its own users request) or all (every PB everywhere)",
+              choices=("local", "all")),
+    )
 
-    @staticmethod
-    def policy(obs, mask):
-        d = np.zeros_like(mask)
-        d[:, 0] = 1  # row n of the action layout: [a_n, b_{n,m} ...]: cache, migrate nothing
-        return d
+    def policy(self, params: dict, pad: int):
+        from fgamcd_opt.marl.env import own_requests
+
+        local = params["rule"] == "local"
+
+        def act(obs, mask):
+            d = np.zeros_like(mask)
+            # row n of the action layout: [a_n, b_{n,m} ...]: cache, migrate nothing
+            d[:, 0] = own_requests(obs, pad) > 0 if local else 1
+            return d
+
+        return act
 
 
 __solvers__ = [GuardOnlySolver, GuardFillSolver]

@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bc-weight", type=float, default=0.4,
                    help="weight of the behaviour-cloning term in the actor loss (with a "
                         "teacher; the Q term is normalised as in TD3+BC)")
+    p.add_argument("--init-policy", default="",
+                   help="start from this policy file's actor (e.g. the shipped teacher-started "
+                        "policy, fgamcd_opt/data/policies/paper-default.pt) with fresh critics")
+    p.add_argument("--actor-delay", type=int, default=0,
+                   help="episodes of critic-only updates before the actor moves (with "
+                        "--init-policy: the fresh critics first learn the policy's values)")
     p.add_argument("--critic-warmup", type=int, default=500,
                    help="critic-only updates on the demonstrations before episode 1")
     p.add_argument("--n-step", type=int, default=5,
@@ -143,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-straight-through", action="store_true",
                    help="actor step and targets on relaxed Gumbel samples (the v2 learner) "
                         "instead of straight-through binary ones")
+    p.add_argument("--actor-gradient", choices=("expected", "st"), default="expected",
+                   help="the actor's gradient for the caching bit: expected (Q_n(1) - Q_n(0), "
+                        "exact for a Bernoulli bit) or st (straight-through slope)")
     p.add_argument("--target-actions", choices=("greedy", "sample"), default="greedy",
                    help="target actor's actions in the critic target")
     p.add_argument("--cache-prior", type=float, default=None,
@@ -241,6 +250,7 @@ def _configs(args):
                                 value_decomposition=not args.no_value_decomposition,
                                 bc_weight=args.bc_weight if args.teacher else 0.0,
                                 straight_through=not args.no_straight_through,
+                                actor_gradient=args.actor_gradient,
                                 target_actions=args.target_actions,
                                 huber_delta=args.huber_delta, architecture=args.architecture,
                                 cache_prior=args.cache_prior, algo=args.algo)
@@ -257,6 +267,7 @@ def _configs(args):
                             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
                             eval_instances=args.eval_instances,
                             threads=args.threads, delivery_workers=args.workers,
+                            init_policy=args.init_policy, actor_delay=args.actor_delay,
                             teacher=args.teacher,
                             teacher_params=teacher_params,
                             teacher_time_limit=args.teacher_time_limit,

@@ -193,6 +193,15 @@ def block_dim(max_users_per_node: int, observe_demand: bool) -> int:
     return 2 + int(max_users_per_node) + int(bool(observe_demand))
 
 
+def own_requests(obs: np.ndarray, max_users_per_node: int) -> np.ndarray:
+    """(N,): how many of each node's own users request the current PB, read from the flat
+    observations (N, D) (each row's first block is the node's own: [S(k)/S_max, the request
+    indicators of its users padded to P = ``max_users_per_node``, ...])."""
+    n = obs.shape[0]
+    own = obs.reshape(n, n, -1)[:, 0, :]
+    return own[:, 1:1 + int(max_users_per_node)].sum(axis=1)
+
+
 def agent_name(n: int) -> str:
     return f"node_{n}"
 
@@ -406,12 +415,19 @@ class FgamcdParallelEnv(ParallelEnv):
                                 inst.users.node)
 
     def action_mask(self) -> np.ndarray:
-        """(N, N) int8: row n is agent n's mask (all 0 when PB k does not fit in C~_n(k))."""
+        """(N, N) int8: row n is agent n's mask (all 0 when PB k does not fit in C~_n(k); with
+        the reserve guard, when it does not fit beside the reservations of the later PBs, so
+        the mask says exactly which copies the guard keeps)."""
         n = self._n
         k = self.current_block
         if k is None:
             return np.zeros((n, n), dtype=np.int8)
-        fits = self.remaining >= float(self.inst.repository.sizes[k])
+        size = float(self.inst.repository.sizes[k])
+        if self.config.guard and getattr(self, "_reserve_node", None) is not None \
+                and self.config.guard_mode == "reserve":
+            fits = self.remaining - size >= self._reserved_after[self._t]
+        else:
+            fits = self.remaining >= size
         return np.repeat(fits[:, None], n, axis=1).astype(np.int8)
 
     def state(self) -> np.ndarray:

@@ -61,6 +61,13 @@ class LearnerConfig:
     # it at binary actions: straight-through Gumbel-Softmax (hard forward, relaxed gradient);
     # False: the relaxed sample itself (the v1/v2 learner, inconsistent with the critic's data)
     straight_through: bool = True
+    # the actor's gradient for the caching bit a_n: "st" (straight-through, the slope of the
+    # critic at the sampled binary action) or "expected" (the exact gradient of the expected
+    # local Q over a_n ~ Bernoulli(p_n): dE/dp_n = Q_n(a_n = 1) - Q_n(a_n = 0), both at the
+    # sampled migration bits); measured: the critic's Q_n(1) - Q_n(0) was +0.04 where a node's
+    # own users request the PB and -0.06 where not, while its slope at the sampled actions
+    # pushed both logits down (docs/maasn.md section 2.1). Migration bits stay straight-through.
+    actor_gradient: str = "expected"
     # target actions: "greedy" (the target actor's deterministic binary action, TD3-style
     # without smoothing) or "sample" (a Gumbel sample at the acting temperature)
     target_actions: str = "greedy"
@@ -246,19 +253,26 @@ class MaasnLearner:
         """Eq. 22 through the Gumbel-Softmax relaxation (straight-through by default); with
         demonstrations the TD3+BC loss."""
         cfg = self.cfg
-        pi = masked_actions(self.actor(obs), mask, cfg.temperature, self.gen,
-                            straight_through=cfg.straight_through, noise=noise)
-        q_pi = self.critics(obs, pi)
+        logits = self.actor(obs)
         agents = self._agents(obs)
-        if agents is not None:
-            q_pi = q_pi[agents > 0]
-        actor_loss = -q_pi.mean()
+        if cfg.actor_gradient == "expected" and cfg.straight_through:
+            actor_loss = self._expected_actor_loss(logits, obs, mask, noise, agents)
+            q_pi = None
+        else:
+            pi = masked_actions(logits, mask, cfg.temperature, self.gen,
+                                straight_through=cfg.straight_through, noise=noise)
+            q_pi = self.critics(obs, pi)
+            if agents is not None:
+                q_pi = q_pi[agents > 0]
+            actor_loss = -q_pi.mean()
         if demo_batch is not None and cfg.bc_weight > 0:
             from .demo import bc_loss
 
             # TD3+BC: the Q term normalised by its own magnitude, so bc_weight means the same
             # whatever the reward scale
-            actor_loss = (actor_loss / q_pi.abs().mean().detach().clamp(min=1e-6)
+            scale = (q_pi.abs().mean().detach() if q_pi is not None
+                     else self._q_scale).clamp(min=1e-6)
+            actor_loss = (actor_loss / scale
                           + cfg.bc_weight * bc_loss(self.actor, demo_batch, cfg.temperature)[0])
         self.opt_actor.zero_grad()
         actor_loss.backward()
@@ -266,6 +280,33 @@ class MaasnLearner:
         self.opt_actor.step()
         self.critics.zero_grad(set_to_none=True)
         return actor_loss.item()
+
+    def _expected_actor_loss(self, logits, obs, mask, noise: float, agents) -> torch.Tensor:
+        """``actor_gradient="expected"``: for the caching bit the exact gradient of the expected
+        local Q over a_n ~ Bernoulli(p_n): the surrogate -p_n (Q_n(1, b) - Q_n(0, 0)) with the
+        advantage held fixed and p_n = sigmoid(l_n / temperature) (the acting probability at
+        noise 1; at lower noise the same sign with a steeper slope, which would stop the
+        gradient of a nearly deterministic bit); for the migration bits the straight-through
+        term with a_n at its sample."""
+        from .networks import gumbel_sigmoid
+
+        cfg = self.cfg
+        soft = gumbel_sigmoid(logits, cfg.temperature, self.gen, noise)
+        st = ((soft > 0.5).to(logits.dtype) + soft - soft.detach()) * mask
+        a = st[..., :1].detach()
+        q_b = self.critics(obs, torch.cat([a, st[..., 1:] * a], dim=-1))
+        with torch.no_grad():
+            b = st[..., 1:].detach()
+            cache = mask[..., :1]
+            adv = (self.critics(obs, torch.cat([cache, b * cache], dim=-1))
+                   - self.critics(obs, torch.zeros_like(st))) * cache[..., 0]
+        p = torch.sigmoid(logits[..., 0] / cfg.temperature)
+        per_agent = p * adv + q_b
+        if agents is not None:
+            per_agent = per_agent[agents > 0]
+            q_b = q_b[agents > 0]
+        self._q_scale = q_b.abs().mean().detach()
+        return -per_agent.mean()
 
     # ---- persistence -------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -79,6 +79,11 @@ class TrainConfig:
     # observations do not depend on how a PB is delivered, only on the caching, so the
     # rewards can be filled in afterwards; 1: step by step in this process)
     delivery_workers: int = 1
+    # start from this policy file's actor (e.g. the shipped, teacher-started one) instead of a
+    # fresh one; the critics are fresh, so the actor is held for ``actor_delay`` episodes while
+    # they learn its values (critic-only updates)
+    init_policy: str = ""
+    actor_delay: int = 0
     # demonstrations (demo.py): a teacher solver's plans on the training pool, behaviour
     # cloning of the actors, a critic warm-up on the demonstrated transitions; "" = none
     teacher: str = ""
@@ -336,6 +341,27 @@ class Trainer:
         return [self.env._scenario_instance(self.env_cfg.pool_seed0 + i)
                 for i in range(self.env_cfg.pool)]
 
+    def start_from_policy(self, path: str) -> None:
+        """Copy a policy file's actor into the learner (actor and target actor); one clear
+        line when the file is unreadable or its networks do not fit this run's."""
+        from .policy import Policy
+
+        pol = Policy.load(path)
+        try:
+            for net in (self.learner.actor, self.learner.actor_t):
+                net.load_state_dict(pol.actor.state_dict())
+        except RuntimeError as exc:
+            why = " ".join(str(exc).strip().splitlines()[:2])
+            raise ParameterError(f"{path}: the policy does not fit this run's networks "
+                                 f"({why[:240]})") from None
+        import hashlib
+
+        self.pretrain_info = {
+            "initial_policy": str(path),
+            "initial_policy_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16],
+            "initial_policy_demonstrations": pol.card.get("demonstrations"),
+            "actor_delay": self.cfg.actor_delay}
+
     def pretrain(self, log=None) -> dict:
         """Demonstrations (demo.py): teacher plans replayed, actors cloned, critics warmed up
         on the demonstrated transitions; the cloned policy is the first best_policy."""
@@ -426,10 +452,11 @@ class Trainer:
         losses = {"critic_loss": float("nan"), "actor_loss": float("nan")}
         if len(self.buffer) >= min(cfg.batch, 64):
             use_demos = self.demos is not None and self.learner_cfg.bc_weight > 0
+            hold = {} if e >= cfg.actor_delay else {"train_actor": False}
             for _ in range(cfg.updates_per_episode):
                 demo = self.demos.sample(cfg.batch, self.rng) if use_demos else None
                 losses = self.learner.update(self.buffer.sample(cfg.batch, self.rng), demo,
-                                             noise=noise)
+                                             noise=noise, **hold)
         t3 = time.perf_counter()
         env = self.env
         row_env = {"instance": env.inst.name,
@@ -520,6 +547,8 @@ class Trainer:
         bar = tqdm(total=cfg.episodes, initial=self.episode, disable=not progress,
                    unit="ep", file=sys.stderr, dynamic_ncols=True)
         stopped = False
+        if cfg.init_policy and self.episode == 0 and self.pretrain_info is None:
+            self.start_from_policy(cfg.init_policy)
         if cfg.teacher and self.demos is None and self.episode == 0:
             self.pretrain(log=(lambda m: print(m, file=sys.stderr)) if progress else None)
             if self.out_dir is not None:
