@@ -6,6 +6,7 @@ held-out generator seeds against the baselines.
     python benchmarks/bench_maasn.py quality --storage 1.25 [--seeds 0 .. 9] [--solvers ...]
                                      [--with-milp] [--policy PATH] [--maasn-episodes E]
     python benchmarks/bench_maasn.py curves --tag T RUN_DIR [RUN_DIR ...] [--block 50] [--storage C]
+    python benchmarks/bench_maasn.py table --prefix P [--storages 0.25 0.5 1.25] [--group RE]
 
 training: sums the per-episode timings of the learning curve (the shipped policy's by default):
   environment steps without the oracle, oracle, action selection, ESN augmentation, network
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ResultsFile, table  # noqa: E402
+from _common import RESULTS, ResultsFile, table  # noqa: E402
 
 from fgamcd_opt.generators import generate  # noqa: E402
 from fgamcd_opt.jsonio import jsonable  # noqa: E402
@@ -312,6 +313,59 @@ def cmd_curves(args) -> None:
     print(f"wall per run: {', '.join(f'{w / 60:.1f} min' for w in walls)}; {png}")
 
 
+def cmd_table(args) -> None:
+    """One table from several quality result files (benchmarks/results/PREFIX*_storageC.json):
+    per storage and solver label the mean delay over the seeds where the plan is complete,
+    how many of the seeds that is, the mean users below QoS / undelivered, and the gap to
+    milp's certified bound; labels matching --group (a regex with one group) are also averaged
+    over the matching labels (e.g. the training seeds of one recipe)."""
+    import glob
+    import re
+
+    out = []
+    for st in args.storages:
+        rows = []
+        for f in sorted(glob.glob(str(RESULTS / f"{args.prefix}*_storage{st:g}.json"))):
+            rows += json.loads(Path(f).read_text())["rows"]
+        rows = [r for r in rows if r["seed"] in args.seeds
+                and not (args.exclude and re.fullmatch(args.exclude, r["solver"]))]
+        bound = {r["seed"]: r["bound_s"] for r in rows if r["solver"] == "milp" and r["bound_s"]}
+        labels = list(dict.fromkeys(r["solver"] for r in rows))
+        groups: dict = {}
+        for lab in labels:
+            m = re.fullmatch(args.group, lab) if args.group else None
+            if m:
+                groups.setdefault(m.group(1), []).append(lab)
+        entries = [(lab, [lab]) for lab in labels]
+        entries += [(f"{g} (mean of {len(ls)})", ls) for g, ls in groups.items()]
+        for lab, members in entries:
+            rs = [r for r in rows if r["solver"] in members]
+            done = [r for r in rs if r["total_delay_s"] is not None]
+            gaps = [(r["total_delay_s"] - bound[r["seed"]]) / r["total_delay_s"]
+                    for r in done if r["seed"] in bound]
+            out.append({"storage_gb": st, "solver": lab, "runs": len(rs),
+                        "complete": len(done),
+                        "mean_delay_s": float(np.mean([r["total_delay_s"] for r in done]))
+                        if done else None,
+                        "qos_users": float(np.mean([r["qos_violating_users"] or 0 for r in rs])),
+                        "undelivered_users": float(np.mean([r["undelivered_users"] or 0
+                                                            for r in rs])),
+                        "gap_to_bound": float(np.mean(gaps)) if gaps else None,
+                        "mean_bound_s": float(np.mean(list(bound.values()))) if bound and
+                        lab == "milp" else None})
+    res = ResultsFile(f"maasn_table_{args.prefix}.json", {
+        "command": "python benchmarks/bench_maasn.py " + " ".join(sys.argv[1:])})
+    res.data["rows"] = out
+    from fgamcd_opt.jsonio import write_json_atomic
+
+    write_json_atomic(res.path, res.data)
+    print(table(out, [("C_n", "storage_gb", "g"), ("solver", "solver", "30s"),
+                      ("runs", "runs", "d"), ("complete", "complete", "d"),
+                      ("delay s", "mean_delay_s", ".3f"), ("QoS users", "qos_users", ".1f"),
+                      ("undelivered", "undelivered_users", ".1f"),
+                      ("gap", "gap_to_bound", ".3f"), ("bound s", "mean_bound_s", ".3f")]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -339,6 +393,13 @@ def main() -> None:
     q.add_argument("--fresh", action="store_true")
     q.add_argument("--results", help="results file name under benchmarks/results (default "
                    "maasn_quality_storageC.json)")
+    tb = sub.add_parser("table")
+    tb.add_argument("--prefix", required=True, help="results files PREFIX*_storageC.json")
+    tb.add_argument("--storages", type=float, nargs="+", default=[0.25, 0.5, 1.25])
+    tb.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    tb.add_argument("--exclude", default="", help="regex: labels left out")
+    tb.add_argument("--group", default="", help="regex with one group: labels averaged "
+                    "together, e.g. 'maasn\\[(scratch)-s\\d\\]'")
     c = sub.add_parser("curves")
     c.add_argument("runs", nargs="+", help="fgamcd-train output folders (one per seed)")
     c.add_argument("--tag", required=True, help="name of the result files")
@@ -348,7 +409,7 @@ def main() -> None:
     c.add_argument("--smooth", type=int, default=20, help="moving-average window of the PNG")
     args = ap.parse_args()
     {"training": cmd_training, "inference": cmd_inference, "quality": cmd_quality,
-     "curves": cmd_curves}[args.cmd](args)
+     "table": cmd_table, "curves": cmd_curves}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -284,7 +284,7 @@ class MaasnLearner:
     def _expected_actor_loss(self, logits, obs, mask, noise: float, agents) -> torch.Tensor:
         """``actor_gradient="expected"``: for the caching bit the exact gradient of the expected
         local Q over a_n ~ Bernoulli(p_n): the surrogate -p_n (Q_n(1, b) - Q_n(0, 0)) with the
-        advantage held fixed and p_n = sigmoid(l_n / temperature) (the acting probability at
+        advantage held fixed and b the actor's greedy migration bits and p_n = sigmoid(l_n / temperature) (the acting probability at
         noise 1; at lower noise the same sign with a steeper slope, which would stop the
         gradient of a nearly deterministic bit); for the migration bits the straight-through
         term with a_n at its sample."""
@@ -296,7 +296,10 @@ class MaasnLearner:
         a = st[..., :1].detach()
         q_b = self.critics(obs, torch.cat([a, st[..., 1:] * a], dim=-1))
         with torch.no_grad():
-            b = st[..., 1:].detach()
+            # the migration bits at the actor's greedy choice: with sampled ones a copy was
+            # blamed for the exploring migration offers that came with it (measured: the
+            # caching logits fell everywhere although Q_n(1, 0) > Q_n(0, 0) everywhere)
+            b = (logits[..., 1:] > 0).to(logits.dtype) * mask[..., 1:]
             cache = mask[..., :1]
             adv = (self.critics(obs, torch.cat([cache, b * cache], dim=-1))
                    - self.critics(obs, torch.zeros_like(st))) * cache[..., 0]
