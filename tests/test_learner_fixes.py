@@ -433,3 +433,17 @@ def test_own_requests_reads_each_nodes_requesters_from_the_observation():
             want = np.bincount(inst.users.node[inst.requesters(k)], minlength=n)
             assert np.array_equal(own_requests(obs, 7), want)
             obs_d, *_ = env.step({a: np.zeros(n, np.int8) for a in env.agents})
+
+
+def test_without_policy_migrations_the_bits_are_masked_and_not_recorded():
+    """``policy_migrations=False``: the migration bits are masked, an action that sets them
+    offers nothing, and the executed actions carry none (the planner's migrations from the
+    holders are the environment's, not the agents')."""
+    inst = generate("tiny", seed=1, storage_gb=0.04, n_users=8)
+    n = inst.n_nodes
+    env = _env(inst, guard=True, guard_mode="reserve", policy_migrations=False)
+    ep = run_episode(env, _fixed(np.ones((n, n))))
+    assert not ep["mask"][:, :, 1:].any()
+    assert not ep["act"][:, :, 1:].any()
+    assert ep["act"][:, :, 0].any()
+    assert not env.undelivered

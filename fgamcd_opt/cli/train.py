@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "reserve (the guard-only placement of every PB reserved at the start, "
                         "the policy's copies in the room it leaves) or fallback (the guard "
                         "places a PB only when the policy placed it nowhere)")
+    p.add_argument("--no-policy-migrations", action="store_true",
+                   help="mask the agents' migration bits: with --guard the planner alone "
+                        "decides migrations from the holders")
     p.add_argument("--max-users-per-node", type=int, default=14, help="observation padding P")
     p.add_argument("--delivery", choices=("planner", "group"), default="planner")
     p.add_argument("--max-cluster", type=int, default=3)
@@ -231,6 +234,7 @@ def _configs(args):
                         effort=args.delivery_effort,
                         observe_demand=not args.no_observe_demand, guard=args.guard,
                         guard_mode=args.guard_mode,
+                        policy_migrations=not args.no_policy_migrations,
                         obs_format="graph" if args.architecture == "shared" else "flat",
                         graph_n_max=args.graph_n_max, graph_u_max=args.graph_u_max, mix=mix)
     teacher_params = {}

@@ -114,6 +114,10 @@ class EnvConfig:
     # reserve: the guard-only placement of every PB is worked out at reset and its storage
     # reserved, so the policy's copies only use the room it leaves (never displace it)
     guard_mode: str = "additive"
+    # the agents' migration bits b_{n,m} (eq. 11): False masks them, and with the guard on the
+    # planner alone decides migrations from the holders (it does anyway); the executed
+    # actions then carry no migration bits, since the agents did not choose them
+    policy_migrations: bool = True
     # one more observation entry per node block: bytes its users still request (module doc)
     observe_demand: bool = True
     # "flat": eq. 10's padded vector per agent (the paper's per-agent networks); "graph": the
@@ -428,7 +432,10 @@ class FgamcdParallelEnv(ParallelEnv):
             fits = self.remaining - size >= self._reserved_after[self._t]
         else:
             fits = self.remaining >= size
-        return np.repeat(fits[:, None], n, axis=1).astype(np.int8)
+        mask = np.repeat(fits[:, None], n, axis=1).astype(np.int8)
+        if not self.config.policy_migrations:
+            mask[:, 1:] = 0
+        return mask
 
     def state(self) -> np.ndarray:
         """s(k) = [o_n(k) : n in N] (paper section III-B)."""
@@ -479,6 +486,8 @@ class FgamcdParallelEnv(ParallelEnv):
         if cfg.guard:
             a = self._guarded(k, a, fits)
         b = d & a[:, None]
+        if not cfg.policy_migrations:
+            b[:] = False
         np.fill_diagonal(b, False)
         b &= ~a[None, :]  # a holder needs no copy
         self.remaining[a] -= size
@@ -515,9 +524,12 @@ class FgamcdParallelEnv(ParallelEnv):
 
     def _agent_layout(self, a: np.ndarray, migrations) -> np.ndarray:
         """(N, N) bool in the action layout of eq. 11 (row n: [a_n, b_{n,m} for m != n
-        ascending]) from the caching vector and (destination, source) migrations."""
+        ascending]) from the caching vector and (destination, source) migrations (none when
+        the agents do not choose migrations, ``policy_migrations=False``)."""
         out = np.zeros((self._n, self._n), dtype=bool)
         out[:, 0] = a
+        if not self.config.policy_migrations:
+            return out
         for m, src in migrations:
             out[src, m + 1 if m < src else m] = True
         return out

@@ -133,6 +133,8 @@ class Policy:
               if k in envc}
         # the guard this policy was trained with (cards before the additive guard: fallback)
         kw["guard_mode"] = envc.get("guard_mode", "fallback")
+        # a policy trained without migration bits acts without them (untrained outputs)
+        kw["policy_migrations"] = bool(envc.get("policy_migrations", True))
         if self.layout is not None:
             kw.update(obs_format="graph", graph_n_max=self.layout.n_max,
                       graph_u_max=self.layout.u_max)
