@@ -284,9 +284,10 @@ class MaasnLearner:
     def _expected_actor_loss(self, logits, obs, mask, noise: float, agents) -> torch.Tensor:
         """``actor_gradient="expected"``: for the caching bit the exact gradient of the expected
         local Q over a_n ~ Bernoulli(p_n): the surrogate -p_n (Q_n(1, b) - Q_n(0, 0)) with the
-        advantage held fixed and b the actor's greedy migration bits and p_n = sigmoid(l_n / temperature) (the acting probability at
-        noise 1; at lower noise the same sign with a steeper slope, which would stop the
-        gradient of a nearly deterministic bit); for the migration bits the straight-through
+        advantage held fixed, b the actor's greedy migration bits and p_n = sigmoid(l_n /
+        temperature) (the acting probability at noise 1; at lower noise the same sign with a
+        steeper slope, which would stop the gradient of a nearly deterministic bit); for the
+        migration bits the straight-through
         term with a_n at its sample."""
         from .networks import gumbel_sigmoid
 
