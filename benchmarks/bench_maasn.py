@@ -294,7 +294,9 @@ def cmd_curves(args) -> None:
                       else f"episode at C_n = {args.storage:g} GB (k-th of the run's)")
         ax.grid(alpha=0.3)
     for i, ev in enumerate(evals):
-        if ev:
+        # a run over several storages evaluates on its pool (all storages): not drawn against
+        # the episodes of one storage
+        if ev and args.storage is None:
             e, d, _ = zip(*ev, strict=True)
             axes[1].plot(e, d, "o-", ms=2.5, lw=0.8, color=f"C{i + 1}",
                          label=f"greedy eval, run {i + 1}")
