@@ -27,6 +27,19 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 NO_WORKER_TIMEOUT_S = 60.0  # a Dask run with no live worker for this long stops
 
 
+
+def check_in_own_process(ref: str, time_limit_s: float | None, budget_s: float | None,
+                         threads: int) -> dict:
+    """A plugin's conformance check in a sandbox process of its own, on this machine (every
+    executor checks plugins locally: the check decides whether the plugin runs at all)."""
+    from .pool import CellPool
+
+    pool = CellPool(1, threads)
+    try:
+        return pool.check(ref, time_limit_s, budget_s)
+    finally:
+        pool.close()
+
 class NoWorkers(FgamcdError):
     """A Dask cluster had no live worker for too long (the run stops; exit status 1)."""
 
@@ -59,13 +72,7 @@ class _PoolExecutor:
 
     def check(self, ref: str, time_limit_s: float | None, budget_s: float | None) -> dict:
         """The conformance check of a plugin, in a process of its own (on this machine)."""
-        from .pool import CellPool
-
-        pool = CellPool(1, self.threads)
-        try:
-            return pool.check(ref, time_limit_s, budget_s)
-        finally:
-            pool.close()
+        return check_in_own_process(ref, time_limit_s, budget_s, self.threads)
 
     def map_unordered(self, fn: Callable, items: list, on_crash: Callable) -> Iterator:
         """``fn`` over ``items`` in this process (trusted built-in work such as the regions of
@@ -267,13 +274,8 @@ class DaskExecutor:
             pass
 
     def check(self, ref: str, time_limit_s: float | None, budget_s: float | None) -> dict:
-        from .pool import CellPool
-
-        pool = CellPool(1, self.threads)
-        try:
-            return pool.check(ref, time_limit_s, budget_s)
-        finally:
-            pool.close()
+        """The conformance check of a plugin, in a process of its own (on this machine)."""
+        return check_in_own_process(ref, time_limit_s, budget_s, self.threads)
 
     def close(self) -> None:
         self.client.close()

@@ -515,12 +515,17 @@ class FgamcdParallelEnv(ParallelEnv):
             return 0.0, info
         # the delivery of k depends on the instance, k, the holders and the offered copies
         # only: training episodes revisit the same decisions, so it is memoised
-        key = (inst.fingerprint, int(k), tuple(holders.tolist()), tuple(sorted(src_of.items())))
+        key = self._delivery_key(int(k), holders, src_of)
         got = self._delivery_memo.get(key)
         if got is None:
             got = _deliver(self.oracle, inst, cfg, k, holders, src_of, self.holds[:, k])
             self._delivery_memo.put(key, got)
         return self._record(*got, info)
+
+    def _delivery_key(self, k: int, holders: np.ndarray, src_of: dict) -> tuple:
+        """The delivery memo's key: a PB's delivery depends on the instance, the PB, its
+        holders and the offered copies only."""
+        return (self.inst.fingerprint, k, tuple(holders.tolist()), tuple(sorted(src_of.items())))
 
     def _agent_layout(self, a: np.ndarray, migrations) -> np.ndarray:
         """(N, N) bool in the action layout of eq. 11 (row n: [a_n, b_{n,m} for m != n
@@ -564,9 +569,7 @@ class FgamcdParallelEnv(ParallelEnv):
         of (step, reward, executed action in the agents' layout) instead, which training uses
         to fill in the replay tuples of an episode whose deliveries ran in parallel."""
         pending, self._pending = self._pending, []
-        inst = self.inst
-        keys = [(inst.fingerprint, k, tuple(h.tolist()), tuple(sorted(s.items())))
-                for _t, k, h, s in pending]
+        keys = [self._delivery_key(k, h, s) for _t, k, h, s in pending]
         got = [self._delivery_memo.get(key) for key in keys]
         todo = [i for i, g in enumerate(got) if g is None]
         args = [(pending[i][1], pending[i][2], pending[i][3], self.holds[:, pending[i][1]].copy())

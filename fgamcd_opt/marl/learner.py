@@ -256,8 +256,7 @@ class MaasnLearner:
         logits = self.actor(obs)
         agents = self._agents(obs)
         if cfg.actor_gradient == "expected" and cfg.straight_through:
-            actor_loss = self._expected_actor_loss(logits, obs, mask, noise, agents)
-            q_pi = None
+            actor_loss, q_size = self._expected_actor_loss(logits, obs, mask, noise, agents)
         else:
             pi = masked_actions(logits, mask, cfg.temperature, self.gen,
                                 straight_through=cfg.straight_through, noise=noise)
@@ -265,14 +264,13 @@ class MaasnLearner:
             if agents is not None:
                 q_pi = q_pi[agents > 0]
             actor_loss = -q_pi.mean()
+            q_size = q_pi.abs().mean().detach()
         if demo_batch is not None and cfg.bc_weight > 0:
             from .demo import bc_loss
 
             # TD3+BC: the Q term normalised by its own magnitude, so bc_weight means the same
             # whatever the reward scale
-            scale = (q_pi.abs().mean().detach() if q_pi is not None
-                     else self._q_scale).clamp(min=1e-6)
-            actor_loss = (actor_loss / scale
+            actor_loss = (actor_loss / q_size.clamp(min=1e-6)
                           + cfg.bc_weight * bc_loss(self.actor, demo_batch, cfg.temperature)[0])
         self.opt_actor.zero_grad()
         actor_loss.backward()
@@ -281,14 +279,14 @@ class MaasnLearner:
         self.critics.zero_grad(set_to_none=True)
         return actor_loss.item()
 
-    def _expected_actor_loss(self, logits, obs, mask, noise: float, agents) -> torch.Tensor:
+    def _expected_actor_loss(self, logits, obs, mask, noise: float, agents) -> tuple:
         """``actor_gradient="expected"``: for the caching bit the exact gradient of the expected
         local Q over a_n ~ Bernoulli(p_n): the surrogate -p_n (Q_n(1, b) - Q_n(0, 0)) with the
         advantage held fixed, b the actor's greedy migration bits and p_n = sigmoid(l_n /
         temperature) (the acting probability at noise 1; at lower noise the same sign with a
         steeper slope, which would stop the gradient of a nearly deterministic bit); for the
         migration bits the straight-through
-        term with a_n at its sample."""
+        term with a_n at its sample. Returns (loss, mean |Q| of the sampled actions)."""
         from .networks import gumbel_sigmoid
 
         cfg = self.cfg
@@ -309,8 +307,7 @@ class MaasnLearner:
         if agents is not None:
             per_agent = per_agent[agents > 0]
             q_b = q_b[agents > 0]
-        self._q_scale = q_b.abs().mean().detach()
-        return -per_agent.mean()
+        return -per_agent.mean(), q_b.abs().mean().detach()
 
     # ---- persistence -------------------------------------------------------------------
     def state_dict(self) -> dict:
