@@ -27,7 +27,6 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 NO_WORKER_TIMEOUT_S = 60.0  # a Dask run with no live worker for this long stops
 
 
-
 def check_in_own_process(ref: str, time_limit_s: float | None, budget_s: float | None,
                          threads: int) -> dict:
     """A plugin's conformance check in a sandbox process of its own, on this machine (every
@@ -39,6 +38,7 @@ def check_in_own_process(ref: str, time_limit_s: float | None, budget_s: float |
         return pool.check(ref, time_limit_s, budget_s)
     finally:
         pool.close()
+
 
 class NoWorkers(FgamcdError):
     """A Dask cluster had no live worker for too long (the run stops; exit status 1)."""
