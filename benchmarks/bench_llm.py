@@ -27,7 +27,8 @@ from pathlib import Path
 
 from _common import ResultsFile
 
-SOLVERS = ["milp", "coarse", "full-comp", "hybrid", "maasn", "nocoop", "tdma", "trimcaching"]
+SOLVERS = ["milp", "coarse", "full-comp", "hybrid", "maasn", "nocoop", "tdma", "trimcaching",
+           "replicate", "guard-only", "guard-fill"]
 LLM = ["llm-7b-calibrated", "llm-13b-calibrated"]
 CERTIFICATE_S = 30.0  # group bounds of milp's per-PB beam certificates (others: per-user only)
 

@@ -89,7 +89,7 @@ class PlannerOptions:
     offered: tuple[tuple[int, int], ...] = ()
     # requester sets above this size are planned in neighbourhoods of at most this many users
     # (locality.neighbourhoods; 0: never split)
-    local_group: int = 24
+    local_group: int = 64
 
 
 @dataclass
