@@ -197,12 +197,14 @@ def main(argv=None) -> int:
     ap.add_argument("--output", default="llm.json", help="file name under benchmarks/results/")
     ap.add_argument("--table", nargs="+", metavar="FILE",
                     help="print the before/after comparison of these results files (names "
-                    "under benchmarks/results/; rows tagged 'before' and 'after') and exit")
+                    "under benchmarks/results/; rows tagged as --compare says) and exit")
+    ap.add_argument("--compare", nargs=2, default=["before", "after"], metavar=("BEFORE", "AFTER"),
+                    help="the two tags --table compares (default: before after)")
     args = ap.parse_args(argv)
     if args.table:
         rows = [r for name in args.table for r in ResultsFile(name).rows]
-        print_table(rows, "before", "after")
-        print_checks(rows, "before", "after")
+        print_table(rows, *args.compare)
+        print_checks(rows, *args.compare)
         return 0
     res = ResultsFile(args.output, {"benchmark": "llm"})
     overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}

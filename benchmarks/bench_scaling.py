@@ -49,7 +49,8 @@ from _common import ResultsFile, table  # noqa: E402
 
 from fgamcd_opt.jsonio import jsonable  # noqa: E402
 
-SOLVERS = ("trimcaching", "nocoop", "tdma", "coarse", "hybrid", "full-comp", "milp", "maasn")
+SOLVERS = ("trimcaching", "nocoop", "tdma", "coarse", "hybrid", "full-comp", "milp", "maasn",
+           "replicate", "guard-only", "guard-fill")
 TASKS = ("gen", "info", *SOLVERS, "evaluate")
 WALL_FACTOR = 8  # wall-clock safety net: this many times the CPU cap
 

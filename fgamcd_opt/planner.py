@@ -42,6 +42,11 @@ obvious partitions. On llm-7b-calibrated seed 0, where 29 frozen PBs have all 30
 requesters, trimcaching's plan had 672 units, 564 of them to a single user, under the previous
 heuristic (one group, bottleneck users peeled off); now 141 units, 24 to a single user, and
 two groups of ~15 users per frozen PB (delay 4.10 -> 1.16 s; docs/milp.md section 7).
+
+Second pass (``second_pass``, in ``plan_broadcast`` and milp's primal): the local search ends in
+different splits of the same requesters from one PB to the next, so each PB of a requester set
+above SEARCH_GREEDY_MAX_USERS is planned again with the set's SECOND_PASS_HINTS cheapest
+first-pass partitions as candidates (no new local search), and the cheaper plan is kept per PB.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ from .workers import map_blocks
 MESSAGE_USERS = 50  # users named in a message (the rest counted)
 QOS_PENALTY_S = 1e6  # partition search: a group that misses QoS costs this much more (QoS first)
 SEARCH_GREEDY_MAX_USERS = 10  # large-group search: also the bottleneck-move heuristic up to here
+SECOND_PASS_HINTS = 6  # second_pass: the cheapest distinct partitions of a requester set offered
 
 
 @dataclass(frozen=True)
@@ -830,6 +836,53 @@ def plan_transmissions(inst: Instance, k: int, users, holders, oracle: Beamformi
     return parts
 
 
+def _parts_cost(parts) -> float:
+    return sum(_partition_cost(g) for g in parts) if parts else np.inf
+
+
+def second_pass(inst: Instance, done, holds: np.ndarray, oracle: BeamformingOracle,
+                options: PlannerOptions, ctx=None, alternatives: dict | None = None):
+    """Re-plan the PBs of one requester set (``done``: (k, hurried, parts) in PB order, from
+    the first pass with one hint each) with the SECOND_PASS_HINTS cheapest distinct partitions
+    the first pass chose for that set as candidates, keeping per PB the cheaper of the two
+    plans (PBs are delivered independently, so no PB and no total can get worse).
+
+    Only for sets above SEARCH_GREEDY_MAX_USERS requesters (the LLM scenarios' frozen PBs:
+    30 users, where the local search ends in different splits from one PB to the next, 10-20%
+    apart in a PB's delay on llm-7b-calibrated seed 1, so the plan depended on the split the
+    previous PB happened to end in); smaller sets are searched more thoroughly (the bottleneck
+    moves) and are left as they are. The second pass scores the candidates and their best
+    cover but runs no local search of its own (``search_plans`` = 1): its cost is a few oracle
+    calls per candidate. ``alternatives`` (k -> list), if given, receives every plan the
+    second pass made (milp offers them to its oracle MILP)."""
+    if len(done) < 2 or not options.partition:
+        return done
+    users = tuple(int(u) for u in inst.requesters(done[0][0]))
+    if len(users) <= SEARCH_GREEDY_MAX_USERS:
+        return done
+    cost: dict = {}  # distinct partition -> its cheapest first-pass cost
+    for _, hurried, parts in done:
+        if parts and not hurried and len(parts) > 1:
+            key = tuple(sorted(tuple(g.users) for g in parts))
+            cost[key] = min(cost.get(key, np.inf), _parts_cost(parts))
+    if len(cost) < 2:
+        return done
+    seen = [list(key) for key in sorted(cost, key=cost.get)[:SECOND_PASS_HINTS]]
+    opts = replace(options, search_plans=1)
+    out = []
+    for k, hurried, parts in done:
+        if hurried or not parts or (ctx is not None and ctx.should_stop()) or _late(oracle):
+            out.append((k, hurried, parts))
+            continue
+        holders = np.flatnonzero(holds[:, k])
+        again = plan_transmissions(inst, k, users, holders, oracle, opts, hints=seen)
+        if alternatives is not None and again:
+            alternatives.setdefault(k, []).append(again)
+        better = again and _parts_cost(again) < _parts_cost(parts) * (1 - 1e-9)
+        out.append((k, hurried, again if better else parts))
+    return out
+
+
 class PartitionHints:
     """The partition last chosen for each requester set, offered to the next PB with the same
     requesters (PBs of a shared prefix have the same requesters and the same geometry, only
@@ -919,7 +972,7 @@ def plan_broadcast(inst: Instance, holds: np.ndarray, oracle: BeamformingOracle,
                                        hints=hints.get(users))
             hints.record(users, parts)
             done.append((k, hurried, parts))
-        return done
+        return second_pass(inst, done, holds, oracle, options, ctx)
 
     planned = {k: (hurried, parts) for res in map_blocks(plan_set, list(by_users.values()),
                                                           oracle, workers, ctx, "PB set")

@@ -38,6 +38,7 @@ from fgamcd_opt.planner import (
     PlannerOptions,
     plan_transmissions,
     quick_options,
+    second_pass,
 )
 from fgamcd_opt.solver import FALLBACK_S, SolveResult, SolveStatus
 
@@ -167,6 +168,7 @@ class MilpSolver:
         planner_delay = 0.0  # the oracle's delays of the planner's units (+ migrations)
         partitions: dict[int, list] = {}
         hints = PartitionHints()
+        first: dict[tuple[int, ...], list] = {}  # requester set -> (PB, hurried, parts)
         # storage binds unless the bound MILP met the no-storage-limit bound (then its caching
         # only restricts what the filled one allows)
         binds = out_b.objective_s is None or \
@@ -201,6 +203,8 @@ class MilpSolver:
                 options.append([g.beam for g in parts])
                 if j > 0:
                     continue
+                first.setdefault(tuple(int(u) for u in o.users), []).append(
+                    (o.block, hurried, parts))
                 hints.record(o.users, parts)
                 planner.note_qos(inst, o.block, parts, holders)
                 planner_cluster[o.block] = tuple(sorted({n for g in parts for n in g.nodes}))
@@ -210,7 +214,17 @@ class MilpSolver:
                     planner_delay += g.total_s
             if o.block not in planner_cluster:
                 planner.undeliverable[o.block] = o.users
-        meta.update(planner_primal_delay_s=planner_delay)
+        # PBs sharing a large requester set: every PB again with the set's best partitions
+        # (planner.second_pass), offered to the oracle MILP beside the first pass's
+        alternatives: dict[int, list] = {}
+        for done in first.values():
+            if time.perf_counter() > planner_end or ctx.should_stop():
+                break
+            second_pass(inst, done, filled, oracle, popts, ctx, alternatives=alternatives)
+        for k, plans in alternatives.items():
+            partitions[k] += [[g.beam for g in c] for c in plans]
+        meta.update(planner_primal_delay_s=planner_delay,
+                    second_pass_pbs=len(alternatives))
         meta["stage_times_s"]["planner"] = time.perf_counter() - t_planner
         statuses = {"optimistic": out_b.status}
         if planner.hurried or planner.skipped:
