@@ -161,7 +161,7 @@ def test_second_pass_never_worse_per_pb_and_offers_the_sets_partitions(monkeypat
     again = planner.second_pass(inst, done, holds, oracle, PlannerOptions(),
                                 alternatives=alternatives)
     assert [k for k, _, _ in again] == ks
-    for (_, _, p1), (k, _, p2) in zip(done, again, strict=True):
+    for (_, _, p1), (_, _, p2) in zip(done, again, strict=True):
         assert planner._parts_cost(p2) <= planner._parts_cost(p1) * (1 + 1e-12)
         assert sorted(u for g in p2 for u in g.users) == sorted(users)
     distinct = {tuple(sorted(g.users for g in p)) for _, _, p in done if len(p) > 1}
