@@ -837,6 +837,7 @@ def plan_transmissions(inst: Instance, k: int, users, holders, oracle: Beamformi
 
 
 def _parts_cost(parts) -> float:
+    """Cost of a PB's transmissions as the partition search counts it (inf: none)."""
     return sum(_partition_cost(g) for g in parts) if parts else np.inf
 
 
@@ -878,7 +879,7 @@ def second_pass(inst: Instance, done, holds: np.ndarray, oracle: BeamformingOrac
         again = plan_transmissions(inst, k, users, holders, oracle, opts, hints=seen)
         if alternatives is not None and again:
             alternatives.setdefault(k, []).append(again)
-        better = again and _parts_cost(again) < _parts_cost(parts) * (1 - 1e-9)
+        better = bool(again) and _parts_cost(again) < _parts_cost(parts) * (1 - 1e-9)
         out.append((k, hurried, again if better else parts))
     return out
 

@@ -17,6 +17,7 @@ from fgamcd_opt.planner import (
     PartitionHints,
     PlannerOptions,
     _partition_cost,
+    _parts_cost,
     plan_transmissions,
 )
 from fgamcd_opt.rates import transfer_delay_s
@@ -130,7 +131,7 @@ def test_llm_sized_requester_sets_are_not_split_into_neighbourhoods():
 
     def plan(opts):
         parts = plan_transmissions(inst, k, users, holders, oracle, opts)
-        return sorted(p.users for p in parts), sum(_partition_cost(p) for p in parts)
+        return sorted(p.users for p in parts), _parts_cost(parts)
 
     default, whole = plan(PlannerOptions()), plan(PlannerOptions(local_group=0))
     assert default == whole
@@ -162,13 +163,13 @@ def test_second_pass_never_worse_per_pb_and_offers_the_sets_partitions(monkeypat
                                 alternatives=alternatives)
     assert [k for k, _, _ in again] == ks
     for (_, _, p1), (_, _, p2) in zip(done, again, strict=True):
-        assert planner._parts_cost(p2) <= planner._parts_cost(p1) * (1 + 1e-12)
+        assert _parts_cost(p2) <= _parts_cost(p1) * (1 + 1e-12)
         assert sorted(u for g in p2 for u in g.users) == sorted(users)
     distinct = {tuple(sorted(g.users for g in p)) for _, _, p in done if len(p) > 1}
     assert (len(distinct) >= 2) == bool(alternatives)
     # on this instance the first pass ends in 3- and 4-group splits; the second pass finds
     # cheaper plans for some PBs (1.6% in total when measured)
-    total = [sum(planner._parts_cost(p) for _, _, p in d) for d in (done, again)]
+    total = [sum(_parts_cost(p) for _, _, p in d) for d in (done, again)]
     assert total[1] < total[0] * (1 - 1e-3)
     # below the threshold nothing is re-planned
     monkeypatch.setattr(planner, "SEARCH_GREEDY_MAX_USERS", len(users))
