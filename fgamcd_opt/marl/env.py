@@ -75,7 +75,13 @@ from ..instance import Instance
 from ..lru import LRU
 from ..oracle import BeamformingOracle, default_oracle
 from ..plan import DeliveryUnit, Migration, Plan
-from ..planner import BlockData, PlannerOptions, plan_transmissions
+from ..planner import (
+    SEARCH_GREEDY_MAX_USERS,
+    SECOND_PASS_HINTS,
+    BlockData,
+    PlannerOptions,
+    plan_transmissions,
+)
 from .graph import GraphLayout
 
 R_REF_BPS = 1e10
@@ -137,9 +143,11 @@ class EnvConfig:
 
 
 def _deliver(oracle, inst: Instance, cfg: EnvConfig, k: int, holders, src_of: dict,
-             holds_k: np.ndarray):
+             holds_k: np.ndarray, hints=None):
     """Transmissions of PB k from the decided holders and migrated copies (``delivery``),
-    scored by the evaluator's per-PB scorer: (units, migrations, BlockScore)."""
+    scored by the evaluator's per-PB scorer: (units, migrations, BlockScore). ``hints``
+    (partitions of k's requesters, planner delivery): the second pass of
+    :meth:`FgamcdParallelEnv.deliver_pending`, which scores them without a local search."""
     users = inst.requesters(k)
     if cfg.delivery == "group":
         nodes = tuple(sorted({*np.asarray(holders).tolist(), *src_of}))
@@ -155,7 +163,9 @@ def _deliver(oracle, inst: Instance, cfg: EnvConfig, k: int, holders, src_of: di
                               method=cfg.method, offered=tuple(sorted(src_of.items())))
         bd = BlockData(inst, k)
         parts = None
-        if cfg.effort == "quick":
+        if hints:
+            opts = replace(opts, search_plans=1)
+        elif cfg.effort == "quick":
             # one common transmission first; the full partition search only where it misses
             # some requester's QoS floor (most PBs meet QoS with one group)
             parts = plan_transmissions(inst, k, users, holders, oracle,
@@ -166,7 +176,7 @@ def _deliver(oracle, inst: Instance, cfg: EnvConfig, k: int, holders, src_of: di
                 parts = None
         if parts is None:
             parts = plan_transmissions(inst, k, users, holders, oracle, opts, sources=holders,
-                                       block_data=bd)
+                                       block_data=bd, hints=hints or None)
         migs, have = [], set()
         for g in parts:
             for mg in g.migrations:
@@ -179,6 +189,12 @@ def _deliver(oracle, inst: Instance, cfg: EnvConfig, k: int, holders, src_of: di
                  for g in parts]
     score = score_block(inst, k, units, migs, oracle=oracle, holds=holds_k)
     return units, migs, score
+
+
+def _penalised(score) -> bool:
+    """Whether a PB's delivery earns eq. 12's penalty (QoS miss, undelivered or infinite)."""
+    return bool(score.qos_violating_users or score.undelivered_users
+                or not np.isfinite(score.total_s))
 
 
 _WORKER_ENV = None  # the env a forked delivery worker inherits (deliver_pending)
@@ -546,8 +562,7 @@ class FgamcdParallelEnv(ParallelEnv):
                                                ((mg.dst, mg.src) for mg in migs))
         self.units.extend(units)
         self.migrations.extend(migs)
-        lam = bool(score.qos_violating_users or score.undelivered_users
-                   or not np.isfinite(score.total_s))
+        lam = _penalised(score)
         finite = score.migration_s + (score.broadcast_s if np.isfinite(score.broadcast_s)
                                       else 0.0)
         self.total_delay_s += finite
@@ -560,20 +575,43 @@ class FgamcdParallelEnv(ParallelEnv):
     # ---- deferred delivery (the solver) ------------------------------------------------
     defer_delivery = False  # set by a solver before reset(); training never defers
 
-    def deliver_pending(self, workers: int = 1, per_step: bool = False):
+    def deliver_pending(self, workers: int = 1, per_step: bool = False,
+                        second_pass: bool = False):
         """Plan the delivery of every PB whose decisions were recorded with
         ``defer_delivery`` (in step order), with ``workers`` processes (fork; each has its own
         oracle memo; their oracle counters are added to this env's oracle). Deliveries already
         in this env's delivery memo are not planned again, and new ones are memoised. Returns
         the sum of the rewards (eq. 12) those steps would have had; with ``per_step`` a list
         of (step, reward, executed action in the agents' layout) instead, which training uses
-        to fill in the replay tuples of an episode whose deliveries ran in parallel."""
+        to fill in the replay tuples of an episode whose deliveries ran in parallel.
+
+        ``second_pass`` (the solvers' rollout; planner delivery): the PBs that share a
+        requester set above SEARCH_GREEDY_MAX_USERS users are delivered again with the set's
+        SECOND_PASS_HINTS cheapest partitions as candidates and the better delivery of each PB
+        is kept, as the shared planner's second pass does for the baselines (docs/milp.md
+        section 2.2). Never worse per PB: a penalised delivery (QoS or undelivered) never
+        replaces an unpenalised one, and otherwise the lower delay wins."""
         pending, self._pending = self._pending, []
         keys = [self._delivery_key(k, h, s) for _t, k, h, s in pending]
         got = [self._delivery_memo.get(key) for key in keys]
         todo = [i for i, g in enumerate(got) if g is None]
         args = [(pending[i][1], pending[i][2], pending[i][3], self.holds[:, pending[i][1]].copy())
                 for i in todo]
+        for i, res in zip(todo, self._deliver_all(args, workers), strict=True):
+            got[i] = res
+            self._delivery_memo.put(keys[i], res)
+        if second_pass and self.config.delivery == "planner":
+            self._second_pass(pending, got, workers)
+        out = []
+        for (t, k, holders, _s), (units, migs, score) in zip(pending, got, strict=True):
+            r = self._record(units, migs, score, {"block": k})[0]
+            # the action executed at step t: its caching, and the migrations the delivery used
+            out.append((t, r, self._agent_layout(np.isin(np.arange(self._n), holders),
+                                                 ((mg.dst, mg.src) for mg in migs))))
+        return out if per_step else sum(r for _, r, _ in out)
+
+    def _deliver_all(self, args: list, workers: int) -> list:
+        """_deliver on every argument tuple, in ``workers`` forked processes when > 1."""
         if workers > 1 and len(args) > 1:
             from ..workers import process_pool
 
@@ -590,19 +628,35 @@ class FgamcdParallelEnv(ParallelEnv):
                 self.oracle.misses += stats[0]
                 self.oracle.hits += stats[1]
                 self.oracle.solve_time_s += stats[2]
-        else:
-            results = [(*_deliver(self.oracle, self.inst, self.config, k, h, s, holds), None)
-                       for k, h, s, holds in args]
-        for i, (units, migs, score, _) in zip(todo, results, strict=True):
-            got[i] = (units, migs, score)
-            self._delivery_memo.put(keys[i], got[i])
-        out = []
-        for (t, k, holders, _s), (units, migs, score) in zip(pending, got, strict=True):
-            r = self._record(units, migs, score, {"block": k})[0]
-            # the action executed at step t: its caching, and the migrations the delivery used
-            out.append((t, r, self._agent_layout(np.isin(np.arange(self._n), holders),
-                                                 ((mg.dst, mg.src) for mg in migs))))
-        return out if per_step else sum(r for _, r, _ in out)
+            return [tuple(r[:3]) for r in results]
+        return [_deliver(self.oracle, self.inst, self.config, *a) for a in args]
+
+    def _second_pass(self, pending: list, got: list, workers: int) -> None:
+        """deliver_pending's second pass, in place on ``got``."""
+        sets: dict[tuple[int, ...], list[int]] = {}
+        for i, (_t, k, _h, _s) in enumerate(pending):
+            users = tuple(int(u) for u in self.inst.requesters(k))
+            if len(users) > SEARCH_GREEDY_MAX_USERS:
+                sets.setdefault(users, []).append(i)
+        args, where = [], []
+        for idx in sets.values():
+            cost: dict = {}  # distinct partition -> its cheapest unpenalised delivery (s)
+            for i in idx:
+                units, _migs, score = got[i]
+                if len(units) > 1 and not _penalised(score):
+                    key = tuple(sorted(tuple(int(u) for u in g.users) for g in units))
+                    cost[key] = min(cost.get(key, np.inf), float(score.total_s))
+            if len(idx) < 2 or len(cost) < 2:
+                continue
+            hints = [list(key) for key in sorted(cost, key=cost.get)[:SECOND_PASS_HINTS]]
+            for i in idx:
+                _t, k, holders, src_of = pending[i]
+                args.append((k, holders, src_of, self.holds[:, k].copy(), hints))
+                where.append(i)
+        for i, res in zip(where, self._deliver_all(args, workers), strict=True):
+            if (_penalised(res[2]), float(res[2].total_s)) < (_penalised(got[i][2]),
+                                                               float(got[i][2].total_s)):
+                got[i] = res
 
     def _prepare_guard(self) -> None:
         """Whether the guard guards at all this episode: only when one copy of every requested

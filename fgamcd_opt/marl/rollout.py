@@ -5,7 +5,8 @@ The decisions of a deterministic rollout depend only on the caching decisions be
 (remaining storage, requests, backhaul), never on how an earlier PB was delivered, so every
 step's holders and offered copies are recorded first and each PB's delivery (planner + oracle +
 per-PB scorer) is planned after the rollout, in ``workers`` forked processes; the plan is the one
-step-by-step delivery gives (tested).
+step-by-step delivery gives (tested), except that PBs sharing a requester set above 10 users then
+get the shared planner's second pass (``deliver_pending(second_pass=True)``: never worse per PB).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def rollout(inst, env_cfg: EnvConfig, act_fn, oracle, seed: int = 0, workers: in
         begin()
     ep = run_episode(env, act_fn, seed=seed)
     t0 = time.perf_counter()
-    delivered_reward = env.deliver_pending(workers=max(int(workers), 1))
+    delivered_reward = env.deliver_pending(workers=max(int(workers), 1), second_pass=True)
     deliver_s = time.perf_counter() - t0
     steps = max(len(ep["reward"]), 1)
     stats = {"steps": len(ep["reward"]),

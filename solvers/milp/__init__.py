@@ -68,7 +68,11 @@ class MilpSolver:
                    "primal plan and a certified lower bound on the delay")
     params = (
         Param("time_limit", float, 120.0, "HiGHS time limit per MILP solve, seconds"),
-        Param("mip_gap", float, 0.01, "relative MIP gap at which HiGHS stops"),
+        Param("mip_gap", float, 0.01, "relative MIP gap at which HiGHS stops the bound MILP "
+              "(its dual bound is certified at any stop)"),
+        Param("primal_mip_gap", float, 0.001, "relative MIP gap at which HiGHS stops the "
+              "oracle-rate (primal) MILP: 0.01 left 1.4% of delay on paper-default 0.25 GB "
+              "seed 0 (docs/milp.md section 2.2)"),
         Param("threads", int, 2, "HiGHS threads"),
         Param("rate_model", str, "oracle", "primal plan: oracle (oracle-rate MILP) or optimistic "
               "(the shared planner on the bound MILP's caching)", choices=milp.RATE_MODELS),
@@ -145,6 +149,10 @@ class MilpSolver:
                                f"{out_b.message or out_b.termination})", bound=bound,
                                metadata=jsonable(meta))
         holds = repair_storage(inst, holds)
+        # the other cachings the bound MILP passed through (cluster rounds): their planner
+        # partitions and ranked clusters are options of the oracle MILP too
+        others = [h for h in (repair_storage(inst, c) for c in res.cachings)
+                  if not np.array_equal(h, holds)]
 
         t_planner = time.perf_counter()
         meta["stage_times_s"] = {"bound": t_planner - t_start}
@@ -163,6 +171,7 @@ class MilpSolver:
             # lets the planner use any node without migration, which value-0 nodes of the fill
             # can still change (the free-node broadcast of the partition search)
             filled = everywhere | holds
+        others_filled = [fill_caching(inst, h) for h in others]
         planner = DeliveryResult()
         planner_cluster: dict[int, tuple[int, ...]] = {}
         planner_delay = 0.0  # the oracle's delays of the planner's units (+ migrations)
@@ -188,9 +197,10 @@ class MilpSolver:
                 planner.hurried.append(o.block)
             bd = BlockData(inst, o.block)
             variants = [filled]
-            if binds and not hurried and not np.array_equal(filled[:, o.block],
-                                                            holds[:, o.block]):
-                variants.append(holds)
+            if binds and not hurried:
+                for h in [holds, *others_filled, *others]:
+                    if not any(np.array_equal(v[:, o.block], h[:, o.block]) for v in variants):
+                        variants.append(h)
             for j, h in enumerate(variants):
                 holders = np.flatnonzero(h[:, o.block])
                 report: dict = {}
@@ -260,6 +270,10 @@ class MilpSolver:
             large = len(o.users) > MAX_EXACT_USERS
             cands = milp.rank_clusters(inst, o, holds[:, o.block], max_oracle,
                                        1 if large else params["oracle_candidates"])
+            for h in others if binds and not large else ():
+                cands += [c for c in milp.rank_clusters(inst, o, h[:, o.block], max_oracle,
+                                                        params["oracle_candidates"])
+                          if c not in cands]
             if o.block in planner_cluster and not large:
                 cands.append(planner_cluster[o.block])
             if not large:
@@ -277,10 +291,11 @@ class MilpSolver:
             return planner_plan("oracle candidates (planner plan returned)")
         if pdata.cut_blocks:
             cut.append("oracle candidates")
-        start = min((milp.complete(pdata, h) for h in (holds, filled)),
+        start = min((milp.complete(pdata, h) for h in (holds, filled, *others_filled)),
                     key=lambda a: a.objective_s)
         meta["stage_times_s"]["oracle_options"] = time.perf_counter() - t_oracle
-        out_p = milp.solve_milp(pdata, inst.n_blocks, params["time_limit"], params["mip_gap"],
+        out_p = milp.solve_milp(pdata, inst.n_blocks, params["time_limit"],
+                                params["primal_mip_gap"],
                                 params["threads"],
                                 warm_start=start if params["warm_start"] else None,
                                 seed=ctx.seed, deadline=ctx.deadline())
