@@ -46,7 +46,10 @@ two groups of ~15 users per frozen PB (delay 4.10 -> 1.16 s; docs/milp.md sectio
 Second pass (``second_pass``, in ``plan_broadcast`` and milp's primal): the local search ends in
 different splits of the same requesters from one PB to the next, so each PB of a requester set
 above SEARCH_GREEDY_MAX_USERS is planned again with the set's SECOND_PASS_HINTS cheapest
-first-pass partitions as candidates (no new local search), and the cheaper plan is kept per PB.
+first-pass partitions as candidates (no new local search), and the cheaper plan is kept per PB;
+the first pass searches those PBs without the previous PB's partition as a seed
+(``PartitionHints``), so the pool is diverse. The MAASN-DA rollout's delivery has the same
+second pass (``FgamcdParallelEnv.deliver_pending``).
 """
 
 from __future__ import annotations
@@ -885,16 +888,24 @@ def second_pass(inst: Instance, done, holds: np.ndarray, oracle: BeamformingOrac
 
 
 class PartitionHints:
-    """The partition last chosen for each requester set, offered to the next PB with the same
-    requesters (PBs of a shared prefix have the same requesters and the same geometry, only
-    other fading, so a good partition of one is a good start for the next: on llm-7b-calibrated
-    seed 0 a frozen PB then scores ~7 groups instead of ~40). plan_partition still evaluates the
-    obvious partitions, so with or without a hint its result is never worse than those."""
+    """The partition last chosen for each requester set of at most SEARCH_GREEDY_MAX_USERS
+    users, offered to the next PB with the same requesters (PBs of a shared prefix have the same
+    requesters and the same geometry, only other fading, so a good partition of one is a good
+    start for the next). plan_partition still evaluates the obvious partitions, so with or
+    without a hint its result is never worse than those.
+
+    Larger sets get no hint: each of their PBs is searched on its own and the second pass
+    (:func:`second_pass`) pools the partitions found. With the previous PB's partition as a
+    seed the searches ended in the same few splits and the pool had less to offer
+    (llm-7b-calibrated seed 1: replicate 0.9637 s with the seed, 0.9249 s without; a frozen
+    PB then scores ~40 groups instead of ~7, 30% more CPU in all)."""
 
     def __init__(self):
         self._last: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
 
     def get(self, users) -> list[list[tuple[int, ...]]]:
+        if len(users) > SEARCH_GREEDY_MAX_USERS:
+            return []
         hint = self._last.get(tuple(int(u) for u in users))
         return [hint] if hint else []
 
