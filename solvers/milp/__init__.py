@@ -197,10 +197,9 @@ class MilpSolver:
                 planner.hurried.append(o.block)
             bd = BlockData(inst, o.block)
             variants = [filled]
-            if binds and not hurried:
-                for h in [holds, *others_filled, *others]:
-                    if not any(np.array_equal(v[:, o.block], h[:, o.block]) for v in variants):
-                        variants.append(h)
+            if binds and not hurried and not np.array_equal(filled[:, o.block],
+                                                            holds[:, o.block]):
+                variants.append(holds)
             for j, h in enumerate(variants):
                 holders = np.flatnonzero(h[:, o.block])
                 report: dict = {}
@@ -233,6 +232,23 @@ class MilpSolver:
             second_pass(inst, done, filled, oracle, popts, ctx, alternatives=alternatives)
         for k, plans in alternatives.items():
             partitions[k] += [[g.beam for g in c] for c in plans]
+        # the other cachings the bound passed through, last (under a time limit every PB's
+        # main plan comes first): their partitions where they differ for a PB
+        extra = [*others_filled, *others] if binds else []
+        for o in bdata.blocks if extra else ():
+            if time.perf_counter() > planner_end or ctx.should_stop():
+                break
+            seen = [filled[:, o.block], holds[:, o.block]]
+            for h in extra:
+                if any(np.array_equal(v, h[:, o.block]) for v in seen):
+                    continue
+                seen.append(h[:, o.block])
+                report = {}
+                parts = plan_transmissions(inst, o.block, o.users, np.flatnonzero(h[:, o.block]),
+                                           oracle, popts, block_data=BlockData(inst, o.block),
+                                           hints=hints.get(o.users), report=report)
+                partitions[o.block] += [[g.beam for g in c]
+                                        for c in [*report.get("candidates", []), parts] if c]
         meta.update(planner_primal_delay_s=planner_delay,
                     second_pass_pbs=len(alternatives))
         meta["stage_times_s"]["planner"] = time.perf_counter() - t_planner
