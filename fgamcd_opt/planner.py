@@ -903,8 +903,10 @@ class PartitionHints:
     def __init__(self):
         self._last: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
 
-    def get(self, users) -> list[list[tuple[int, ...]]]:
-        if len(users) > SEARCH_GREEDY_MAX_USERS:
+    def get(self, users, large: bool = False) -> list[list[tuple[int, ...]]]:
+        """The hint for ``users``' next PB; above SEARCH_GREEDY_MAX_USERS users only with
+        ``large`` (a solver behind its time schedule: the seeded search is faster)."""
+        if len(users) > SEARCH_GREEDY_MAX_USERS and not large:
             return []
         hint = self._last.get(tuple(int(u) for u in users))
         return [hint] if hint else []

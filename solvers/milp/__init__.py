@@ -196,6 +196,11 @@ class MilpSolver:
                 opts = quick_options(popts)
                 planner.hurried.append(o.block)
             bd = BlockData(inst, o.block)
+            # behind the planner's time schedule: large requester sets are seeded with the
+            # previous PB's partition (faster; the unseeded search pools better, planner
+            # module docstring)
+            behind = time.perf_counter() - t_planner > (
+                i / len(bdata.blocks)) * (planner_end - t_planner)
             variants = [filled]
             if binds and not hurried and not np.array_equal(filled[:, o.block],
                                                             holds[:, o.block]):
@@ -204,7 +209,8 @@ class MilpSolver:
                 holders = np.flatnonzero(h[:, o.block])
                 report: dict = {}
                 parts = plan_transmissions(inst, o.block, o.users, holders, oracle, opts,
-                                           block_data=bd, hints=hints.get(o.users),
+                                           block_data=bd,
+                                           hints=hints.get(o.users, large=behind),
                                            report=report)
                 options += [[g.beam for g in c] for c in report.get("candidates", [])]
                 if not parts:
