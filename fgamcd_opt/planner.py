@@ -864,14 +864,10 @@ def second_pass(inst: Instance, done, holds: np.ndarray, oracle: BeamformingOrac
     users = tuple(int(u) for u in inst.requesters(done[0][0]))
     if len(users) <= SEARCH_GREEDY_MAX_USERS:
         return done
-    cost: dict = {}  # distinct partition -> its cheapest first-pass cost
-    for _, hurried, parts in done:
-        if parts and not hurried and len(parts) > 1:
-            key = tuple(sorted(tuple(g.users) for g in parts))
-            cost[key] = min(cost.get(key, np.inf), _parts_cost(parts))
-    if len(cost) < 2:
+    seen = pooled_partitions((parts, _parts_cost(parts)) for _, hurried, parts in done
+                             if parts and not hurried)
+    if not seen:
         return done
-    seen = [list(key) for key in sorted(cost, key=cost.get)[:SECOND_PASS_HINTS]]
     opts = replace(options, search_plans=1)
     out = []
     for k, hurried, parts in done:
@@ -885,6 +881,21 @@ def second_pass(inst: Instance, done, holds: np.ndarray, oracle: BeamformingOrac
         better = bool(again) and _parts_cost(again) < _parts_cost(parts) * (1 - 1e-9)
         out.append((k, hurried, again if better else parts))
     return out
+
+
+def pooled_partitions(costed) -> list[list[tuple[int, ...]]]:
+    """The second pass's candidates: from (groups, cost) pairs of one requester set's PBs (each
+    group with a ``users`` tuple), the SECOND_PASS_HINTS cheapest distinct partitions into
+    several groups, each at its cheapest cost; [] when fewer than two distinct ones exist
+    (nothing to pool)."""
+    cost: dict = {}  # distinct partition -> its cheapest cost
+    for groups, c in costed:
+        if len(groups) > 1:
+            key = tuple(sorted(tuple(int(u) for u in g.users) for g in groups))
+            cost[key] = min(cost.get(key, np.inf), float(c))
+    if len(cost) < 2:
+        return []
+    return [list(key) for key in sorted(cost, key=cost.get)[:SECOND_PASS_HINTS]]
 
 
 class PartitionHints:

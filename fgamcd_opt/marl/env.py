@@ -77,10 +77,10 @@ from ..oracle import BeamformingOracle, default_oracle
 from ..plan import DeliveryUnit, Migration, Plan
 from ..planner import (
     SEARCH_GREEDY_MAX_USERS,
-    SECOND_PASS_HINTS,
     BlockData,
     PlannerOptions,
     plan_transmissions,
+    pooled_partitions,
 )
 from .graph import GraphLayout
 
@@ -640,15 +640,10 @@ class FgamcdParallelEnv(ParallelEnv):
                 sets.setdefault(users, []).append(i)
         args, where = [], []
         for idx in sets.values():
-            cost: dict = {}  # distinct partition -> its cheapest unpenalised delivery (s)
-            for i in idx:
-                units, _migs, score = got[i]
-                if len(units) > 1 and not _penalised(score):
-                    key = tuple(sorted(tuple(int(u) for u in g.users) for g in units))
-                    cost[key] = min(cost.get(key, np.inf), float(score.total_s))
-            if len(idx) < 2 or len(cost) < 2:
+            hints = pooled_partitions((got[i][0], got[i][2].total_s) for i in idx
+                                      if not _penalised(got[i][2]))
+            if not hints:
                 continue
-            hints = [list(key) for key in sorted(cost, key=cost.get)[:SECOND_PASS_HINTS]]
             for i in idx:
                 _t, k, holders, src_of = pending[i]
                 args.append((k, holders, src_of, self.holds[:, k].copy(), hints))

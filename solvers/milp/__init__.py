@@ -183,10 +183,19 @@ class MilpSolver:
         binds = out_b.objective_s is None or \
             out_b.objective_s > milp.trivial_bound(bdata) * (1 + 1e-3)
         planner_end = _share_end(ctx, PLANNER_SHARE)
+        def plan_on(o, holders, opts, bd, hint):
+            """The planner's transmissions of PB o from ``holders``; every partition it scored
+            completely, and its choice, become options of the oracle MILP."""
+            report: dict = {}
+            parts = plan_transmissions(inst, o.block, o.users, holders, oracle, opts,
+                                       block_data=bd, hints=hint, report=report)
+            partitions[o.block] += [[g.beam for g in c]
+                                    for c in [*report.get("candidates", []), parts] if c]
+            return parts
+
         for i, o in enumerate(bdata.blocks):
             ctx.progress(0.5 + 0.2 * i / len(bdata.blocks), "planner")
-            options: list[list] = []
-            partitions[o.block] = options
+            partitions[o.block] = []
             if ctx.must_stop():  # out of time: the PB stays undelivered (partial plan)
                 planner.skip(o.block, o.users)
                 continue
@@ -199,7 +208,7 @@ class MilpSolver:
             # behind the planner's time schedule: large requester sets are seeded with the
             # previous PB's partition (faster; the unseeded search pools better, planner
             # module docstring)
-            behind = time.perf_counter() - t_planner > (
+            behind = np.isfinite(planner_end) and time.perf_counter() - t_planner > (
                 i / len(bdata.blocks)) * (planner_end - t_planner)
             variants = [filled]
             if binds and not hurried and not np.array_equal(filled[:, o.block],
@@ -207,16 +216,8 @@ class MilpSolver:
                 variants.append(holds)
             for j, h in enumerate(variants):
                 holders = np.flatnonzero(h[:, o.block])
-                report: dict = {}
-                parts = plan_transmissions(inst, o.block, o.users, holders, oracle, opts,
-                                           block_data=bd,
-                                           hints=hints.get(o.users, large=behind),
-                                           report=report)
-                options += [[g.beam for g in c] for c in report.get("candidates", [])]
-                if not parts:
-                    continue
-                options.append([g.beam for g in parts])
-                if j > 0:
+                parts = plan_on(o, holders, opts, bd, hints.get(o.users, large=behind))
+                if not parts or j > 0:
                     continue
                 first.setdefault(tuple(int(u) for u in o.users), []).append(
                     (o.block, hurried, parts))
@@ -245,16 +246,14 @@ class MilpSolver:
             if time.perf_counter() > planner_end or ctx.should_stop():
                 break
             seen = [filled[:, o.block], holds[:, o.block]]
+            bd = None
             for h in extra:
                 if any(np.array_equal(v, h[:, o.block]) for v in seen):
                     continue
                 seen.append(h[:, o.block])
-                report = {}
-                parts = plan_transmissions(inst, o.block, o.users, np.flatnonzero(h[:, o.block]),
-                                           oracle, popts, block_data=BlockData(inst, o.block),
-                                           hints=hints.get(o.users), report=report)
-                partitions[o.block] += [[g.beam for g in c]
-                                        for c in [*report.get("candidates", []), parts] if c]
+                if bd is None:
+                    bd = BlockData(inst, o.block)
+                plan_on(o, np.flatnonzero(h[:, o.block]), popts, bd, hints.get(o.users))
         meta.update(planner_primal_delay_s=planner_delay,
                     second_pass_pbs=len(alternatives))
         meta["stage_times_s"]["planner"] = time.perf_counter() - t_planner
