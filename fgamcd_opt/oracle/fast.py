@@ -41,9 +41,17 @@ def _settings(max_iter: int = 100, limit: float | None = None) -> clarabel.Defau
         s = clarabel.DefaultSettings()
         s.verbose = False
         s.max_iter = max_iter
-        s.tol_gap_abs = 1e-7
-        s.tol_gap_rel = 1e-7
-        s.tol_feas = 1e-8
+        # each SOCP only proposes the next SCA point, which the exact objective then judges:
+        # 1e-5 / 1e-6 give the same SCA results as 1e-7 / 1e-8 (exact min-rate ratio >= 0.9998
+        # on 600 metro subproblems) with ~12% less time (docs/model.md section 12)
+        s.tol_gap_abs = 1e-5
+        s.tol_gap_rel = 1e-5
+        s.tol_feas = 1e-6
+        # the template's solver is kept and updated in place between SCA steps (its A's
+        # values change, not its pattern), which Clarabel allows only without presolve and
+        # with explicit zeros kept; the problem has no infinite bounds for presolve to drop
+        s.presolve_enable = False
+        s.input_sparse_dropzeros = False
         if limit is None:
             _SETTINGS_CACHE[max_iter] = s
         else:
@@ -156,6 +164,7 @@ class _SocpTemplate:
         self._x_user = self.A.data[: st.nx * (n_user_rows + 1)].reshape(st.nx, n_user_rows + 1)
         self.P, self.q = st.P, st.q
         self.cones = list(st.cones)
+        self._solver = None  # Clarabel's solver, built at the first solve, updated after
 
     def solve(self, g_rot: np.ndarray, time_limit: float | None = None):
         """One SOCP with user channels already rotated by e^{j phi_u}: g_rot (p, v, d);
@@ -167,10 +176,17 @@ class _SocpTemplate:
         np.negative(lin, out=self._x_user[:, :v])
         if self.has_floors:
             np.negative(lin, out=self._x_user[:, v:2 * v])
-        settings = _settings()
-        if time_limit is not None:
-            settings = _settings(limit=max(float(time_limit), 1e-3))
-        solver = clarabel.DefaultSolver(self.P, self.q, self.A, self.b, self.cones, settings)
+        if time_limit is not None:  # rare (a run's deadline): a solver of its own
+            solver = clarabel.DefaultSolver(self.P, self.q, self.A, self.b, self.cones,
+                                            _settings(limit=max(float(time_limit), 1e-3)))
+        elif self._solver is None:
+            solver = self._solver = clarabel.DefaultSolver(self.P, self.q, self.A, self.b,
+                                                           self.cones, _settings())
+        else:
+            # same pattern, new values: Clarabel keeps its symbolic factorisation and
+            # allocations (a quarter of an SOCP's time at metro scale; docs/model.md section 12)
+            solver = self._solver
+            solver.update(A=self.A.data)
         sol = solver.solve()
         z = np.asarray(sol.x)
         xr = z[: 2 * p * d].reshape(p, 2, d)
@@ -219,14 +235,23 @@ def sca(
     tol: float = 1e-5,
     template: _SocpTemplate | None = None,
     stop_at: float | None = None,
+    extrapolate: bool = True,
 ) -> tuple[np.ndarray, float, int, str]:
     """Run SCA from x0 (no new SOCP after ``stop_at``, a ``time.perf_counter()`` instant).
-    Returns (x, objective, iterations, clarabel status of the last SOCP)."""
+    Returns (x, objective, iterations, clarabel status of the last SOCP).
+
+    ``extrapolate``: after each SCA step x_k -> x_{k+1}, also try the point
+    x_{k+1} + beta (x_{k+1} - x_k) (power-projected) and move there if its exact objective is
+    higher (and the floors hold); beta grows by 1.5 after a success (at most 4) and halves
+    after a failure (at least 1/4). The steps stay monotone, and on 112 metro subproblems
+    the iterations to reach plain SCA's 60-step objective fell from 44 to 23 on average,
+    never below plain SCA's objective at the same step (docs/model.md section 12)."""
     template = template or _SocpTemplate(problem, t, floors)
     x = project_power(x0)
     best = _objective(problem, x, t)
     last_status = "none"
     it = 0
+    beta, moved = 1.0, False
     for it in range(1, max_iterations + 1):  # noqa: B007 (returned after the loop)
         if stop_at is not None and time.perf_counter() > stop_at:
             last_status = "time_limit"
@@ -247,7 +272,15 @@ def sca(
         obj = _objective(problem, x_new, t)
         if obj < best - 1e-9 * max(abs(best), 1.0) or not _floors_met(problem, x_new, floors):
             break  # numerical noise of the SOCP; the previous iterate is kept
+        if extrapolate and moved:
+            y = project_power(x_new + beta * (x_new - x))
+            obj_y = _objective(problem, y, t)
+            if obj_y > obj and _floors_met(problem, y, floors):
+                x_new, obj, beta = y, obj_y, min(1.5 * beta, 4.0)
+            else:
+                beta = max(0.5 * beta, 0.25)
         gain = obj - best
+        moved = True
         x, best = x_new, obj
         if gain <= tol * max(abs(best), 1e-9):
             break
