@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fgamcd_opt.jsonio import write_json_atomic
+from fgamcd_opt.jsonio import jsonable, write_json_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -44,7 +44,9 @@ class ResultsFile:
         return any(all(r.get(k) == v for k, v in key.items()) for r in self.data["rows"])
 
     def add(self, row: dict) -> None:
-        self.data["rows"].append(row)
+        # non-finite floats (a region's delay with a user left out) become null: the file
+        # stays strict JSON and the row is never lost to a crash at the end of a long run
+        self.data["rows"].append(jsonable(row))
         write_json_atomic(self.path, self.data)
 
     @property
