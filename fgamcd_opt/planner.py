@@ -99,6 +99,10 @@ class PlannerOptions:
     # requester sets above this size are planned in neighbourhoods of at most this many users
     # (locality.neighbourhoods; 0: never split)
     local_group: int = 64
+    # large-group search: a group scored by the free-node broadcast starts its SCA from the
+    # beams of the scored group sharing the most users (oracle ``start``), racing one
+    # deterministic start instead of three (docs/model.md section 12)
+    parent_start: bool = True
 
 
 @dataclass
@@ -579,6 +583,18 @@ class _PartitionSearch:
     def cost(self, mask: int) -> float:
         return _partition_cost(self.best.get(mask)) if mask in self.best else np.inf
 
+    def _parent(self, mask: int) -> BeamResult | None:
+        """The scored group sharing the most users with ``mask`` (at least two; then the
+        smallest difference), at a positive rate: its beams start the SCA of ``mask``."""
+        best, best_key = None, (1, 0)
+        for m, g in self.best.items():
+            if g is None or m == mask or g.beam.min_rate_bps <= 0:
+                continue
+            key = (bin(m & mask).count("1"), -bin(m ^ mask).count("1"))
+            if key > best_key:
+                best, best_key = g.beam, key
+        return best
+
     def _free_broadcast(self, mask: int) -> GroupDelivery | None:
         idx = self.idx(mask)
         nodes = [n for n in self.free if self.link[n, idx].sum() > 0]
@@ -586,7 +602,9 @@ class _PartitionSearch:
         if not nodes or (cap > 0 and len(nodes) > cap):
             return None
         us = self.members(mask)
-        res = self.oracle.solve(self.inst, self.k, tuple(nodes), us, method=self.options.method)
+        start = self._parent(mask) if self.options.parent_start else None
+        res = self.oracle.solve(self.inst, self.k, tuple(nodes), us, method=self.options.method,
+                                start=start)
         return GroupDelivery(self.k, us, tuple(nodes), [], res, 0.0,
                              transfer_delay_s(self.bd.size_bytes, res.min_rate_bps))
 

@@ -210,3 +210,35 @@ def test_rollout_delivery_second_pass_never_worse_per_pb():
     assert again.total_delay_s < first.total_delay_s * (1 - 1e-3)
     report = evaluate(inst, again.plan())
     assert report.complete and report.total_delay_s == pytest.approx(again.total_delay_s)
+
+
+def test_partition_search_starts_groups_from_a_related_scored_group(monkeypatch):
+    """With ``parent_start`` (default) groups the search scores by the free-node broadcast
+    get the beams of the scored group sharing the most users as ``start``; with it off,
+    never; both searches return a valid partition of the requesters."""
+    from dataclasses import replace as dc_replace
+
+    from fgamcd_opt import planner
+
+    inst = generate("paper-default", seed=0, n_users=60)
+    k = max(inst.requested_blocks, key=lambda b: len(inst.requesters(b)))
+    users = inst.requesters(k)
+    assert len(users) > 6
+    holders = np.arange(inst.n_nodes)  # every node holds k: the search's cheap scoring
+    starts = {}
+    for on in (True, False):
+        oracle = BeamformingOracle()
+        real = oracle.solve
+        got = []
+
+        def spy(*a, start=None, _got=got, _real=real, **kw):
+            _got.append(start)
+            return _real(*a, start=start, **kw)
+
+        monkeypatch.setattr(oracle, "solve", spy)
+        opts = dc_replace(planner.PlannerOptions(), parent_start=on)
+        parts = planner.plan_transmissions(inst, k, users, holders, oracle, opts)
+        served = sorted(u for g in parts for u in g.users)
+        assert served == sorted(int(u) for u in users)
+        starts[on] = sum(s is not None for s in got)
+    assert starts[True] > 0 and starts[False] == 0

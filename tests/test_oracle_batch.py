@@ -126,3 +126,51 @@ def test_warm_start_from_a_subset_never_lowers_the_rate_and_is_deterministic():
     # nor is one at rate 0 (SCA would stay where it is stuck; the cold starts do better)
     dead = replace(oracle.solve(inst, k, (0,), users), rates_bps=np.zeros(len(users)))
     assert oracle.solve(inst, k, (0, 2), users, warm=dead) is oracle.solve(inst, k, (0, 2), users)
+
+
+def test_start_from_a_related_group_races_one_start_and_is_deterministic(monkeypatch):
+    """``start``: another group's beams of the same PB start the SCA next to one deterministic
+    start (race_starts=1); same inputs, same answer (memoised under its digest); ignored when
+    it shares no node, is at rate 0, belongs to another PB or comes with ``warm``."""
+    from fgamcd_opt.oracle import fast as fast_mod
+
+    inst = generate("tiny", seed=2, n_users=40)
+    seen = []
+    real = fast_mod.solve_fast
+
+    def spy(problem, weights=None, floors=None, **kw):
+        seen.append(kw.get("race_starts"))
+        return real(problem, weights, floors, **kw)
+
+    monkeypatch.setattr(fast_mod, "solve_fast", spy)
+    oracle = BeamformingOracle()
+    checked = 0
+    for k in inst.requested_blocks[:40]:
+        users = tuple(int(u) for u in inst.requesters(k))
+        if len(users) < 4:
+            continue
+        parent = oracle.solve(inst, int(k), (0, 1, 2), users[:3])
+        if parent.min_rate_bps <= 0:
+            continue
+        seen.clear()
+        child = oracle.solve(inst, int(k), (0, 1, 2), users[:4], start=parent)
+        assert seen and seen[0] == 1  # the related group's beams raced one cold start
+        again = BeamformingOracle().solve(inst, int(k), (0, 1, 2), users[:4], start=parent)
+        assert np.array_equal(again.beams, child.beams)
+        assert oracle.solve(inst, int(k), (0, 1, 2), users[:4], start=parent) is child
+        # the rates are the exact ones of the returned beams, as for any answer
+        plain = BeamformingOracle().solve(inst, int(k), (0, 1, 2), users[:4])
+        assert child.rates_bps.shape == plain.rates_bps.shape
+        checked += 1
+    assert checked >= 3
+    k = int(inst.requested_blocks[0])
+    users = tuple(int(u) for u in inst.requesters(k)[:3])
+    other = oracle.solve(inst, k, (1,), users[:2])
+    plain = oracle.solve(inst, k, (0, 2), users)
+    assert oracle.solve(inst, k, (0, 2), users, start=other) is plain  # no shared node
+    dead = replace(oracle.solve(inst, k, (0,), users[:2]), rates_bps=np.zeros(2))
+    assert oracle.solve(inst, k, (0, 2), users, start=dead) is plain
+    k2 = int(inst.requested_blocks[1])
+    wrong_pb = oracle.solve(inst, k2, (0, 2), tuple(int(u) for u in inst.requesters(k2)[:2]))
+    if wrong_pb.min_rate_bps > 0:
+        assert oracle.solve(inst, k, (0, 2), users, start=wrong_pb) is plain

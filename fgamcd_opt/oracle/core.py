@@ -211,14 +211,21 @@ class BeamformingOracle:
             self._cache.put(key, result)
 
     def solve(self, inst: Instance, k: int, nodes, users, method: str | None = None,
-              warm: BeamResult | None = None, **options) -> BeamResult:
+              warm: BeamResult | None = None, start: BeamResult | None = None,
+              **options) -> BeamResult:
         """Beams and exact worst-case rates for PB k from ``nodes`` to ``users``.
 
         ``warm``: the result of the same users on a subset of ``nodes`` (the planner's cluster
         before it grows): with method ``fast`` its beams, padded with zeros, start the SCA
         next to one deterministic start instead of three (docs/model.md section 12). The result
         is never below the warm start's min-rate; it is memoised under the warm beams' digest
-        (the same inputs, the same result). Ignored when it does not fit or is at rate 0."""
+        (the same inputs, the same result). Ignored when it does not fit or is at rate 0.
+
+        ``start``: the result of a related group of the same PB (other users, e.g. the group a
+        partition search move came from; method ``fast``): its beams on the nodes both share,
+        zero elsewhere, start the SCA next to one deterministic start instead of three; memoised
+        under its digest like ``warm``. Ignored with ``warm``, or when it has no node here or
+        is at rate 0."""
         method = method or self.method
         check_options(method, options)
         # the constructor's options belong to its default method; another method asked for by
@@ -232,9 +239,16 @@ class BeamformingOracle:
                                      and warm.beams.shape[1:] == (inst.antennas,)
                                      and warm.min_rate_bps > 0):
             warm = None
+        if start is not None and not (warm is None and method == "fast" and len(users) > 1
+                                      and start.block == int(k) and start.min_rate_bps > 0
+                                      and start.beams.shape[1:] == (inst.antennas,)
+                                      and set(start.nodes) & set(nodes)):
+            start = None
         key = (inst.fingerprint, int(k), nodes, users, method, tuple(sorted(opts.items())))
         if warm is not None:
             key += (_digest(warm),)
+        elif start is not None:
+            key += ("start", _digest(start))
         answer = self._answers.get(key)  # what this run got before: the same answer again
         if answer is not None:
             self.hits += 1
@@ -256,7 +270,7 @@ class BeamformingOracle:
             self.hits += 1
         else:
             self.misses += 1
-            plain, memo = self._plain(inst, int(k), nodes, users, method, opts, warm)
+            plain, memo = self._plain(inst, int(k), nodes, users, method, opts, warm, start)
             if not memo:  # cut by the deadline: valid beams, neither memoised nor compared
                 plain.time_s = time.perf_counter() - t0
                 self.solve_time_s += plain.time_s
@@ -285,7 +299,7 @@ class BeamformingOracle:
         self._answers.clear()
         self._known.clear()
 
-    def _plain(self, inst, k, nodes, users, method, opts, warm=None
+    def _plain(self, inst, k, nodes, users, method, opts, warm=None, start=None
                ) -> tuple[BeamResult, bool]:
         """A solve of this subproblem alone, and whether it may be memoised (not when the
         deadline cut it: then closed-form MRT past it, or the SCA stopped at it)."""
@@ -297,10 +311,10 @@ class BeamformingOracle:
                 return result, False
             if method in ("fast", "nonrobust") and "time_limit" not in opts:
                 result = self._solve(inst, k, nodes, users, method, {**opts, "time_limit": left},
-                                     warm=warm)
+                                     warm=warm, start=start)
                 cut = result.status == OracleStatus.ITERATION_LIMIT and "time" in result.message
                 return result, not cut
-        return self._solve(inst, k, nodes, users, method, opts, warm=warm), True
+        return self._solve(inst, k, nodes, users, method, opts, warm=warm, start=start), True
 
     def _monotone(self, inst, k, nodes, users, method, opts, plain, group, key) -> BeamResult:
         """The better of the plain solve and what the best subset of ``nodes`` this run knows
@@ -384,7 +398,8 @@ class BeamformingOracle:
                 for k, nodes, users in requests]
 
     # ------------------------------------------------------------------------------------
-    def _solve(self, inst, k, nodes, users, method, opts, init=None, warm=None) -> BeamResult:
+    def _solve(self, inst, k, nodes, users, method, opts, init=None, warm=None,
+               start=None) -> BeamResult:
         """One solve; ``init`` (p, M) normalised beams: an extra starting point (fast and
         nonrobust only); ``warm``: a subset's result (:meth:`solve`), padded with zeros, as the
         start racing one deterministic start."""
@@ -405,7 +420,8 @@ class BeamformingOracle:
                     warm = None
                 sub_init = None if init is None else init[reach]
                 return _silence(self._solve(inst, k, kept, users, method, opts, init=sub_init,
-                                            warm=warm), nodes, reach, problem, inst)
+                                            warm=warm, start=start), nodes, reach, problem,
+                                inst)
         budget = float(inst.n_nodes if opts.get("sdr_budget", "paper") == "paper"
                        else len(nodes))
         dead = problem.dead_users()
@@ -438,6 +454,17 @@ class BeamformingOracle:
                 for i, n in enumerate(warm.nodes):
                     init[nodes.index(n)] = warm.beams[i] / np.sqrt(inst.nodes.power_max_w[n])
                 opts = {**opts, "race_starts": 1}
+            elif start is not None and init is None:
+                # the related group's beams on the shared nodes, zero on the others
+                init = np.zeros((len(nodes), inst.antennas), dtype=complex)
+                rows = {n: i for i, n in enumerate(start.nodes)}
+                for i, n in enumerate(nodes):
+                    if n in rows:
+                        init[i] = start.beams[rows[n]] / np.sqrt(inst.nodes.power_max_w[n])
+                if np.any(init):
+                    opts = {**opts, "race_starts": 1}
+                else:
+                    init = None
             init_red = None if init is None else np.stack(
                 [q.conj().T @ x for q, x in zip(bases, init, strict=True)])
             out = _run_method(method, reduced, None, None, init_red, opts, budget)
