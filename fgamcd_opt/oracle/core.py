@@ -337,11 +337,8 @@ class BeamformingOracle:
                 wkey = (key, best.nodes, best.beams.tobytes())
                 warm = self._warm.get(wkey)
                 if warm is None:
-                    rows = [nodes.index(n) for n in best.nodes]
-                    x0 = np.zeros((len(nodes), inst.antennas), dtype=complex)
-                    x0[rows] = best.beams / np.sqrt(
-                        inst.nodes.power_max_w[list(best.nodes)])[:, None]
-                    warm = self._solve(inst, k, nodes, users, method, opts, init=x0)
+                    warm = self._solve(inst, k, nodes, users, method, opts,
+                                       init=_normalised_on(inst, nodes, best))
                     self._warm.put(wkey, warm)
                 candidates.append(warm)
             result = max(candidates, key=_rank)  # ties: the first (the plain solve)
@@ -448,19 +445,10 @@ class BeamformingOracle:
                 solve_on = BeamProblem(problem.g, np.zeros_like(problem.rho),
                                        problem.snr_required)
             reduced, bases = solve_on.reduce()
-            if warm is not None and init is None:
-                # the warm beams, normalised, zero on the added nodes
-                init = np.zeros((len(nodes), inst.antennas), dtype=complex)
-                for i, n in enumerate(warm.nodes):
-                    init[nodes.index(n)] = warm.beams[i] / np.sqrt(inst.nodes.power_max_w[n])
-                opts = {**opts, "race_starts": 1}
-            elif start is not None and init is None:
-                # the related group's beams on the shared nodes, zero on the others
-                init = np.zeros((len(nodes), inst.antennas), dtype=complex)
-                rows = {n: i for i, n in enumerate(start.nodes)}
-                for i, n in enumerate(nodes):
-                    if n in rows:
-                        init[i] = start.beams[rows[n]] / np.sqrt(inst.nodes.power_max_w[n])
+            related = warm if warm is not None else start
+            if related is not None and init is None:
+                # a subset's beams (warm) or a related group's (start), zero on the other nodes
+                init = _normalised_on(inst, nodes, related)
                 if np.any(init):
                     opts = {**opts, "race_starts": 1}
                 else:
@@ -560,6 +548,17 @@ def _digest(result: BeamResult) -> str:
     h = hashlib.sha256(repr(result.nodes).encode())
     h.update(np.ascontiguousarray(result.beams, dtype=complex).tobytes())
     return h.hexdigest()[:24]
+
+
+def _normalised_on(inst: Instance, nodes: tuple, res: BeamResult) -> np.ndarray:
+    """``res``'s beams in normalised units (||x_n|| <= 1) on ``nodes``: its rows for the nodes
+    it shares with them, zero for the others."""
+    x = np.zeros((len(nodes), inst.antennas), dtype=complex)
+    rows = {n: i for i, n in enumerate(res.nodes)}
+    for i, n in enumerate(nodes):
+        if n in rows:
+            x[i] = res.beams[rows[n]] / np.sqrt(inst.nodes.power_max_w[n])
+    return x
 
 
 def _silence(sub: BeamResult, nodes: tuple, reach: np.ndarray, problem: BeamProblem,

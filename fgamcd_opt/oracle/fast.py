@@ -43,7 +43,7 @@ def _settings(max_iter: int = 100, limit: float | None = None) -> clarabel.Defau
         s.max_iter = max_iter
         # each SOCP only proposes the next SCA point, which the exact objective then judges:
         # 1e-5 / 1e-6 give the same SCA results as 1e-7 / 1e-8 (exact min-rate ratio >= 0.9998
-        # on 600 metro subproblems) with ~12% less time (docs/model.md section 12)
+        # on 600 metro subproblems) with ~12% less time (docs/model.md section 6)
         s.tol_gap_abs = 1e-5
         s.tol_gap_rel = 1e-5
         s.tol_feas = 1e-6
@@ -184,7 +184,7 @@ class _SocpTemplate:
                                                            self.cones, _settings())
         else:
             # same pattern, new values: Clarabel keeps its symbolic factorisation and
-            # allocations (a quarter of an SOCP's time at metro scale; docs/model.md section 12)
+            # allocations (a quarter of an SOCP's time at metro scale; docs/model.md section 6)
             solver = self._solver
             solver.update(A=self.A.data)
         sol = solver.solve()
@@ -245,13 +245,13 @@ def sca(
     higher (and the floors hold); beta grows by 1.5 after a success (at most 4) and halves
     after a failure (at least 1/4). The steps stay monotone, and on 112 metro subproblems
     the iterations to reach plain SCA's 60-step objective fell from 44 to 23 on average,
-    never below plain SCA's objective at the same step (docs/model.md section 12)."""
+    never below plain SCA's objective at the same step (docs/model.md section 6)."""
     template = template or _SocpTemplate(problem, t, floors)
     x = project_power(x0)
     best = _objective(problem, x, t)
     last_status = "none"
     it = 0
-    beta, moved = 1.0, False
+    beta = 1.0
     for it in range(1, max_iterations + 1):  # noqa: B007 (returned after the loop)
         if stop_at is not None and time.perf_counter() > stop_at:
             last_status = "time_limit"
@@ -272,7 +272,7 @@ def sca(
         obj = _objective(problem, x_new, t)
         if obj < best - 1e-9 * max(abs(best), 1.0) or not _floors_met(problem, x_new, floors):
             break  # numerical noise of the SOCP; the previous iterate is kept
-        if extrapolate and moved:
+        if extrapolate and it > 1:  # x is the previous accepted step (a reject breaks)
             y = project_power(x_new + beta * (x_new - x))
             obj_y = _objective(problem, y, t)
             if obj_y > obj and _floors_met(problem, y, floors):
@@ -280,7 +280,6 @@ def sca(
             else:
                 beta = max(0.5 * beta, 0.25)
         gain = obj - best
-        moved = True
         x, best = x_new, obj
         if gain <= tol * max(abs(best), 1e-9):
             break
