@@ -6,7 +6,9 @@ held-out generator seeds against the baselines.
     python benchmarks/bench_maasn.py quality --storage 1.25 [--seeds 0 .. 9] [--solvers ...]
                                      [--with-milp] [--policy PATH] [--maasn-episodes E]
     python benchmarks/bench_maasn.py curves --tag T RUN_DIR [RUN_DIR ...] [--block 50] [--storage C]
+                                     [--versus-idle]
     python benchmarks/bench_maasn.py table --prefix P [--storages 0.25 0.5 1.25] [--group RE]
+    python benchmarks/bench_maasn.py horizon [--storages 0.25 0.5] [--seeds 0 .. 9]
 
 training: sums the per-episode timings of the learning curve (the shipped policy's by default):
   environment steps without the oracle, oracle, action selection, ESN augmentation, network
@@ -20,6 +22,8 @@ training: sums the per-episode timings of the learning curve (the shipped policy
   training runs (one per training seed, each a fgamcd-train output folder): per episode the mean
   and the spread (min, max) of the episode reward over the runs, block means of --block
   episodes, the greedy evaluations, and a PNG (benchmarks/results/maasn_curves_TAG.png).
+  horizon: how many steps after a copy of a PB no user of the node requests the node first
+  lacks room for a PB its own users request (guard-fill rule=all), and what gamma^d weighs it.
   Results in benchmarks/results/maasn_*.json (resumable: finished rows are skipped; --fresh
   starts over).
 """
@@ -222,6 +226,33 @@ def cmd_quality(args) -> None:
                           ("solve s", "mean_solve_s", ".1f")]))
 
 
+def idle_rewards(run_dir: Path, names: set) -> dict:
+    """Eq. 12's episode reward of each named training instance (``paper-default-sSEED`` at
+    the run's storages) when the policy asks for nothing, in the run's training environment
+    (its card: guard, guard mode, delivery effort): what ``--reward-reference idle`` subtracts.
+    Keyed by (instance name, storage)."""
+    import re
+
+    from fgamcd_opt.marl.env import EnvConfig, FgamcdParallelEnv
+    from fgamcd_opt.marl.training import run_episode
+
+    card = json.loads((run_dir / "policy.json").read_text())
+    envc = card["environment"]
+    keep = ("reward_scale", "r1", "r2", "storage_ref_bytes", "guard", "guard_mode",
+            "policy_migrations", "observe_demand", "observe_reserve", "effort", "max_cluster",
+            "delivery")
+    out = {}
+    for name, st in sorted(names):
+        m = re.fullmatch(r"(.+)-s(\d+)", name)
+        inst = generate(m.group(1), seed=int(m.group(2)), storage_gb=st)
+        env = FgamcdParallelEnv(EnvConfig(instance=inst,
+                                          max_users_per_node=card["max_users_per_node"],
+                                          **{k: envc[k] for k in keep if k in envc}))
+        ep = run_episode(env, lambda obs, mask: np.zeros_like(mask), seed=0)
+        out[(name, st)] = float(ep["reward"].sum())
+    return out
+
+
 def cmd_curves(args) -> None:
     import matplotlib
 
@@ -243,6 +274,14 @@ def cmd_curves(args) -> None:
     if not n_ep:
         raise SystemExit("empty learning curves")
     rew = np.array([[float(x["reward"]) for x in r["rows"][:n_ep]] for r in runs])
+    if args.versus_idle:
+        # the reward relative to the policy that asks for nothing on the same instance: the
+        # raw episode reward moves mostly with which pool instance was drawn
+        for r in runs:
+            names = {(x["instance"], float(x["storage_gb"])) for x in r["rows"][:n_ep]}
+            idle = idle_rewards(Path(r["dir"]), names)
+            r["idle"] = [idle[(x["instance"], float(x["storage_gb"]))] for x in r["rows"][:n_ep]]
+        rew = rew - np.array([r["idle"] for r in runs])
     dly = np.array([[float(x["delay_s"]) for x in r["rows"][:n_ep]] for r in runs])
     bad = np.array([[float(x["qos_violations"]) + float(x["undelivered_pbs"])
                      for x in r["rows"][:n_ep]] for r in runs])
@@ -262,6 +301,8 @@ def cmd_curves(args) -> None:
                       for x in r["rows"][:n_ep] if x.get("eval_delay_s")])
     walls = [r["wall_s"] for r in runs]
     out = {"tag": args.tag, "runs": [r["dir"] for r in runs], "storage_gb": args.storage,
+           "reward": "minus the idle policy's on the same instance" if args.versus_idle
+           else "eq. 12",
            "episodes_per_run_all_storages": [r["episodes_all"] for r in runs],
            "seeds": [r["seed"] for r in runs], "episodes": n_ep, "block": args.block,
            "blocks": blocks, "greedy_evaluations": evals, "wall_s_per_run": walls,
@@ -281,7 +322,9 @@ def cmd_curves(args) -> None:
         return np.convolve(y, k, mode="valid")
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, y, label in ((axes[0], rew, "cumulative reward per episode (eq. 12)"),
+    first = ("cumulative reward per episode minus the idle policy's" if args.versus_idle
+             else "cumulative reward per episode (eq. 12)")
+    for ax, y, label in ((axes[0], rew, first),
                          (axes[1], dly, "total delay of the episode (s)"),
                          (axes[2], bad, "PBs with QoS violation or undelivered")):
         sm = np.array([smooth(v) for v in y])
@@ -307,9 +350,10 @@ def cmd_curves(args) -> None:
     png = res.path.with_suffix(".png")
     fig.savefig(png, dpi=100)
     plt.close(fig)
-    print(table(blocks, [("episodes", "episodes", "10s"), ("reward", "reward_mean", ".1f"),
-                         ("min run", "reward_min_run", ".1f"),
-                         ("max run", "reward_max_run", ".1f"),
+    fmt = ".3f" if args.versus_idle else ".1f"
+    print(table(blocks, [("episodes", "episodes", "10s"), ("reward", "reward_mean", fmt),
+                         ("min run", "reward_min_run", fmt),
+                         ("max run", "reward_max_run", fmt),
                          ("delay s", "delay_s_mean", ".3f"),
                          ("penalised", "penalised_pbs_mean", ".1f")]))
     print(f"wall per run: {', '.join(f'{w / 60:.1f} min' for w in walls)}; {png}")
@@ -368,6 +412,64 @@ def cmd_table(args) -> None:
                       ("gap", "gap_to_bound", ".3f"), ("bound s", "mean_bound_s", ".3f")]))
 
 
+def cmd_horizon(args) -> None:
+    """How far ahead the cost of a copy no local user requests arrives: ``guard-fill`` rule
+    ``all`` (every PB everywhere the reserve guard leaves room, in step order) on held-out
+    seeds; per node, the steps at which a PB its own users request no longer fits, and for
+    each copy of an unrequested PB the distance to the next such step at that node, with the
+    weight gamma^d a discounted critic gives it."""
+    from fgamcd_opt.marl.env import EnvConfig, FgamcdParallelEnv, own_requests
+    from fgamcd_opt.marl.rollout import max_users_per_node
+    from fgamcd_opt.marl.training import run_episode
+
+    res = ResultsFile("maasn_horizon.json", {
+        "command": "python benchmarks/bench_maasn.py horizon " + " ".join(sys.argv[2:])})
+    for st in args.storages:
+        dist, unreq, blocked, steps = [], 0, 0, []
+        for seed in args.seeds:
+            inst = generate("paper-default", seed=seed, storage_gb=st)
+            pad = max_users_per_node(inst)
+            env = FgamcdParallelEnv(EnvConfig(instance=inst, max_users_per_node=pad,
+                                              guard=True, guard_mode="reserve",
+                                              policy_migrations=False))
+            env.defer_delivery = True  # placement only: no delivery is planned
+            n = inst.n_nodes
+            seen = []
+
+            def fill(obs, mask, seen=seen, pad=pad):
+                seen.append((own_requests(obs, pad) > 0, mask[:, 0] > 0))
+                d = np.zeros_like(mask)
+                d[:, 0] = 1
+                return d
+
+            ep = run_episode(env, fill, seed=0)
+            own = np.array([o for o, _ in seen])
+            fits = np.array([f for _, f in seen])
+            copies = ep["act"][:, np.arange(n), np.arange(n)]
+            steps.append(len(own))
+            for i in range(n):
+                blocks = np.flatnonzero(own[:, i] & ~fits[:, i])
+                mine = np.flatnonzero(copies[:, i] & ~own[:, i])
+                blocked += len(blocks)
+                unreq += len(mine)
+                nxt = np.searchsorted(blocks, mine, side="right")
+                dist += (blocks[nxt[nxt < len(blocks)]] - mine[nxt < len(blocks)]).tolist()
+        d = np.asarray(dist, float)
+        row = {"storage_gb": st, "seeds": args.seeds, "steps_per_episode": float(np.mean(steps)),
+               "unrequested_copies_per_episode": unreq / len(args.seeds),
+               "own_pbs_blocked_per_episode": blocked / len(args.seeds),
+               "copies_followed_by_a_block_per_episode": len(d) / len(args.seeds)}
+        if len(d):
+            row.update(distance_median=float(np.median(d)),
+                       distance_p10=float(np.percentile(d, 10)),
+                       distance_p90=float(np.percentile(d, 90)),
+                       **{f"mean_weight_gamma_{g:g}": float(np.mean(g ** d))
+                          for g in (0.95, 0.99)})
+        res.data["rows"] = [r for r in res.rows if r.get("storage_gb") != st]
+        res.add(row)
+        print(json.dumps(row))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -409,9 +511,15 @@ def main() -> None:
     c.add_argument("--storage", type=float, default=None,
                    help="runs over several storages: only their episodes at this C_n (GB)")
     c.add_argument("--smooth", type=int, default=20, help="moving-average window of the PNG")
+    c.add_argument("--versus-idle", action="store_true",
+                   help="the episode reward minus that of the policy that asks for nothing on "
+                        "the same instance (the runs' training environment)")
+    h = sub.add_parser("horizon")
+    h.add_argument("--storages", type=float, nargs="+", default=[0.25, 0.5])
+    h.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     args = ap.parse_args()
-    {"training": cmd_training, "inference": cmd_inference, "quality": cmd_quality,
-     "table": cmd_table, "curves": cmd_curves}[args.cmd](args)
+    {"horizon": cmd_horizon, "training": cmd_training, "inference": cmd_inference,
+     "quality": cmd_quality, "table": cmd_table, "curves": cmd_curves}[args.cmd](args)
 
 
 if __name__ == "__main__":

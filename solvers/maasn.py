@@ -12,9 +12,11 @@ the planner does not use are dropped.
 only while the storage left still holds one copy of every later requested PB, and a PB the
 policy caches nowhere is cached at the fitting node with the strongest links to its requesters.
 Without it a policy that fills storage early leaves later PBs uncached when storage binds.
-``guard_mode`` (default ``reserve``): the guard's own placement of every PB is worked out first
-and its storage reserved, so the policy's copies only use the room it leaves and never push a
-guard copy to a worse node (``card``: the rule the policy was trained with).
+``guard_mode`` (default ``auto``: ``reserve``, or ``reserve-local`` for a policy trained with
+it): the guard's own placement of every PB is worked out first and its storage reserved, so the
+policy's copies only use the room it leaves and never push a guard copy to a worse node;
+``reserve-local`` reserves guard-fill rule=local's copies too (``card``: the rule the policy was
+trained with).
 
 The greedy rollout's decisions depend only on the caching decisions before them (never on how
 an earlier PB was delivered), so the solver records them first and then plans every PB's
@@ -38,6 +40,9 @@ from fgamcd_opt.solver import SolveResult, SolveStatus
 
 def _env_config(policy, inst, params: dict):
     mode = params["guard_mode"]
+    if mode == "auto":
+        trained = policy.card.get("environment", {}).get("guard_mode")
+        mode = "card" if trained == "reserve-local" else "reserve"
     kw = {} if mode == "card" else {"guard_mode": mode}
     return policy.env_config(inst, delivery=params["delivery"],
                              max_cluster=params["max_cluster"], guard=params["guard"], **kw)
@@ -69,10 +74,12 @@ class MaasnSolver:
         Param("guard", bool, True, "coverage guard: keep storage for one copy of every later "
               "PB and cache a PB the policy placed nowhere at its best fitting node "
               "(false: the policy's decisions only, as in training)"),
-        Param("guard_mode", str, "reserve", "the guard's rule (docs/maasn.md section 2.1): "
+        Param("guard_mode", str, "auto", "the guard's rule (docs/maasn.md section 2.1): "
               "reserve (the guard-only placement kept, the policy's copies in the room it "
-              "leaves), additive, fallback, or card (the rule the policy was trained with)",
-              choices=("reserve", "additive", "fallback", "card")),
+              "leaves), reserve-local (reserve plus guard-fill rule=local's copies), "
+              "additive, fallback, card (the rule the policy was trained with) or auto (card "
+              "for a policy trained with reserve-local, else reserve)",
+              choices=("auto", "reserve", "reserve-local", "additive", "fallback", "card")),
     )
 
     default_policy = "paper-default"  # the shipped policy's name (fgamcd_opt/data/policies)

@@ -319,6 +319,79 @@ def test_potential_shaping_moves_the_storage_penalty_to_the_decision():
     assert not ep2["deficit"].any()
 
 
+def test_room_price_charges_a_copy_no_local_user_requests_when_room_is_short():
+    """Phi(s) = -price x (own later demand the nodes' free room lacks, in PBs), undiscounted:
+    caching only what a node's own users request never raises the local deficit; caching
+    everything does once room is short, at a step where a node took a PB none of its users
+    request; the undiscounted shaped return differs from eq. 12's by the same constant (price
+    x the local deficit at the start) whatever the policy."""
+    from fgamcd_opt.marl.env import own_requests
+
+    inst = generate("tiny", seed=1, storage_gb=0.01)
+    n = inst.n_nodes
+
+    def local(obs, mask):
+        d = np.zeros((n, n))
+        d[:, 0] = own_requests(obs, 6) > 0
+        return d
+
+    totals = []
+    for act in (local, _fixed(np.ones((n, n)))):
+        ep = run_episode(_env(inst), act, potential=True)
+        u = ep["local_deficit"]
+        assert len(u) == len(ep["reward"]) + 1 and u[-1] == 0
+        raw = episode_transitions(ep, 1.0, 1)[3]
+        shaped = episode_transitions(ep, 1.0, 1, room_price=0.5)[3]
+        assert shaped - raw == pytest.approx(-0.5 * np.diff(u), abs=1e-5)
+        totals.append((float(shaped.sum() - raw.sum()), u, ep))
+    (c_local, u_local, _), (c_all, u_all, ep_all) = totals
+    assert c_local == pytest.approx(c_all, abs=1e-4)  # the same constant for every policy
+    assert (np.diff(u_local) <= 1e-9).all()
+    rises = np.flatnonzero(np.diff(u_all) > 1e-9)
+    assert len(rises)
+    t = int(rises[0])
+    wants = np.zeros(n, bool)
+    wants[np.unique(inst.users.node[inst.requesters(int(inst.requested_blocks[t]))])] = True
+    assert (ep_all["act"][t, :, 0] & ~wants).any()
+    # discounted, the copy's charge comes at once: the shaped reward of that step is lower
+    gamma_raw = episode_transitions(ep_all, 0.95, 1)[3]
+    gamma_shaped = episode_transitions(ep_all, 0.95, 1, room_price=0.5)[3]
+    assert gamma_shaped[t] < gamma_raw[t]
+
+
+def test_reward_reference_subtracts_the_guard_only_rewards_of_the_same_instance(tmp_path):
+    """``reward_reference="idle"``: each step's reward minus the reward the same PB gets
+    when the policy caches nothing (computed once per instance): a policy that caches nothing
+    trains on zeros, any policy's return moves by the same constant."""
+    env_cfg = EnvConfig(scenario="tiny", pool=2, max_users_per_node=6, guard=True,
+                        guard_mode="reserve", policy_migrations=False,
+                        overrides={"storage_gb": 0.01})
+    cfg = TrainConfig(episodes=1, seed=0, batch=32, buffer=2000, updates_per_episode=1,
+                      reservoir=32, eval_every=0, reward_reference="idle")
+    tr = Trainer(env_cfg, LearnerConfig(**SMALL), cfg, tmp_path, oracle=ORACLE)
+    env = tr.env
+    n = len(env.possible_agents)
+    zero = run_episode(env, _fixed(np.zeros((n, n))), seed=3)
+    inst = env.inst
+    ref = tr.reference_rewards(inst)
+    assert ref is tr.reference_rewards(inst)  # once per instance
+    assert ref == pytest.approx(zero["reward"].astype(float), abs=1e-6)
+    assert (ref < 0).any()
+    zero["reference"] = ref
+    assert episode_transitions(zero, 0.95, 1)[3] == pytest.approx(0.0, abs=1e-6)
+    full = run_episode(env, _fixed(np.ones((n, n))), seed=3)
+    assert env.inst is inst
+    raw = episode_transitions(full, 1.0, 1)[3]
+    full["reference"] = ref
+    rel = episode_transitions(full, 1.0, 1)[3]
+    assert float(raw.sum() - rel.sum()) == pytest.approx(float(ref.sum()), rel=1e-5)
+    # the trainer's exploring episodes carry it
+    assert tr._explore_episode(3, 1.0)["reference"] is ref
+    with pytest.raises(ParameterError, match="reward_reference"):
+        Trainer(env_cfg, LearnerConfig(**SMALL), dataclasses.replace(cfg, reward_reference="x"),
+                tmp_path, oracle=ORACLE)
+
+
 def test_critic_targets_stay_within_the_returns_the_rewards_allow():
     """Eq. 12's rewards are <= 0, so no return is positive: a target network that drifted
     upwards (the measured failure: Q_tot +13 against returns near -1.4) is clamped."""
@@ -375,6 +448,72 @@ def test_reserve_guard_keeps_the_guard_only_placement_under_any_policy(seed):
     filled = _env(inst, guard=True, guard_mode="reserve")
     run_episode(filled, _fixed(_layout_fill(n)))
     assert filled.holds.sum() > alone.holds.sum()  # the room left is used
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_reserve_local_keeps_the_guard_fill_local_placement_under_any_policy(seed):
+    """``guard_mode="reserve-local"``: a policy that asks for nothing caches exactly what
+    guard-fill rule=local caches, and any policy's caching contains it (its copies only use
+    the room beyond both reservations)."""
+    from fgamcd_opt.marl.env import own_requests
+
+    inst = generate("tiny", seed=seed, storage_gb=0.04, n_users=8)
+    n = inst.n_nodes
+
+    def local(obs, mask):
+        d = np.zeros((n, n))
+        d[:, 0] = own_requests(obs, 6) > 0
+        return d
+
+    fill = _env(inst, guard=True, guard_mode="reserve")
+    run_episode(fill, local)
+    idle = _env(inst, guard=True, guard_mode="reserve-local")
+    run_episode(idle, _fixed(np.zeros((n, n))))
+    assert idle._reserve_node is not None and any(idle._reserve_local)
+    assert np.array_equal(idle.holds, fill.holds)
+    rng = np.random.default_rng(seed)
+    for _ in range(3):
+        env = _env(inst, guard=True, guard_mode="reserve-local")
+        run_episode(env, lambda obs, mask: rng.random(mask.shape) < 0.7)
+        assert (env.holds >= idle.holds).all() and not env.undelivered
+        used = (env.holds * inst.repository.sizes[None, :]).sum(axis=1)
+        assert (used <= inst.nodes.storage_bytes + 1e-6).all()
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_observe_reserve_shows_the_room_beyond_the_reservations(seed):
+    """``observe_reserve``: a node's storage entry is its room beyond the guard's reservations
+    of the steps from k on (constant while the policy caches nothing; a copy at a node other
+    than the step's reserved one is allowed exactly where that room holds the PB) and its
+    demand entry its users' later demand not reserved at it."""
+    inst = generate("tiny", seed=seed, storage_gb=0.04, n_users=8)
+    n = inst.n_nodes
+    sizes = inst.repository.sizes.astype(float)
+    for policy in (np.zeros((n, n)), _layout_fill(n)):
+        env = _env(inst, guard=True, guard_mode="reserve", observe_reserve=True)
+        ep = run_episode(env, _fixed(policy))
+        assert env._reserve_node is not None
+        blk = ep["obs"][:, :, : env.block_dim]  # each agent's own block
+        room = blk[:, :, -2] * env.config.storage_ref_bytes
+        demand = blk[:, :, -1] * env.config.storage_ref_bytes
+        assert (room >= -64.0).all() and (demand >= 0).all()
+        ks = list(inst.requested_blocks)
+        for t, k in enumerate(ks):
+            others = np.arange(n) != env._reserve_node[t]
+            fits = room[t] >= sizes[k] - 64.0
+            assert np.array_equal(ep["mask"][t, others, 0], fits[others])
+        if not policy.any():
+            assert np.allclose(room, room[0], atol=64.0)  # only reserved copies were placed
+        own = np.zeros((len(ks), n), bool)
+        for t, k in enumerate(ks):
+            own[t, np.unique(inst.users.node[inst.requesters(k)])] = True
+            own[t, env._reserve_node[t]] = False
+        want = np.cumsum((own * sizes[ks][:, None])[::-1], axis=0)[::-1]
+        assert np.allclose(demand, want, atol=64.0)
+    plain = _env(inst, guard=True, guard_mode="reserve")
+    ep = run_episode(plain, _fixed(np.zeros((n, n))))
+    first = ep["obs"][0, :, plain.block_dim - 2] * plain.config.storage_ref_bytes
+    assert np.allclose(first, inst.nodes.storage_bytes, atol=64.0)  # default: free storage
 
 
 def test_parallel_deliveries_give_the_same_episode_as_step_by_step(tmp_path):
@@ -447,3 +586,29 @@ def test_without_policy_migrations_the_bits_are_masked_and_not_recorded():
     assert not ep["act"][:, :, 1:].any()
     assert ep["act"][:, :, 0].any()
     assert not env.undelivered
+
+
+def test_maasn_solver_acts_with_the_reserve_local_guard_its_policy_was_trained_with(tmp_path):
+    """``guard_mode=auto`` (the solver's default): a policy trained with ``reserve-local`` acts
+    with it (its own copies assume the local rule's are there); any other policy with
+    ``reserve``; an explicit mode wins."""
+    import importlib
+
+    from fgamcd_opt.marl.policy import Policy
+
+    maasn = importlib.import_module("solvers.maasn")
+    inst = generate("tiny", seed=1, storage_gb=0.04, n_users=8)
+    modes = {}
+    for mode in ("reserve-local", "additive"):
+        env_cfg = EnvConfig(scenario="tiny", pool=1, max_users_per_node=6, guard=True,
+                            guard_mode=mode, policy_migrations=False)
+        cfg = TrainConfig(episodes=1, seed=0, batch=16, buffer=500, updates_per_episode=1,
+                          reservoir=16, eval_every=0)
+        path = Trainer(env_cfg, LearnerConfig(**SMALL), cfg, tmp_path / mode,
+                       oracle=ORACLE).train(progress=False).policy_path
+        pol = Policy.load(path)
+        params = {"delivery": "planner", "max_cluster": 0, "guard": True}
+        modes[mode] = [maasn._env_config(pol, inst, {**params, "guard_mode": g}).guard_mode
+                       for g in ("auto", "reserve")]
+    assert modes == {"reserve-local": ["reserve-local", "reserve"],
+                     "additive": ["reserve", "reserve"]}

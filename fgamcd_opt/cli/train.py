@@ -48,10 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guard", action="store_true",
                    help="train with the coverage guard on, as the maasn solver acts "
                         "(docs/maasn.md)")
-    p.add_argument("--guard-mode", choices=("additive", "fallback", "reserve"), default="additive",
+    p.add_argument("--guard-mode", choices=("additive", "fallback", "reserve", "reserve-local"),
+                   default="additive",
                    help="with --guard: additive (the guard's copy first, the policy's on top), "
                         "reserve (the guard-only placement of every PB reserved at the start, "
-                        "the policy's copies in the room it leaves) or fallback (the guard "
+                        "the policy's copies in the room it leaves), reserve-local (reserve, "
+                        "plus the copies of guard-fill rule=local) or fallback (the guard "
                         "places a PB only when the policy placed it nowhere)")
     p.add_argument("--no-policy-migrations", action="store_true",
                    help="mask the agents' migration bits: with --guard the planner alone "
@@ -114,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-observe-demand", action="store_true",
                    help="observation exactly as eq. 10 (without the bytes each node's users "
                         "still request)")
+    p.add_argument("--observe-reserve", action="store_true",
+                   help="with --guard-mode reserve: observe each node's room beyond the "
+                        "guard's reservations and its users' later demand not reserved there")
     p.add_argument("--teacher", default="",
                    help="demonstrations: a solver whose plans on the training pool start the "
                         "actors (behaviour cloning) and stay in the actor loss (--bc-weight); "
@@ -143,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-shaping", action="store_true",
                    help="no potential-based reward shaping (Phi = -r2 x the storage deficit of "
                         "the later PBs, in PBs)")
+    p.add_argument("--room-price", type=float, default=0.0,
+                   help="shape the reward with Phi = -PRICE x the own later demand the nodes' "
+                        "free room lacks, in PBs (undiscounted potential: a copy no local user "
+                        "requests is charged when it takes room they will need; 0: off)")
+    p.add_argument("--reward-reference", choices=("none", "idle"), default="none",
+                   help="idle: train on each step's reward minus the reward of the same PB when "
+                        "the policy asks for nothing (a constant per instance and step, so no "
+                        "policy's ranking changes; most of the rewards' spread drops out)")
     p.add_argument("--explore-noise0", type=float, default=1.0,
                    help="exploration: scale of the Gumbel noise in the first episode (1: eq. 13)")
     p.add_argument("--explore-noise-final", type=float, default=0.1,
@@ -232,7 +245,8 @@ def _configs(args):
                         reward_scale=args.reward_scale, r1=args.r1, r2=args.r2,
                         delivery=args.delivery, max_cluster=args.max_cluster,
                         effort=args.delivery_effort,
-                        observe_demand=not args.no_observe_demand, guard=args.guard,
+                        observe_demand=not args.no_observe_demand,
+                        observe_reserve=args.observe_reserve, guard=args.guard,
                         guard_mode=args.guard_mode,
                         policy_migrations=not args.no_policy_migrations,
                         obs_format="graph" if args.architecture == "shared" else "flat",
@@ -278,6 +292,8 @@ def _configs(args):
                             bc_epochs=args.bc_epochs, bc_lr=args.bc_lr,
                             critic_warmup=args.critic_warmup, n_step=args.n_step,
                             reward_clip=args.reward_clip, shaping=not args.no_shaping,
+                            room_price=args.room_price,
+                            reward_reference=args.reward_reference,
                             explore_noise0=args.explore_noise0,
                             explore_noise_final=args.explore_noise_final,
                             explore_decay=args.explore_decay)

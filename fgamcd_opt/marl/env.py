@@ -119,6 +119,10 @@ class EnvConfig:
     # additive: the guard's copy first, the policy's copies on top (FgamcdParallelEnv._guarded);
     # reserve: the guard-only placement of every PB is worked out at reset and its storage
     # reserved, so the policy's copies only use the room it leaves (never displace it)
+    # reserve-local: as reserve, and the copies of guard-fill rule=local too (a node caches
+    # the PBs its own users request wherever that leaves the guard's later copies their room,
+    # in step order): reserved at reset and placed whatever the policy asks, so the policy's
+    # copies only use the room beyond both and never push a later one off its node
     guard_mode: str = "additive"
     # the agents' migration bits b_{n,m} (eq. 11): False masks them, and with the guard on the
     # planner alone decides migrations from the holders (it does anyway); the executed
@@ -126,6 +130,11 @@ class EnvConfig:
     policy_migrations: bool = True
     # one more observation entry per node block: bytes its users still request (module doc)
     observe_demand: bool = True
+    # with the reserve guard (and observe_demand): a node's storage entry is the room beyond
+    # the guard's reservations of the steps from k on, its demand entry the bytes of the PBs of
+    # steps k.. its users request that are not reserved at it: the room the policy's copies
+    # compete for and the own demand that room must still hold (docs/maasn.md section 2.1)
+    observe_reserve: bool = False
     # "flat": eq. 10's padded vector per agent (the paper's per-agent networks); "graph": the
     # state as a graph packed into one vector (graph.py; the shared networks, any N and users
     # per node up to graph_n_max / graph_u_max); the flat observations are still returned
@@ -140,6 +149,9 @@ class EnvConfig:
         d = {k: v for k, v in self.__dict__.items() if k != "instance"}
         d["instance"] = self.instance.name if self.instance is not None else None
         return d
+
+
+RESERVING = ("reserve", "reserve-local")  # guard modes that reserve a placement at reset
 
 
 def _deliver(oracle, inst: Instance, cfg: EnvConfig, k: int, holders, src_of: dict,
@@ -342,9 +354,17 @@ class FgamcdParallelEnv(ParallelEnv):
         self.remaining = inst.nodes.storage_bytes.astype(np.float64).copy()
         self.holds = np.zeros((n, inst.n_blocks), dtype=bool)
         self._guard_tables(inst.repository.sizes.astype(float)[self._k_list].tolist())
+        # _wants[t, m]: bytes of step t's PB if users of node m request it; _local_demand[t, m]
+        # the same summed over steps t.. (the observation's D_m(k); the room price's deficit)
+        sizes = inst.repository.sizes.astype(np.float64)
+        self._wants = np.zeros((len(self._k_list) + 1, n))
+        for t, k in enumerate(self._k_list):
+            self._wants[t, np.unique(inst.users.node[inst.requesters(k)])] = sizes[k]
+        self._local_demand = np.cumsum(self._wants[::-1], axis=0)[::-1]
+        self._reserve_node = None
         if self.config.guard:
             self._prepare_guard()
-            if self.config.guard_mode == "reserve":
+            if self.config.guard_mode in RESERVING:
                 self._prepare_reserve()
         self.migrations: list[Migration] = []
         self.units: list[DeliveryUnit] = []
@@ -363,13 +383,6 @@ class FgamcdParallelEnv(ParallelEnv):
             self._slot[us] = np.arange(len(us))
             self.user_mask[m, : len(us)] = 1
         self._varpi = inst.info_exchange.astype(np.float32)
-        if self.config.observe_demand:
-            # _demand[t, m]: bytes of the PBs of steps t.. that users of node m request
-            sizes = inst.repository.sizes.astype(np.float64)
-            wants = np.zeros((len(self._k_list) + 1, n))
-            for t, k in enumerate(self._k_list):
-                wants[t, np.unique(inst.users.node[inst.requesters(k)])] = sizes[k]
-            self._demand = np.cumsum(wants[::-1], axis=0)[::-1]
         obs = self._observe()
         return obs, {a: {} for a in self.agents}
 
@@ -388,11 +401,21 @@ class FgamcdParallelEnv(ParallelEnv):
             blk[inst.users.node[req], 1 + self._slot[req]] = 1.0
         ref = self.config.storage_ref_bytes
         if self.config.observe_demand:
-            blk[:, -2] = (self.remaining / ref).astype(np.float32)
-            blk[:, -1] = (self._demand[self._t] / ref).astype(np.float32)
+            room, demand = self._room_and_demand()
+            blk[:, -2] = (room / ref).astype(np.float32)
+            blk[:, -1] = (demand / ref).astype(np.float32)
         else:
             blk[:, -1] = (self.remaining / ref).astype(np.float32)
         return blk
+
+    def _room_and_demand(self) -> tuple[np.ndarray, np.ndarray]:
+        """The observed C~_n(k) and D_n(k) in bytes: free storage and own later demand, or
+        with ``observe_reserve`` and an active reservation the room beyond the reservations of
+        steps k.. and the own demand of steps k.. not reserved at the node."""
+        t = min(self._t, len(self._k_list))
+        if self.config.observe_reserve and self._reserve_node is not None:
+            return self.remaining - self._reserved_from[t], self._free_demand[t]
+        return self.remaining, self._local_demand[t]
 
     def _observe(self) -> dict:
         inst = self.inst
@@ -424,9 +447,10 @@ class FgamcdParallelEnv(ParallelEnv):
         inst = self.inst
         ref = self.config.storage_ref_bytes
         node = np.zeros((inst.n_nodes, 2))
-        node[:, 0] = self.remaining / ref
+        room, demand = self._room_and_demand()
+        node[:, 0] = (room if self.config.observe_demand else self.remaining) / ref
         if self.config.observe_demand:
-            node[:, 1] = self._demand[self._t] / ref
+            node[:, 1] = demand / ref
         req = np.zeros(inst.n_users)
         if k is not None:
             req[inst.requesters(k)] = 1.0
@@ -444,7 +468,7 @@ class FgamcdParallelEnv(ParallelEnv):
             return np.zeros((n, n), dtype=np.int8)
         size = float(self.inst.repository.sizes[k])
         if self.config.guard and getattr(self, "_reserve_node", None) is not None \
-                and self.config.guard_mode == "reserve":
+                and self.config.guard_mode in RESERVING:
             fits = self.remaining - size >= self._reserved_after[self._t]
         else:
             fits = self.remaining >= size
@@ -683,6 +707,19 @@ class FgamcdParallelEnv(ParallelEnv):
         need = self._bytes_from[t] - float(self.remaining.sum())
         return max(0.0, need) / self._mean_size
 
+    def local_deficit(self) -> float:
+        """How much of their own later demand the nodes lack room for, in PBs: the sum over
+        nodes n of max(0, D_n(k) - C~_n(k)) (bytes of the PBs of steps k.. that users of n
+        request, minus n's free bytes) / the mean size of the episode's PBs. A copy of a PB
+        that n's users request leaves it unchanged (both drop by the size); a copy of one they
+        do not request raises it by its size once n's room is short of its users' demand,
+        which is when that copy will push one of their later PBs off n. Training's room price
+        (``TrainConfig.room_price``) shapes the reward with Phi(s) = -price * local_deficit()
+        (docs/maasn.md section 2.1, item 7)."""
+        t = min(self._t, len(self._k_list))
+        demand = self._local_demand[t]
+        return float(np.maximum(demand - self.remaining, 0.0).sum()) / self._mean_size
+
     def _later_fit(self, remaining: np.ndarray, t: int) -> bool:
         """Does one copy of each PB of the steps after t fit into ``remaining`` (bytes per
         node)? Best-fit decreasing, so True is a packing; False may miss one (then the guard
@@ -725,10 +762,10 @@ class FgamcdParallelEnv(ParallelEnv):
         requested PB ends up cached nowhere when a packing is found."""
         out = np.zeros_like(a)
         rem = self.remaining.copy()
-        if self.config.guard_mode == "reserve" and self._reserve_node is not None:
+        if self.config.guard_mode in RESERVING and self._reserve_node is not None:
             self._reserved_copies(k, a, fits, rem, out)
             return out
-        if self.config.guard_mode in ("additive", "reserve"):
+        if self.config.guard_mode in ("additive", *RESERVING):
             self._default_copy(k, fits, rem, out)
             self._keep_copies(k, np.flatnonzero(a & ~out), rem, out)
             return out
@@ -764,7 +801,28 @@ class FgamcdParallelEnv(ParallelEnv):
         T, n = len(nodes), len(rem)
         per_step = np.zeros((T + 1, n))
         per_step[np.arange(T), nodes] = sizes[self._k_list]
-        self._reserved_after = np.cumsum(per_step[::-1], axis=0)[::-1][1:]  # steps > t
+        self._reserve_local = [[] for _ in range(T)]
+        if self.config.guard_mode == "reserve-local":
+            # guard-fill rule=local's copies, each kept where it leaves the guard's later
+            # copies their room (so the whole placement fits, by induction over the steps)
+            after = np.cumsum(per_step[::-1], axis=0)[::-1][1:]
+            rem = self.remaining.copy()
+            for t, k in enumerate(self._k_list):
+                size = sizes[k]
+                rem[nodes[t]] -= size
+                wants = [m for m in np.flatnonzero(self._wants[t] > 0) if m != nodes[t]]
+                for m in sorted(wants, key=lambda m: -rem[m]):
+                    if rem[m] - size >= after[t, m]:
+                        rem[m] -= size
+                        per_step[t, m] += size
+                        self._reserve_local[t].append(int(m))
+        self._reserved_from = np.cumsum(per_step[::-1], axis=0)[::-1]  # steps >= t
+        self._reserved_after = self._reserved_from[1:]  # steps > t
+        free = self._wants.copy()
+        free[np.arange(T), nodes] = 0.0
+        for t, local in enumerate(self._reserve_local):
+            free[t, local] = 0.0
+        self._free_demand = np.cumsum(free[::-1], axis=0)[::-1]
         self._reserve_node = nodes
 
     def _reserved_copies(self, k: int, a: np.ndarray, fits: np.ndarray, rem: np.ndarray,
@@ -779,6 +837,10 @@ class FgamcdParallelEnv(ParallelEnv):
         else:
             out[g] = True
             rem[g] -= size
+        for m in self._reserve_local[t]:  # reserve-local: the local rule's copies
+            if not out[m] and rem[m] >= size:
+                out[m] = True
+                rem[m] -= size
         after = self._reserved_after[t]
         for n in sorted(np.flatnonzero(a & ~out), key=lambda n: -rem[n]):
             if rem[n] - size >= after[n]:

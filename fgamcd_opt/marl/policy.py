@@ -135,6 +135,7 @@ class Policy:
         kw["guard_mode"] = envc.get("guard_mode", "fallback")
         # a policy trained without migration bits acts without them (untrained outputs)
         kw["policy_migrations"] = bool(envc.get("policy_migrations", True))
+        kw["observe_reserve"] = bool(envc.get("observe_reserve", False))
         if self.layout is not None:
             kw.update(obs_format="graph", graph_n_max=self.layout.n_max,
                       graph_u_max=self.layout.u_max)

@@ -99,6 +99,17 @@ class TrainConfig:
     # potential-based reward shaping with Phi = -r2 * (storage deficit of the later PBs, in
     # PBs) (episode_transitions): the storage a copy takes from later PBs is charged at once
     shaping: bool = True
+    # the room price (> 0): potential-based shaping for the undiscounted objective with
+    # Phi = -room_price * (the nodes' own later demand their free room lacks, in PBs;
+    # env.local_deficit): a copy no local user requests is charged when it takes room the
+    # node's users will need, not ~60 steps later where gamma = 0.95 hardly sees it
+    room_price: float = 0.0
+    # "idle": each step's reward is taken relative to the reward the same PB gets when
+    # the policy asks for nothing (the rollout of the guard alone on the same instance:
+    # guard-only, or guard-fill rule=local with guard_mode reserve-local; once per instance): a function of the instance and the step alone, so every policy's return
+    # moves by the same constant, while most of the rewards' spread (PB sizes, positions)
+    # drops out and what is left is what the policy's copies changed (docs/maasn.md 2.1, 8)
+    reward_reference: str = "none"
     # exploration schedule (explore_noise): scale of the Gumbel noise from explore_noise0 to
     # explore_noise_final over the first explore_decay episodes (a count, not a fraction, so a
     # run extended with --resume keeps its past schedule)
@@ -165,6 +176,7 @@ def run_episode(env: FgamcdParallelEnv, act_fn, seed: int | None = None, options
 
     obs_l, mask_l, act_l, prop_l, rew_l = [], [], [], [], []
     unpl = [env.storage_deficit()] if potential else None
+    local = [env.local_deficit()] if potential else None
     t_act = 0.0
     t0 = time.perf_counter()
     while env.agents:
@@ -184,6 +196,7 @@ def run_episode(env: FgamcdParallelEnv, act_fn, seed: int | None = None, options
         rew_l.append(rew[agent_name(0)])
         if potential:
             unpl.append(env.storage_deficit())
+            local.append(env.local_deficit())
     final = observe(obs_d)
     shape = (-1, n, n)
     act = np.asarray(act_l, bool).reshape(shape)
@@ -194,12 +207,14 @@ def run_episode(env: FgamcdParallelEnv, act_fn, seed: int | None = None, options
             "mask": np.asarray(mask_l, bool).reshape(-1, width, width),
             "act": act, "proposed": prop,
             "deficit": None if unpl is None else np.asarray(unpl, np.float64),
+            "local_deficit": None if local is None else np.asarray(local, np.float64),
             "reward": np.asarray(rew_l, np.float32),
             "final_obs": final, "act_s": t_act, "env_s": time.perf_counter() - t0 - t_act}
 
 
 def episode_transitions(ep: dict, gamma: float, n_step: int = 1,
-                        reward_clip: float | None = None, shaping: float = 0.0) -> tuple:
+                        reward_clip: float | None = None, shaping: float = 0.0,
+                        room_price: float = 0.0) -> tuple:
     """The replay-buffer tuples of an episode (``run_episode``): (obs, mask, executed action,
     n-step return, obs n steps later, its mask, done, discount). The n-step return is
     sum_{i<n} gamma^i r(k+i), truncated at the end of the episode (then done, nothing is
@@ -212,14 +227,33 @@ def episode_transitions(ep: dict, gamma: float, n_step: int = 1,
     ``FgamcdParallelEnv.storage_deficit``): each reward gets gamma Phi(s') - Phi(s), so a copy
     that takes room a later PB needs is charged when it is made, not tens of steps later when
     that PB goes undelivered. Phi is 0 at the end of the episode, so every policy's return
-    changes by the same constant -Phi(s_0) and the optimal policies are those of eq. 12."""
+    changes by the same constant -Phi(s_0) and the optimal policies are those of eq. 12.
+
+    ``ep["reference"]`` (optional, one reward per step, clipped alike): subtracted from the
+    rewards (``TrainConfig.reward_reference``).
+
+    ``room_price`` (> 0, with ``ep["local_deficit"]``): each reward also gets Phi(s') - Phi(s)
+    with Phi(s) = -room_price * ``FgamcdParallelEnv.local_deficit`` (undiscounted: the shaping
+    of the undiscounted total delay, the evaluator's objective, whose ranking of policies it
+    keeps exactly since the terms sum to the constant -Phi(s_0)). Under the learner's gamma the
+    charge of a copy that takes room the node's own users will need comes now and its refund
+    (when the PB it pushed off the node passes) a median ~60 steps later, so it brings forward
+    what discounting would otherwise hide (docs/maasn.md section 2.1, item 7)."""
     r = ep["reward"].astype(np.float64)
     if reward_clip is not None and reward_clip > 0:
         r = np.maximum(r, -float(reward_clip))
+    if ep.get("reference") is not None:
+        ref = np.asarray(ep["reference"], np.float64)
+        if reward_clip is not None and reward_clip > 0:
+            ref = np.maximum(ref, -float(reward_clip))
+        r = r - ref
     if shaping > 0 and ep.get("deficit") is not None:
         phi = -float(shaping) * ep["deficit"]
         phi[-1] = 0.0  # terminal
         r = r + gamma * phi[1:] - phi[:-1]
+    if room_price > 0 and ep.get("local_deficit") is not None:
+        phi = -float(room_price) * ep["local_deficit"]
+        r = r + phi[1:] - phi[:-1]
     t_steps = len(r)
     n = max(int(n_step), 1)
     obs_all = np.concatenate([ep["obs"], ep["final_obs"][None]])
@@ -303,6 +337,10 @@ class Trainer:
         self.pretrain_info: dict | None = None
         self.resume_overrides: list[dict] = []  # settings changed with --resume --override
         self._saved_at: int | None = None  # episode of the last checkpoint written
+        if cfg.reward_reference not in ("none", "idle"):
+            raise ParameterError(f"reward_reference={cfg.reward_reference!r}: expected none "
+                                 "or idle")
+        self._reference: dict[str, np.ndarray] = {}  # instance fingerprint -> step rewards
 
     # ---- instances -----------------------------------------------------------------------
     def env_for(self, seed: int) -> FgamcdParallelEnv:
@@ -407,7 +445,8 @@ class Trainer:
         """The replay tuples of an episode (n-step returns, clipped and shaped rewards)."""
         return episode_transitions(ep, self.learner_cfg.gamma, self.cfg.n_step,
                                    self.cfg.reward_clip,
-                                   self.env_cfg.r2 if self.cfg.shaping else 0.0)
+                                   self.env_cfg.r2 if self.cfg.shaping else 0.0,
+                                   self.cfg.room_price)
 
     def noise(self) -> float:
         return explore_noise(self.cfg, self.episode)
@@ -435,7 +474,7 @@ class Trainer:
             # the one-step tuples (n_step=1), with the same clipping and shaping
             _, _, acts, r1, nobs, nmask, done, _ = episode_transitions(
                 ep, self.learner_cfg.gamma, 1, cfg.reward_clip,
-                self.env_cfg.r2 if cfg.shaping else 0.0)
+                self.env_cfg.r2 if cfg.shaping else 0.0, cfg.room_price)
             v = np.concatenate([ep["obs"].reshape(t_steps, -1),
                                 acts.reshape(t_steps, -1).astype(np.float64)], axis=1)
             y = np.concatenate([r1[:, None], nobs.reshape(t_steps, -1)], axis=1)
@@ -496,7 +535,8 @@ class Trainer:
         parallel = int(cfg.delivery_workers) > 1
         env.defer_delivery = parallel
         try:
-            ep = run_episode(env, self._act_fn(True, noise), seed=seed, potential=cfg.shaping)
+            ep = run_episode(env, self._act_fn(True, noise), seed=seed,
+                             potential=cfg.shaping or cfg.room_price > 0)
             if parallel:
                 t0 = time.perf_counter()
                 n = env._n
@@ -507,7 +547,32 @@ class Trainer:
                 ep["env_s"] += time.perf_counter() - t0
         finally:
             env.defer_delivery = False
+        if cfg.reward_reference == "idle":
+            ep["reference"] = self.reference_rewards(env.inst)
+            if len(ep["reference"]) != len(ep["reward"]):
+                raise RuntimeError("the reference rollout took a different number of steps")
         return ep
+
+    def reference_rewards(self, inst) -> np.ndarray:
+        """Eq. 12's reward of each step of ``inst`` when the policy caches nothing (with the
+        reserve guard: the guard-only placement), delivered as training delivers; computed
+        once per instance (deterministic) and kept."""
+        key = inst.fingerprint
+        got = self._reference.get(key)
+        if got is not None:
+            return got
+        env, workers = self.env, int(self.cfg.delivery_workers)
+        env.defer_delivery = workers > 1
+        try:
+            ep = run_episode(env, lambda obs, mask: np.zeros_like(mask), seed=0,
+                             options={"instance": inst})
+            if workers > 1:
+                for t, r, _executed in env.deliver_pending(workers, per_step=True):
+                    ep["reward"][t] = r
+        finally:
+            env.defer_delivery = False
+        got = self._reference[key] = ep["reward"].astype(np.float64)
+        return got
 
     def _act_fn(self, explore: bool, noise: float = 1.0):
         """The learner's acting function for one episode (a recurrent learner starts its state
