@@ -102,13 +102,14 @@ class TrainConfig:
     # the room price (> 0): potential-based shaping for the undiscounted objective with
     # Phi = -room_price * (the nodes' own later demand their free room lacks, in PBs;
     # env.local_deficit): a copy no local user requests is charged when it takes room the
-    # node's users will need, not ~60 steps later where gamma = 0.95 hardly sees it
+    # node's users will need, not a median ~70 steps later where gamma = 0.95 hardly sees it
     room_price: float = 0.0
-    # "idle": each step's reward is taken relative to the reward the same PB gets when
-    # the policy asks for nothing (the rollout of the guard alone on the same instance:
-    # guard-only, or guard-fill rule=local with guard_mode reserve-local; once per instance): a function of the instance and the step alone, so every policy's return
-    # moves by the same constant, while most of the rewards' spread (PB sizes, positions)
-    # drops out and what is left is what the policy's copies changed (docs/maasn.md 2.1, 8)
+    # "idle": each step's reward is taken relative to the reward the same PB gets when the
+    # policy asks for nothing (the guard's own rollout of the same instance: guard-only, or
+    # guard-fill rule=local with guard_mode reserve-local; once per instance): a function of
+    # the instance and the step alone, so every policy's return moves by the same constant,
+    # while most of the rewards' spread (PB sizes, positions) drops out and what is left is
+    # what the policy's copies changed (docs/maasn.md section 2.1 item 7)
     reward_reference: str = "none"
     # exploration schedule (explore_noise): scale of the Gumbel noise from explore_noise0 to
     # explore_noise_final over the first explore_decay episodes (a count, not a fraction, so a
