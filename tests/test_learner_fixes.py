@@ -592,11 +592,9 @@ def test_maasn_solver_acts_with_the_reserve_local_guard_its_policy_was_trained_w
     """``guard_mode=auto`` (the solver's default): a policy trained with ``reserve-local`` acts
     with it (its own copies assume the local rule's are there); any other policy with
     ``reserve``; an explicit mode wins."""
-    import importlib
+    import fgamcd_solvers.maasn as maasn
 
     from fgamcd_opt.marl.policy import Policy
-
-    maasn = importlib.import_module("solvers.maasn")
     inst = generate("tiny", seed=1, storage_gb=0.04, n_users=8)
     modes = {}
     for mode in ("reserve-local", "additive"):
