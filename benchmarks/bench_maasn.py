@@ -234,7 +234,7 @@ def idle_rewards(run_dir: Path, names: set) -> dict:
     import re
 
     from fgamcd_opt.marl.env import EnvConfig, FgamcdParallelEnv
-    from fgamcd_opt.marl.training import run_episode
+    from fgamcd_opt.marl.training import idle_rewards as idle_step_rewards
 
     card = json.loads((run_dir / "policy.json").read_text())
     envc = card["environment"]
@@ -248,8 +248,7 @@ def idle_rewards(run_dir: Path, names: set) -> dict:
         env = FgamcdParallelEnv(EnvConfig(instance=inst,
                                           max_users_per_node=card["max_users_per_node"],
                                           **{k: envc[k] for k in keep if k in envc}))
-        ep = run_episode(env, lambda obs, mask: np.zeros_like(mask), seed=0)
-        out[(name, st)] = float(ep["reward"].sum())
+        out[(name, st)] = float(idle_step_rewards(env, inst).sum())
     return out
 
 

@@ -213,6 +213,22 @@ def run_episode(env: FgamcdParallelEnv, act_fn, seed: int | None = None, options
             "final_obs": final, "act_s": t_act, "env_s": time.perf_counter() - t0 - t_act}
 
 
+def idle_rewards(env: FgamcdParallelEnv, inst, workers: int = 1) -> np.ndarray:
+    """Eq. 12's reward of each step of ``inst`` in ``env`` when the policy asks for nothing
+    (with a reserving guard: the guard's own placement), deliveries planned in ``workers``
+    forked processes when > 1 (the same rewards as step by step)."""
+    env.defer_delivery = workers > 1
+    try:
+        ep = run_episode(env, lambda obs, mask: np.zeros_like(mask), seed=0,
+                         options={"instance": inst})
+        if workers > 1:
+            for t, r, _executed in env.deliver_pending(workers, per_step=True):
+                ep["reward"][t] = r
+    finally:
+        env.defer_delivery = False
+    return ep["reward"].astype(np.float64)
+
+
 def episode_transitions(ep: dict, gamma: float, n_step: int = 1,
                         reward_clip: float | None = None, shaping: float = 0.0,
                         room_price: float = 0.0) -> tuple:
@@ -559,21 +575,9 @@ class Trainer:
         reserve guard: the guard-only placement), delivered as training delivers; computed
         once per instance (deterministic) and kept."""
         key = inst.fingerprint
-        got = self._reference.get(key)
-        if got is not None:
-            return got
-        env, workers = self.env, int(self.cfg.delivery_workers)
-        env.defer_delivery = workers > 1
-        try:
-            ep = run_episode(env, lambda obs, mask: np.zeros_like(mask), seed=0,
-                             options={"instance": inst})
-            if workers > 1:
-                for t, r, _executed in env.deliver_pending(workers, per_step=True):
-                    ep["reward"][t] = r
-        finally:
-            env.defer_delivery = False
-        got = self._reference[key] = ep["reward"].astype(np.float64)
-        return got
+        if key not in self._reference:
+            self._reference[key] = idle_rewards(self.env, inst, int(self.cfg.delivery_workers))
+        return self._reference[key]
 
     def _act_fn(self, explore: bool, noise: float = 1.0):
         """The learner's acting function for one episode (a recurrent learner starts its state
