@@ -22,8 +22,10 @@ The greedy rollout's decisions depend only on the caching decisions before them 
 an earlier PB was delivered), so the solver records them first and then plans every PB's
 delivery, in ``workers`` processes (default 2; the same plan as in one process, tested).
 
-``policy``: a policy file (``.pt`` with its ``.json`` card) written by ``fgamcd-train``; default:
-the shipped paper-default policy. ``episodes=E`` first fine-tunes that policy on this instance
+``policy``: a policy file (``.pt`` with its ``.json`` card) written by ``fgamcd-train``, or a
+shipped policy's name; default: the shipped N = 6 ``paper-default`` policy where it fits the
+instance, else the shipped ``generalist`` (any N up to 12 and U up to 64; docs/maasn.md
+section 8). ``episodes=E`` first fine-tunes that policy on this instance
 (the paper trains per scenario) within the time limit, with progress, and keeps the fine-tuned
 actor only if its greedy rollout is better (fewer penalised PBs, then lower delay). A policy that
 does not fit the instance (another N, more users at a node than its padding) is an error naming
@@ -60,8 +62,9 @@ class MaasnSolver:
     description = ("MAASN-DA (the paper's method): a trained multi-agent policy decides caching "
                    "and migration per PB; delivery by the shared planner and oracle")
     params = (
-        Param("policy", str, "", "policy file (.pt with its .json card); default: the shipped "
-              "paper-default policy"),
+        Param("policy", str, "", "policy file (.pt with its .json card) or a shipped policy's "
+              "name (paper-default, generalist); default: the shipped N = 6 paper-default "
+              "policy where it fits the instance, else the shipped generalist"),
         Param("episodes", int, 0, "fine-tune the policy on this instance for this many "
               "episodes first (within the time limit)"),
         Param("delivery", str, "planner", "planner: the shared planner picks clusters; group: "
@@ -82,20 +85,44 @@ class MaasnSolver:
               choices=("auto", "reserve", "reserve-local", "additive", "fallback", "card")),
     )
 
-    default_policy = "paper-default"  # the shipped policy's name (fgamcd_opt/data/policies)
+    # the shipped policies (fgamcd_opt/data/policies) tried in order when no policy is given:
+    # the N = 6 specialist where it fits, else the generalist (any N up to 12, U up to 64)
+    default_policies: tuple[str, ...] = ("paper-default", "generalist")
     algo = "maasn"  # the learner that wrote the policies this solver runs
 
     def __init__(self):
         self._policies: dict = {}
 
-    def _policy(self, path: str):
-        from fgamcd_opt.marl.policy import Policy, shipped_policy_path
+    def _load(self, path: str):
+        from fgamcd_opt.marl.policy import Policy
 
-        path = path or str(shipped_policy_path(self.default_policy))
         pol = self._policies.get(path)
         if pol is None:
             pol = self._policies[path] = Policy.load(path)
         return pol
+
+    def _policy(self, path: str, inst=None):
+        """The policy of parameter ``policy``: a file, a shipped policy's name, or (empty) the
+        first shipped default that serves ``inst`` (the last one's refusal when none does)."""
+        from fgamcd_opt.errors import SolverRefusal
+        from fgamcd_opt.marl.policy import shipped_policy_path
+
+        if path:
+            shipped = shipped_policy_path(path) if "/" not in path and "." not in path \
+                else None
+            return self._load(str(shipped) if shipped is not None and shipped.is_file()
+                              else path)
+        names = [n for n in self.default_policies if shipped_policy_path(n).is_file()]
+        for i, name in enumerate(names):
+            pol = self._load(str(shipped_policy_path(name)))
+            if inst is None or i == len(names) - 1:
+                return pol
+            try:
+                pol.check_fits(inst)
+                return pol
+            except Exception:  # noqa: BLE001 - the next shipped policy may serve it
+                continue
+        raise SolverRefusal(f"no shipped {self.algo} policy found")
 
     def solve(self, instance, ctx, params) -> SolveResult:
         from fgamcd_opt.errors import SolverRefusal
@@ -104,7 +131,7 @@ class MaasnSolver:
         if params["episodes"] < 0:
             raise SolverRefusal("parameter episodes: must be >= 0")
         # a policy that does not fit the instance raises a FgamcdError: a refusal (runner.py)
-        policy = self._policy(params["policy"])
+        policy = self._policy(params["policy"], inst)
         policy.check_fits(inst)
         if policy.algo != self.algo:
             raise SolverRefusal(f"policy {policy.path} was trained by {policy.algo}, not "

@@ -16,7 +16,7 @@ class QmixSolver(MaasnSolver):
     description = ("QMIX-DA (the paper's learned baseline): per-agent recurrent Q-networks "
                    "decide caching and migration per PB; delivery by the shared planner")
     params = MaasnSolver.params
-    default_policy = "qmix-paper-default"
+    default_policies = ("qmix-paper-default",)
     algo = "qmix"
 
 

@@ -146,3 +146,33 @@ def test_mix_training_and_a_policy_for_every_n(tmp_path):
     crowded = generate("tiny", seed=1, n_nodes=2, n_users=12)
     FgamcdParallelEnv(EnvConfig(instance=crowded, obs_format="graph", graph_n_max=4,
                                 graph_u_max=12), oracle=ORACLE).reset(seed=0)
+    # without a policy the solver takes the first shipped default that serves the instance:
+    # the N = 6 specialist where it fits, else the generalist (here the tiny policy above)
+    import shutil
+
+    import fgamcd_opt.marl.policy as policy_mod
+
+    real = policy_mod.shipped_policy_path
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for suffix in (".pt", ".json"):
+        shutil.copy(real("paper-default").with_suffix(suffix),
+                    shipped / f"paper-default{suffix}")
+        shutil.copy(result.policy_path.with_suffix(suffix), shipped / f"generalist{suffix}")
+    try:
+        policy_mod.shipped_policy_path = lambda name="paper-default": shipped / f"{name}.pt"
+        small = generate("tiny", seed=3, n_nodes=3, n_users=9)
+        run = run_solver(small, MaasnSolver, {"workers": 1})
+        assert run.record.solver_status == "feasible", run.record.message
+        assert run.plan.metadata["policy"].endswith("generalist.pt")
+        named = run_solver(small, MaasnSolver, {"workers": 1, "policy": "generalist"})
+        assert named.record.total_delay_s == run.record.total_delay_s
+        pd = generate("paper-default", seed=0)
+        run = run_solver(pd, MaasnSolver, {"workers": 1})
+        assert run.plan.metadata["policy"].endswith("paper-default.pt")
+        # none serves: the last default's refusal, in one line
+        huge = generate("tiny", seed=0, n_nodes=5, n_users=6)
+        run = run_solver(huge, MaasnSolver, {"workers": 1})
+        assert run.plan is None and "generalist" in run.record.message
+    finally:
+        policy_mod.shipped_policy_path = real
