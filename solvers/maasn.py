@@ -23,9 +23,9 @@ an earlier PB was delivered), so the solver records them first and then plans ev
 delivery, in ``workers`` processes (default 2; the same plan as in one process, tested).
 
 ``policy``: a policy file (``.pt`` with its ``.json`` card) written by ``fgamcd-train``, or a
-shipped policy's name; default: the shipped N = 6 ``paper-default`` policy where it fits the
-instance, else the shipped ``generalist`` (any N up to 12 and U up to 64; docs/maasn.md
-section 8). ``episodes=E`` first fine-tunes that policy on this instance
+shipped policy's name; default: the shipped ``generalist`` (any N up to 12 and U up to 64;
+docs/maasn.md section 8) where it fits the instance, else the N = 6 ``paper-default`` policy.
+``episodes=E`` first fine-tunes that policy on this instance
 (the paper trains per scenario) within the time limit, with progress, and keeps the fine-tuned
 actor only if its greedy rollout is better (fewer penalised PBs, then lower delay). A policy that
 does not fit the instance (another N, more users at a node than its padding) is an error naming
@@ -63,8 +63,8 @@ class MaasnSolver:
                    "and migration per PB; delivery by the shared planner and oracle")
     params = (
         Param("policy", str, "", "policy file (.pt with its .json card) or a shipped policy's "
-              "name (paper-default, generalist); default: the shipped N = 6 paper-default "
-              "policy where it fits the instance, else the shipped generalist"),
+              "name (generalist, paper-default); default: the shipped generalist where it "
+              "fits the instance (N <= 12, U <= 64), else the N = 6 paper-default policy"),
         Param("episodes", int, 0, "fine-tune the policy on this instance for this many "
               "episodes first (within the time limit)"),
         Param("delivery", str, "planner", "planner: the shared planner picks clusters; group: "
@@ -86,8 +86,9 @@ class MaasnSolver:
     )
 
     # the shipped policies (fgamcd_opt/data/policies) tried in order when no policy is given:
-    # the N = 6 specialist where it fits, else the generalist (any N up to 12, U up to 64)
-    default_policies: tuple[str, ...] = ("paper-default", "generalist")
+    # the generalist (any N up to 12, U up to 64; level with the N = 6 specialist on its own
+    # seeds, docs/maasn.md section 8), else the N = 6 specialist
+    default_policies: tuple[str, ...] = ("generalist", "paper-default")
     algo = "maasn"  # the learner that wrote the policies this solver runs
 
     def __init__(self):
@@ -103,7 +104,8 @@ class MaasnSolver:
 
     def _policy(self, path: str, inst=None):
         """The policy of parameter ``policy``: a file, a shipped policy's name, or (empty) the
-        first shipped default that serves ``inst`` (the last one's refusal when none does)."""
+        first shipped default that serves ``inst`` (the first one, whose check then refuses
+        the instance, when none does)."""
         from fgamcd_opt.errors import SolverRefusal
         from fgamcd_opt.marl.policy import shipped_policy_path
 
@@ -112,17 +114,19 @@ class MaasnSolver:
                 else None
             return self._load(str(shipped) if shipped is not None and shipped.is_file()
                               else path)
-        names = [n for n in self.default_policies if shipped_policy_path(n).is_file()]
-        for i, name in enumerate(names):
-            pol = self._load(str(shipped_policy_path(name)))
-            if inst is None or i == len(names) - 1:
+        pols = [self._load(str(shipped_policy_path(n))) for n in self.default_policies
+                if shipped_policy_path(n).is_file()]
+        if not pols:
+            raise SolverRefusal(f"no shipped {self.algo} policy found")
+        for pol in pols:
+            if inst is None:
                 return pol
             try:
                 pol.check_fits(inst)
                 return pol
             except Exception:  # noqa: BLE001 - the next shipped policy may serve it
                 continue
-        raise SolverRefusal(f"no shipped {self.algo} policy found")
+        return pols[0]
 
     def solve(self, instance, ctx, params) -> SolveResult:
         from fgamcd_opt.errors import SolverRefusal

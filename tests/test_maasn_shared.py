@@ -147,7 +147,7 @@ def test_mix_training_and_a_policy_for_every_n(tmp_path):
     FgamcdParallelEnv(EnvConfig(instance=crowded, obs_format="graph", graph_n_max=4,
                                 graph_u_max=12), oracle=ORACLE).reset(seed=0)
     # without a policy the solver takes the first shipped default that serves the instance:
-    # the N = 6 specialist where it fits, else the generalist (here the tiny policy above)
+    # the generalist (here the tiny policy above, N <= 4) where it fits, else the N = 6 one
     import shutil
 
     import fgamcd_opt.marl.policy as policy_mod
@@ -170,7 +170,7 @@ def test_mix_training_and_a_policy_for_every_n(tmp_path):
         pd = generate("paper-default", seed=0)
         run = run_solver(pd, MaasnSolver, {"workers": 1})
         assert run.plan.metadata["policy"].endswith("paper-default.pt")
-        # none serves: the last default's refusal, in one line
+        # none serves: the first default's refusal, in one line
         huge = generate("tiny", seed=0, n_nodes=5, n_users=6)
         run = run_solver(huge, MaasnSolver, {"workers": 1})
         assert run.plan is None and "generalist" in run.record.message
