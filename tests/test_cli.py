@@ -319,9 +319,10 @@ def test_solver_with_unserialisable_metadata_does_not_crash(capsys, inst_file, t
 
 # ---- solver refusals: one line on stderr, exit 2, nothing written (issue 22) ------------------
 def test_solve_refusal_is_one_line_on_stderr_exit_2(capsys, inst_file, tmp_path):
-    # the shipped MAASN-DA policy is for N = 6; the tiny instance has N = 3
-    code, out, err = run(capsys, "solve", inst_file, "--solver", "maasn",
-                         "-o", tmp_path / "p.plan.json")
+    # the shipped N = 6 MAASN-DA policy (by name; the default generalist serves any N up to
+    # 12) refuses the tiny instance's N = 3
+    code, out, err = run(capsys, "solve", inst_file, "--solver", "maasn", "--param",
+                         "policy=paper-default", "-o", tmp_path / "p.plan.json")
     assert code == 2 and out == ""
     assert_one_line_error(err, str(inst_file), "solver maasn refused the instance", "N=")
     assert not list(tmp_path.iterdir())
