@@ -61,9 +61,9 @@ def cmd_validate(args) -> None:
             line.append(f"{row['total_delay_s']:.4f}")
         print(" | ".join(line), flush=True)
     seeds = sorted({r["seed"] for r in res.data["rows"]})
+    idle = {r["seed"]: r["total_delay_s"] for r in res.data["rows"] if r["policy"] == IDLE}
     for name in names:
         d = [r["total_delay_s"] for r in res.data["rows"] if r["policy"] == name]
-        idle = {r["seed"]: r["total_delay_s"] for r in res.data["rows"] if r["policy"] == IDLE}
         below = sum(r["total_delay_s"] < idle[r["seed"]] - 1e-9 for r in res.data["rows"]
                     if r["policy"] == name and r["seed"] in idle)
         print(f"{name}: mean total delay {np.mean(d):.4f} s over {len(d)} instances; below "

@@ -324,10 +324,7 @@ def cmd_curves(args) -> None:
            "rises": bool(blocks[-1]["reward_mean"] > blocks[0]["reward_mean"])}
     res = ResultsFile(f"maasn_curves_{args.tag}.json", {
         "command": "python benchmarks/bench_maasn.py " + " ".join(sys.argv[1:])})
-    # one row per (instance, policy): measuring another keeps the earlier rows
-    res.data["rows"] = [r for r in res.data.get("rows", [])
-                        if (r.get("instance"), r.get("policy", "shipped"))
-                        != (out["instance"], out["policy"])] + [out]
+    res.data["rows"] = [out]
     from fgamcd_opt.jsonio import write_json_atomic
 
     write_json_atomic(res.path, res.data)

@@ -106,7 +106,7 @@ class MaasnSolver:
         """The policy of parameter ``policy``: a file, a shipped policy's name, or (empty) the
         first shipped default that serves ``inst`` (the first one, whose check then refuses
         the instance, when none does)."""
-        from fgamcd_opt.errors import SolverRefusal
+        from fgamcd_opt.errors import FgamcdError, SolverRefusal
         from fgamcd_opt.marl.policy import shipped_policy_path
 
         if path:
@@ -114,19 +114,19 @@ class MaasnSolver:
                 else None
             return self._load(str(shipped) if shipped is not None and shipped.is_file()
                               else path)
-        pols = [self._load(str(shipped_policy_path(n))) for n in self.default_policies
-                if shipped_policy_path(n).is_file()]
-        if not pols:
+        paths = [shipped_policy_path(n) for n in self.default_policies]
+        paths = [str(p) for p in paths if p.is_file()]
+        if not paths:
             raise SolverRefusal(f"no shipped {self.algo} policy found")
-        for pol in pols:
-            if inst is None:
-                return pol
-            try:
-                pol.check_fits(inst)
-                return pol
-            except Exception:  # noqa: BLE001 - the next shipped policy may serve it
-                continue
-        return pols[0]
+        if inst is not None:
+            for p in paths:  # loaded only as far as needed (each load reads a .pt)
+                pol = self._load(p)
+                try:
+                    pol.check_fits(inst)
+                    return pol
+                except FgamcdError:  # the next shipped policy may serve it
+                    continue
+        return self._load(paths[0])
 
     def solve(self, instance, ctx, params) -> SolveResult:
         from fgamcd_opt.errors import SolverRefusal
