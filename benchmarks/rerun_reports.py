@@ -4,6 +4,7 @@
     python benchmarks/rerun_reports.py --run           # re-run the stale ones
     python benchmarks/rerun_reports.py --run table3 suite-standard   # these (stale or not)
     python benchmarks/rerun_reports.py --run --all     # every report
+    python benchmarks/rerun_reports.py --run fig08-full --keep   # the full size; resume a kill
 
 A report is *current* when its store has format 2 (code identity and row checksums), every row
 was made by the installed code (``fgamcd_opt.experiments.provenance.code_identity``: version and
@@ -21,6 +22,10 @@ docs/experiments.md documents:
 
 - ``reports/NAME`` for every ``reports/specs/NAME.toml`` with a committed folder:
   ``fgamcd-bench reports/specs/NAME.toml [--size quick] -o reports/NAME --workers 2``;
+- ``reports/NAME-full``: the spec's ``full`` size (the paper's grid, at least 5 seeds per
+  point): ``fgamcd-bench reports/specs/NAME.toml --size full -o reports/NAME-full --workers 2``;
+  listed once its folder exists, run by naming it (``--run fig08-full``); ``--keep`` runs into
+  the existing folder, so a killed full run goes on from its finished rows;
 - ``suite-standard``: ``fgamcd-bench --suite standard --solver
   examples/nearest_solver.py:NearestSolver -o reports/suite-standard --workers 2``;
 - ``scaling/w1``, ``scaling/w2``, ``scaling/dask2``: the executor measurement (its
@@ -58,17 +63,21 @@ EXTRA = {
 }
 
 
-def reports() -> dict[str, list[str]]:
-    """name -> fgamcd-bench arguments, for every committed report."""
+def reports(with_full: bool = False) -> dict[str, list[str]]:
+    """name -> fgamcd-bench arguments, for every committed report (``with_full``: also the full
+    size of every spec that has one, committed or not)."""
     out = {}
     for spec in sorted((REPORTS / "specs").glob("*.toml")):
         name = spec.stem
-        if not (REPORTS / name / "store.jsonl").is_file():
-            continue
         sizes = tomllib.loads(spec.read_text()).get("sizes", {})
-        out[name] = [f"reports/specs/{spec.name}", *(["--size", "quick"] if "quick" in sizes
-                                                     else []),
-                     "-o", f"reports/{name}", "--workers", "2"]
+        if (REPORTS / name / "store.jsonl").is_file():
+            out[name] = [f"reports/specs/{spec.name}",
+                         *(["--size", "quick"] if "quick" in sizes else []),
+                         "-o", f"reports/{name}", "--workers", "2"]
+        full = f"{name}-full"
+        if "full" in sizes and (with_full or (REPORTS / full / "store.jsonl").is_file()):
+            out[full] = [f"reports/specs/{spec.name}", "--size", "full", "-o",
+                         f"reports/{full}", "--workers", "2"]
     out.update(EXTRA)
     return out
 
@@ -131,11 +140,11 @@ def compare(new: Path, old: Path, rtol: float = 1e-9) -> dict:
             "rows_differ": differ, "fields": dict(top), "rtol": rtol}
 
 
-def rerun(name: str, args: list[str]) -> dict:
+def rerun(name: str, args: list[str], keep: bool = False) -> dict:
     out = folder(args)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     aside = ROOT / "runs" / "old-reports" / f"{name.replace('/', '-')}-{stamp}"
-    if out.exists():
+    if out.exists() and not keep:
         aside.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(out), str(aside))
     command = ["fgamcd-bench", *args, "--no-progress"]
@@ -171,21 +180,25 @@ def main(argv=None) -> int:
     ap.add_argument("--run", nargs="*", metavar="NAME", default=None,
                     help="re-run these reports (none named: the stale ones)")
     ap.add_argument("--all", action="store_true", help="with --run: every report")
+    ap.add_argument("--keep", action="store_true",
+                    help="with --run: run into the existing folder (its finished rows made by "
+                         "the installed code are kept: a killed run goes on)")
     args = ap.parse_args(argv)
     table = reports()
+    every = reports(with_full=True)
     states = {name: status(folder(a)) for name, a in table.items()}
     width = max(len(n) for n in table)
     for name, (ok, why) in states.items():
         print(f"{name:<{width}}  {'current' if ok else 'STALE'}  {why}")
     if args.run is None:
         return 0 if all(ok for ok, _ in states.values()) else 1
-    unknown = [n for n in args.run if n not in table]
+    unknown = [n for n in args.run if n not in every]
     if unknown:
-        print(f"unknown report(s): {', '.join(unknown)} (known: {', '.join(table)})",
+        print(f"unknown report(s): {', '.join(unknown)} (known: {', '.join(every)})",
               file=sys.stderr)
         return 2
     todo = args.run or [n for n in table if args.all or not states[n][0]]
-    failed = [n for n in todo if rerun(n, table[n])["exit_status"] not in (0, 1)]
+    failed = [n for n in todo if rerun(n, every[n], args.keep)["exit_status"] not in (0, 1)]
     return 1 if failed else 0
 
 
