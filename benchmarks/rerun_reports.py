@@ -25,7 +25,11 @@ docs/experiments.md documents:
 - ``reports/NAME-full``: the spec's ``full`` size (the paper's grid, at least 5 seeds per
   point): ``fgamcd-bench reports/specs/NAME.toml --size full -o reports/NAME-full --workers 2``;
   listed once its folder exists, run by naming it (``--run fig08-full``); ``--keep`` runs into
-  the existing folder, so a killed full run goes on from its finished rows;
+  the existing folder, so a killed full run goes on from its finished rows. A full store is tens
+  of MB (each row carries the run record's per-PB beam certificates), so git keeps it gzipped:
+  after a run this script writes ``store.jsonl.gz`` next to the store (the raw ``store.jsonl``
+  and ``results.csv`` are ignored; ``--keep`` restores the store from the ``.gz`` first, and
+  ``gunzip -k reports/NAME-full/store.jsonl.gz && fgamcd-report reports/NAME-full`` re-renders);
 - ``suite-standard``: ``fgamcd-bench --suite standard --solver
   examples/nearest_solver.py:NearestSolver -o reports/suite-standard --workers 2``;
 - ``scaling/w1``, ``scaling/w2``, ``scaling/dask2``: the executor measurement (its
@@ -38,6 +42,7 @@ rule finds it), or add an entry to ``EXTRA``.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import shutil
@@ -75,7 +80,8 @@ def reports(with_full: bool = False) -> dict[str, list[str]]:
                          *(["--size", "quick"] if "quick" in sizes else []),
                          "-o", f"reports/{name}", "--workers", "2"]
         full = f"{name}-full"
-        if "full" in sizes and (with_full or (REPORTS / full / "store.jsonl").is_file()):
+        if "full" in sizes and (with_full or (REPORTS / full / "store.jsonl").is_file()
+                                or (REPORTS / full / "store.jsonl.gz").is_file()):
             out[full] = [f"reports/specs/{spec.name}", "--size", "full", "-o",
                          f"reports/{full}", "--workers", "2"]
     out.update(EXTRA)
@@ -86,13 +92,35 @@ def folder(args: list[str]) -> Path:
     return ROOT / args[args.index("-o") + 1]
 
 
+def gunzip_store(path: Path) -> bool:
+    """Restore ``path/store.jsonl`` from the committed ``store.jsonl.gz`` where only that is
+    here (a fresh clone of a full report); True when a store is there afterwards."""
+    raw, gz = path / "store.jsonl", path / "store.jsonl.gz"
+    if not raw.is_file() and gz.is_file():
+        tmp = raw.with_suffix(".jsonl.tmp")
+        with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(tmp, raw)
+    return raw.is_file()
+
+
+def gzip_store(path: Path) -> None:
+    """Write ``path/store.jsonl.gz`` (what git keeps of a full report), atomically."""
+    raw = path / "store.jsonl"
+    if raw.is_file():
+        tmp = path / "store.jsonl.gz.tmp"
+        with open(raw, "rb") as src, gzip.GzipFile(tmp, "wb", mtime=0) as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(tmp, path / "store.jsonl.gz")
+
+
 def status(path: Path) -> tuple[bool, str]:
     """(current?, why) of the report whose store is in ``path``."""
     from fgamcd_opt.errors import FgamcdError
     from fgamcd_opt.experiments.provenance import code_identity, code_text, same_code
     from fgamcd_opt.experiments.store import load_store
 
-    if not (path / "store.jsonl").is_file():
+    if not gunzip_store(path):
         return False, "no store"
     try:
         view = load_store(path)
@@ -144,6 +172,8 @@ def rerun(name: str, args: list[str], keep: bool = False) -> dict:
     out = folder(args)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     aside = ROOT / "runs" / "old-reports" / f"{name.replace('/', '-')}-{stamp}"
+    if keep:
+        gunzip_store(out)
     if out.exists() and not keep:
         aside.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(out), str(aside))
@@ -156,6 +186,8 @@ def rerun(name: str, args: list[str], keep: bool = False) -> dict:
                          cwd=ROOT, env={**os.environ, "PYTHONPATH": os.pathsep.join(
                              [str(ROOT), os.environ.get("PYTHONPATH", "")])})
     wall = time.monotonic() - t0
+    if name.endswith("-full"):
+        gzip_store(out)
     load1 = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").is_file() \
         else []
     entry = {"report": name, "command": " ".join(command), "exit_status": rc,
