@@ -5,6 +5,7 @@
     python benchmarks/rerun_reports.py --run table3 suite-standard   # these (stale or not)
     python benchmarks/rerun_reports.py --run --all     # every report
     python benchmarks/rerun_reports.py --run fig08-full --keep   # the full size; resume a kill
+    python benchmarks/rerun_reports.py --estimate-full  # worker time of every full size
 
 A report is *current* when its store has format 2 (code identity and row checksums), every row
 was made by the installed code (``fgamcd_opt.experiments.provenance.code_identity``: version and
@@ -207,6 +208,57 @@ def rerun(name: str, args: list[str], keep: bool = False) -> dict:
     return entry
 
 
+def worker_seconds(path: Path) -> tuple[float, int, int]:
+    """(worker seconds summed over the rows, instances, rows) of the store in ``path``."""
+    from fgamcd_opt.experiments.store import read_store
+
+    rows = read_store(path)[1]
+    inst = {(json.dumps(r.get("point"), sort_keys=True), r.get("replicate")) for r in rows}
+    return sum(float(r.get("wall_s") or 0.0) for r in rows), len(inst), len(rows)
+
+
+def estimate_full() -> dict:
+    """Worker time of every spec's full size: measured where ``reports/NAME-full`` has finished,
+    else the quick report's worker seconds per instance x the full size's instances x the
+    full/quick ratio per instance of the specs measured at both sizes, for the specs whose quick
+    size fixes U (U = 20 there, Table II's U = 30 at full size; 1 for the others)."""
+    from fgamcd_opt.experiments.spec import load_spec
+
+    out, ratios = {}, []
+    for name, args in reports(with_full=True).items():
+        if not name.endswith("-full") or "axes" not in tomllib.loads(
+                (ROOT / args[0]).read_text()):
+            continue
+        base = name[:-len("-full")]
+        spec = load_spec(ROOT / args[0], "full")
+        cells = spec.cells()
+        n_inst = len({(json.dumps(c["point"], sort_keys=True), c["replicate"]) for c in cells})
+        row = {"runs": len(cells), "instances": n_inst,
+               "quick_fixes_users": "n_users" in load_spec(ROOT / args[0], "quick").params
+               and "n_users" not in spec.params}
+        full = folder(args)
+        if gunzip_store(full):
+            w, i, n = worker_seconds(full)
+            if n >= len(cells):
+                row.update(worker_s=round(w), measured=True)
+        if (REPORTS / base / "store.jsonl").is_file():
+            qw, qi, _ = worker_seconds(REPORTS / base)
+            row["quick_worker_s_per_instance"] = qw / max(qi, 1)
+            if row.get("measured"):
+                ratios.append((row["worker_s"] / n_inst) / row["quick_worker_s_per_instance"])
+        out[name] = row
+    ratio = sum(ratios) / len(ratios) if ratios else 1.0
+    for row in out.values():
+        if not row.get("measured") and "quick_worker_s_per_instance" in row:
+            row["worker_s"] = round(row["quick_worker_s_per_instance"] * row["instances"]
+                                    * (ratio if row["quick_fixes_users"] else 1.0))
+            row["measured"] = False
+    total = sum(r.get("worker_s", 0) for r in out.values())
+    return {"specs": out, "full_over_quick_per_instance": ratio,
+            "runs": sum(r["runs"] for r in out.values()), "worker_s": total,
+            "hours_on_2_workers": total / 2 / 3600}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", nargs="*", metavar="NAME", default=None,
@@ -215,7 +267,20 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true",
                     help="with --run: run into the existing folder (its finished rows made by "
                          "the installed code are kept: a killed run goes on)")
+    ap.add_argument("--estimate-full", action="store_true",
+                    help="print the worker time of every spec's full size (measured or "
+                         "estimated from the quick run) and exit")
     args = ap.parse_args(argv)
+    if args.estimate_full:
+        est = estimate_full()
+        for name, row in est["specs"].items():
+            print(f"{name:<12} {row['runs']:>5} runs  {row['instances']:>4} instances  "
+                  f"{row.get('worker_s', 0):>7} worker s  "
+                  f"{'measured' if row.get('measured') else 'estimated'}")
+        print(f"total {est['runs']} runs, {est['worker_s']} worker s "
+              f"({est['worker_s'] / 3600:.1f} h; {est['hours_on_2_workers']:.1f} h on 2 "
+              f"workers); full/quick per instance {est['full_over_quick_per_instance']:.2f}")
+        return 0
     table = reports()
     every = reports(with_full=True)
     states = {name: status(folder(a)) for name, a in table.items()}
