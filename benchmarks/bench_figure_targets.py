@@ -25,6 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from rerun_reports import gunzip_store  # noqa: E402
 
 
 def key(d: dict | None) -> str:
@@ -119,10 +122,14 @@ def main(argv=None) -> int:
     ap.add_argument("--ours", default=None, help="the solver judged (default: [paper] ours)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args(argv)
-    folders = args.reports or sorted(p.parent for p in (ROOT / "reports").glob("*/store.jsonl"))
+    folders = args.reports or sorted({p.parent for pat in ("*/store.jsonl", "*/store.jsonl.gz")
+                                      for p in (ROOT / "reports").glob(pat)})
     results = []
     for f in folders:
         f = f if f.is_absolute() else (Path.cwd() / f)
+        if not gunzip_store(f):  # a full report keeps its store gzipped in git
+            print(f"{f}: no results store", file=sys.stderr)
+            continue
         res = analyse(f.resolve(), args.ours)
         if res is None:
             continue

@@ -244,7 +244,7 @@ def estimate_full() -> dict:
         if (REPORTS / base / "store.jsonl").is_file():
             qw, qi, _ = worker_seconds(REPORTS / base)
             row["quick_worker_s_per_instance"] = qw / max(qi, 1)
-            if row.get("measured"):
+            if row.get("measured") and row["quick_fixes_users"]:
                 ratios.append((row["worker_s"] / n_inst) / row["quick_worker_s_per_instance"])
         out[name] = row
     ratio = sum(ratios) / len(ratios) if ratios else 1.0
