@@ -6,7 +6,9 @@ anything; the coverage guard of the ``maasn`` solver then places every requested
 fitting node with the strongest links to its requesters among those that keep one copy of every
 later PB placeable, and the shared planner delivers it (migrating copies to form CoMP clusters
 where that pays). It is what MAASN-DA's rollout gives when the policy adds nothing, so a learned
-policy earns its place only by beating it (and ``replicate``). No torch.
+policy earns its place only by beating it (and ``replicate``). ``polish`` (default on) is
+``maasn``'s: the storage left free is filled and each PB keeps the better of the rollout's
+delivery and the shared planner's (docs/maasn.md section 2.2). No torch.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class GuardOnlySolver:
         Param("max_cluster", int, 0, "most nodes in one transmission (0: no cap)"),
         Param("workers", int, 2, "processes that plan the PBs' delivery after the rollout "
               "(1: in this process)"),
+        Param("polish", bool, True, "fill the storage the rollout leaves free and keep, per "
+              "PB, the better of its delivery and the shared planner's (as maasn does)"),
     )
 
     guard_mode = "additive"
@@ -43,9 +47,16 @@ class GuardOnlySolver:
                         guard_mode=self.guard_mode)
         env, stats = rollout(inst, cfg, self.policy(params, pad), ctx.oracle, seed=ctx.seed,
                              workers=params["workers"])
-        plan = env.plan(self.name)
-        return SolveResult(plan, SolveStatus.FEASIBLE, env.undelivered_message(),
-                           metadata={"rollout": stats})
+        meta = {"rollout": stats}
+        if params["polish"]:
+            from fgamcd_opt.marl.rollout import polished_plan
+
+            plan, message, meta["polish"] = polished_plan(
+                inst, env, self.name, ctx.oracle, params["max_cluster"], ctx=ctx,
+                workers=params["workers"])
+        else:
+            plan, message = env.plan(self.name), env.undelivered_message()
+        return SolveResult(plan, SolveStatus.FEASIBLE, message, metadata=meta)
 
 
 class GuardFillSolver(GuardOnlySolver):

@@ -18,6 +18,16 @@ policy's copies only use the room it leaves and never push a guard copy to a wor
 ``reserve-local`` reserves guard-fill rule=local's copies too (``card``: the rule the policy was
 trained with).
 
+``polish`` (default on, planner delivery): after the rollout the storage the policy left free is
+filled and the shared planner plans every PB on that caching; each PB keeps the better of the
+two deliveries by the evaluator's per-PB scorer (docs/maasn.md section 2.2), so the plan is never
+worse than the rollout's on any PB, and no worse than ``replicate``'s when storage does not bind.
+``guard-only`` gets the same polish. ``fallback`` (default on, planner delivery): ``guard-only``'s
+plan (the guard's placement of every PB once, then the same polish: the free storage filled by
+value per byte) is built too and the better whole plan is kept by the evaluator (fewer requested
+pairs unserved, then fewer users below QoS, then lower delay); ``plan_source`` in the metadata
+says which one, so a report counts how often the policy's own plan wins (docs/maasn.md 2.2).
+
 The greedy rollout's decisions depend only on the caching decisions before them (never on how
 an earlier PB was delivered), so the solver records them first and then plans every PB's
 delivery, in ``workers`` processes (default 2; the same plan as in one process, tested).
@@ -83,6 +93,11 @@ class MaasnSolver:
               "additive, fallback, card (the rule the policy was trained with) or auto (card "
               "for a policy trained with reserve-local, else reserve)",
               choices=("auto", "reserve", "reserve-local", "additive", "fallback", "card")),
+        Param("polish", bool, True, "planner delivery: fill the storage the rollout leaves "
+              "free and keep, per PB, the better of the rollout's delivery and the shared "
+              "planner's on that caching (docs/maasn.md section 2.2)"),
+        Param("fallback", bool, True, "planner delivery: also build guard-only's polished "
+              "plan and keep the better whole plan by the evaluator (metadata plan_source)"),
     )
 
     # the shipped policies (fgamcd_opt/data/policies) tried in order when no policy is given:
@@ -157,9 +172,53 @@ class MaasnSolver:
             meta["solve_s"] = time.perf_counter() - t0
         finally:
             torch.set_num_threads(threads)
-        plan = env.plan(self.name)
-        plan.metadata.update({"policy": meta["policy"], "fine_tuned": meta["fine_tuned"]})
-        return SolveResult(plan, status, env.undelivered_message(), metadata=meta)
+        if params["polish"] and params["delivery"] == "planner":
+            from fgamcd_opt.marl.rollout import polished_plan
+
+            t1 = time.perf_counter()
+            plan, message, meta["polish"] = polished_plan(
+                inst, env, self.name, ctx.oracle, params["max_cluster"], ctx=ctx,
+                workers=params["workers"])
+            meta["polish"]["time_s"] = time.perf_counter() - t1
+            if meta["polish"]["cut_by_time_limit"]:
+                status = SolveStatus.TIME_LIMIT
+            meta["solve_s"] = time.perf_counter() - t0
+        else:
+            plan, message = env.plan(self.name), env.undelivered_message()
+        meta["plan_source"] = "policy"
+        if params["fallback"] and params["delivery"] == "planner" and not ctx.should_stop():
+            plan, message, status = self._fallback(inst, ctx, params, plan, message, status,
+                                                   meta)
+            meta["solve_s"] = time.perf_counter() - t0
+        plan.metadata.update({"policy": meta["policy"], "fine_tuned": meta["fine_tuned"],
+                              "plan_source": meta["plan_source"]})
+        return SolveResult(plan, status, message, metadata=meta)
+
+    def _fallback(self, inst, ctx, params, plan, message, status, meta):
+        """The better whole plan of the policy's and guard-only's (polished as set), by the
+        evaluator: fewer unserved pairs, then fewer users below QoS, then lower delay."""
+        import math
+
+        from fgamcd_opt.evaluator import evaluate
+
+        from .guardonly import GuardOnlySolver
+
+        other = GuardOnlySolver().solve(inst, ctx, {
+            "max_cluster": params["max_cluster"], "workers": params["workers"],
+            "polish": params["polish"]})
+
+        def rank(p):
+            ev = evaluate(inst, p, ctx.oracle)
+            return (ev.unserved_pairs, len(ev.qos_violating_users()),
+                    ev.total_delay_s if math.isfinite(ev.total_delay_s) else math.inf)
+
+        mine, theirs = rank(plan), rank(other.plan)
+        meta["fallback"] = {"policy_delay_s": mine[2], "guard_only_delay_s": theirs[2]}
+        if theirs < mine:
+            meta["plan_source"] = "guard-only"
+            other.plan.solver = self.name
+            return other.plan, other.message, status
+        return plan, message, status
 
     def _fine_tune(self, inst, ctx, params, policy, env, stats, meta):
         import copy

@@ -284,7 +284,9 @@ def test_replicate_and_guard_only_conform_and_behave():
     assert_conforms(GuardFillSolver, instances=insts, params={"workers": 1})
     fill = run_solver(tight, GuardFillSolver, {"workers": 1})
     assert fill.record.undelivered_users == 0
-    alone, filled = run.plan.holds(tight.repository), fill.plan.holds(tight.repository)
+    raw = {"workers": 1, "polish": False}  # the rollouts' own placements, before the polish
+    alone = run_solver(tight, GuardOnlySolver, raw).plan.holds(tight.repository)
+    filled = run_solver(tight, GuardFillSolver, raw).plan.holds(tight.repository)
     assert (filled >= alone).all() and filled.sum() > alone.sum()  # the room left is used
 
 

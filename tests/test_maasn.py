@@ -400,7 +400,8 @@ def test_deferred_parallel_delivery_gives_the_same_plan(tiny_policy):
     step_by_step = plan_to_dict(env.plan("maasn"), inst)
     plans = []
     for workers in (1, 2):
-        run = run_solver(inst, MaasnSolver, {"policy": str(tiny_policy), "workers": workers},
+        run = run_solver(inst, MaasnSolver, {"policy": str(tiny_policy), "workers": workers,
+                                                 "polish": False, "fallback": False},
                          oracle=BeamformingOracle())
         d = plan_to_dict(run.plan, inst)
         d["metadata"] = step_by_step.get("metadata", {})

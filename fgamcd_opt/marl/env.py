@@ -894,11 +894,14 @@ class FgamcdParallelEnv(ParallelEnv):
         """The plan built so far: cached PBs, used migrations and delivery units."""
         return Plan.from_holds(self.holds, self.migrations, self.units, solver=solver)
 
-    def undelivered_message(self) -> str:
-        users = sorted({u for us in self.undelivered.values() for u in us})
+    def undelivered_message(self, served=()) -> str:
+        """Who is left unserved because a PB was cached nowhere (PBs in ``served``, delivered
+        since by another plan, left out)."""
+        left = {k: us for k, us in self.undelivered.items() if k not in set(served)}
+        users = sorted({u for us in left.values() for u in us})
         if not users:
             return ""
-        return (f"{len(self.undelivered)} requested PB(s) cached nowhere; users not fully "
+        return (f"{len(left)} requested PB(s) cached nowhere; users not fully "
                 "served: " + ", ".join(self.inst.users.ids[u] for u in users))
 
     def render(self):

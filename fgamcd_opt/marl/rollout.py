@@ -49,3 +49,17 @@ def rollout(inst, env_cfg: EnvConfig, act_fn, oracle, seed: int = 0, workers: in
              "penalised_pbs": env.qos_violations + len(env.undelivered),
              "delay_s": env.total_delay_s}
     return env, stats
+
+
+def polished_plan(inst, env: FgamcdParallelEnv, solver: str, oracle, max_cluster: int = 0,
+                  ctx=None, workers: int = 1):
+    """(plan, message, info): the rollout's plan polished (:func:`fgamcd_opt.polish.polish_plan`:
+    the storage it leaves free filled, each PB keeping the better of its own delivery and the
+    shared planner's), the undelivered-users message of the PBs the polish did not take over,
+    and what the polish did (copies added, PBs replaced, delay gained)."""
+    from ..planner import PlannerOptions
+    from ..polish import polish_plan
+
+    res = polish_plan(inst, env.plan(solver), oracle, PlannerOptions(max_cluster=max_cluster),
+                      ctx=ctx, workers=workers)
+    return res.plan, env.undelivered_message(served=res.replaced), res.info()
