@@ -10,8 +10,10 @@ spec's ``[paper] ours``), of the best other solver except ``milp``, of ``milp`` 
 certified bound (the largest ``bound_s`` of a built-in milp row on the same instance); an
 incomplete run makes a solver's mean infinite. Targets (issue 17): complete with 0 QoS
 violations wherever milp is; no worse than the best non-milp solver at 90% of the points;
-within 10% of milp on average. Only finished rows made by one code identity are read; the
-report's own page says which code made them.
+within 10% of milp on average. "No worse" allows a millionth (the oracle's solve tolerance:
+the same plan delivered through another code path differs in the 8th-9th digit). Every finished
+row is read, whatever code made it; the report's own page says which code made which rows (a
+report re-run for some solvers only, ``rerun_reports.py --solvers``, holds two).
 """
 
 from __future__ import annotations
@@ -61,8 +63,8 @@ def analyse(folder: Path, ours: str | None = None) -> dict | None:
             rep = r.get("replicate")
             bound[(p, rep)] = max(bound[(p, rep)], float(r["bound_s"]))
 
-    def mean(v: dict) -> float:
-        return sum(v.values()) / len(v) if v else math.nan
+    def mean(v: dict) -> float:  # fsum: the same delays in another order give the same mean
+        return math.fsum(v.values()) / len(v) if v else math.nan
 
     points = []
     for p, by in delays.items():
@@ -83,7 +85,9 @@ def analyse(folder: Path, ours: str | None = None) -> dict | None:
                                  if milp else None),
                "milp_qos_violations": qos[p][milp[0]] if milp else None,
                "bound": (sum(b) / len(b)) if b and all(x for x in b) else None}
-        row["no_worse_than_best_other"] = bool(row["ours"] <= row["best_other"])
+        # a millionth: below the oracle's solve tolerance (the same caching delivered through
+        # another path differs in the 8th-9th digit), not a difference between plans
+        row["no_worse_than_best_other"] = bool(row["ours"] <= row["best_other"] * (1 + 1e-6))
         row["within_0.5pct_of_best_other"] = bool(row["ours"] <= row["best_other"] * 1.005)
         row["vs_milp_pct"] = (100 * (row["ours"] / row["milp"] - 1)
                               if row["milp"] and math.isfinite(row["milp"]) else None)
@@ -97,6 +101,17 @@ def analyse(folder: Path, ours: str | None = None) -> dict | None:
           and math.isfinite(r["vs_milp_pct"])]
     cq = [r["complete_qos_where_milp_is"] for r in points
           if r["complete_qos_where_milp_is"] is not None]
+    # whose plan maasn returned (its fallback, docs/maasn.md section 5): "policy" or
+    # "guard-only"; rows made before the fallback existed have none
+    sources: dict[str, int] = defaultdict(int)
+    for r in rows:
+        if r.get("solver") == ours:
+            meta = r.get("metadata") or {}
+            sources[str(meta.get("plan_source"))] += 1
+            fb = meta.get("fallback") or {}
+            a, b = fb.get("policy_delay_s"), fb.get("guard_only_delay_s")
+            if a is not None and b is not None:  # the policy's plan strictly better (> 1e-6)
+                sources["policy strictly better"] += float(a) < float(b) * (1 - 1e-6)
     return {"report": str(folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder),
             "ours": ours, "size": spec.get("size") if isinstance(spec, dict) else None,
             "points": points, "n_points": len(points),
@@ -104,7 +119,8 @@ def analyse(folder: Path, ours: str | None = None) -> dict | None:
             "within_0.5pct": sum(r["within_0.5pct_of_best_other"] for r in points),
             "mean_vs_milp_pct": sum(vs) / len(vs) if vs else None,
             "worst_vs_milp_pct": max(vs) if vs else None,
-            "complete_qos_where_milp_is": f"{sum(cq)}/{len(cq)}"}
+            "complete_qos_where_milp_is": f"{sum(cq)}/{len(cq)}",
+            "plan_source": dict(sorted(sources.items()))}
 
 
 def fmt(x, pct=False):
@@ -138,7 +154,8 @@ def main(argv=None) -> int:
               f"{res['no_worse_than_best_other']}/{res['n_points']} points "
               f"({res['within_0.5pct']} within 0.5%), mean vs milp "
               f"{fmt(res['mean_vs_milp_pct'], True)}, worst {fmt(res['worst_vs_milp_pct'], True)}"
-              f", complete with 0 QoS where milp is: {res['complete_qos_where_milp_is']}")
+              f", complete with 0 QoS where milp is: {res['complete_qos_where_milp_is']}"
+              f"; plan source {res['plan_source']}")
         print("| point | seeds | ours | best other | (solver) | milp | bound | vs milp |")
         print("|---|---|---|---|---|---|---|---|")
         for r in res["points"]:

@@ -6,6 +6,7 @@
     python benchmarks/rerun_reports.py --run --all     # every report
     python benchmarks/rerun_reports.py --run fig08-full --keep   # the full size; resume a kill
     python benchmarks/rerun_reports.py --estimate-full  # worker time of every full size
+    python benchmarks/rerun_reports.py --run fig08-full --solvers maasn qmix-da guard-only
 
 A report is *current* when its store has format 2 (code identity and row checksums), every row
 was made by the installed code (``fgamcd_opt.experiments.provenance.code_identity``: version and
@@ -35,6 +36,12 @@ docs/experiments.md documents:
   examples/nearest_solver.py:NearestSolver -o reports/suite-standard --workers 2``;
 - ``scaling/w1``, ``scaling/w2``, ``scaling/dask2``: the executor measurement (its
   ``reports/scaling/index.md`` quotes the timings by hand: update it after a re-run).
+
+``--solvers LABEL ...`` re-runs only the rows of those solvers (labels as in the report): the
+folder is copied aside, their rows are removed from the store and the command runs with
+``--other-code accept``, so every other row is kept whatever code made it. For a change that
+touches only those solvers; the report then says, in bold, how many of its rows other code made
+(and this script lists it as stale), so the provenance of every number stays on the page.
 
 To add a report: commit ``reports/specs/NAME.toml`` and its rendered ``reports/NAME`` (the first
 rule finds it), or add an entry to ``EXTRA``.
@@ -169,16 +176,46 @@ def compare(new: Path, old: Path, rtol: float = 1e-9) -> dict:
             "rows_differ": differ, "fields": dict(top), "rtol": rtol}
 
 
-def rerun(name: str, args: list[str], keep: bool = False) -> dict:
+def drop_rows(store: Path, labels: set[str]) -> int:
+    """Remove the rows of the solvers labelled ``labels`` from ``store`` (atomically); the
+    header and every other line are kept as they are. Returns how many rows went."""
+    kept, dropped = [], 0
+    for line in store.read_text().splitlines(keepends=True):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            kept.append(line)
+            continue
+        label = row.get("solver_label") or row.get("solver") if isinstance(row, dict) else None
+        if isinstance(row, dict) and "cell" in row and label in labels:
+            dropped += 1
+            continue
+        kept.append(line)
+    tmp = store.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, store)
+    return dropped
+
+
+def rerun(name: str, args: list[str], keep: bool = False, solvers=()) -> dict:
     out = folder(args)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     aside = ROOT / "runs" / "old-reports" / f"{name.replace('/', '-')}-{stamp}"
-    if keep:
+    extra = []
+    if keep or solvers:
         gunzip_store(out)
-    if out.exists() and not keep:
+    if solvers:
+        if not (out / "store.jsonl").is_file():
+            raise SystemExit(f"{name}: no store to re-run solvers {', '.join(solvers)} in")
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(out, aside)
+        print(f"== {name}: {drop_rows(out / 'store.jsonl', set(solvers))} rows of "
+              f"{', '.join(solvers)} removed; the rest kept (--other-code accept)", flush=True)
+        extra = ["--other-code", "accept"]
+    elif out.exists() and not keep:
         aside.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(out), str(aside))
-    command = ["fgamcd-bench", *args, "--no-progress"]
+    command = ["fgamcd-bench", *args, *extra, "--no-progress"]
     load0 = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").is_file() \
         else []
     print(f"== {name}: {' '.join(command)}", flush=True)
@@ -192,6 +229,7 @@ def rerun(name: str, args: list[str], keep: bool = False) -> dict:
     load1 = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").is_file() \
         else []
     entry = {"report": name, "command": " ".join(command), "exit_status": rc,
+             **({"solvers_rerun": list(solvers)} if solvers else {}),
              "wall_s": round(wall, 1), "load_before": load0, "load_after": load1,
              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
              "status": status(out)[1]}
@@ -267,6 +305,9 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true",
                     help="with --run: run into the existing folder (its finished rows made by "
                          "the installed code are kept: a killed run goes on)")
+    ap.add_argument("--solvers", nargs="+", metavar="LABEL", default=(),
+                    help="with --run: re-run only these solvers' rows (labels), keeping the "
+                         "others whatever code made them")
     ap.add_argument("--estimate-full", action="store_true",
                     help="print the worker time of every spec's full size (measured or "
                          "estimated from the quick run) and exit")
@@ -295,7 +336,8 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     todo = args.run or [n for n in table if args.all or not states[n][0]]
-    failed = [n for n in todo if rerun(n, every[n], args.keep)["exit_status"] not in (0, 1)]
+    failed = [n for n in todo
+              if rerun(n, every[n], args.keep, tuple(args.solvers))["exit_status"] not in (0, 1)]
     return 1 if failed else 0
 
 
