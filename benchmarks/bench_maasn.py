@@ -202,9 +202,19 @@ def cmd_quality(args) -> None:
                    "undelivered_users": r.undelivered_users, "bound_s": r.bound_s,
                    "solve_time_s": r.solve_time_s, "message": r.message[:200]}
             if is_maasn:
-                row["fine_tuned"] = run.result.metadata.get("fine_tuned")
-                row["decision_s_per_step"] = run.result.metadata.get("rollout", {}).get(
+                meta = run.result.metadata
+                row["fine_tuned"] = meta.get("fine_tuned")
+                row["decision_s_per_step"] = meta.get("rollout", {}).get(
                     "decision_s_per_step")
+                # the policy's own rollout (before the polish) and, when fine-tuned, the
+                # tuned policy's; which whole plan the solver returned (docs/maasn.md sec. 5)
+                row["rollout_delay_s"] = meta.get("rollout", {}).get("delay_s")
+                if "fine_tuned_rollout" in meta:
+                    row["fine_tuned_rollout_delay_s"] = meta["fine_tuned_rollout"].get(
+                        "delay_s")
+                    row["fine_tune_episodes"] = meta.get("fine_tune_episodes")
+                row["plan_source"] = meta.get("plan_source")
+                row["fallback"] = meta.get("fallback")
             res.add(jsonable(row))
             print(f"C_n {st} seed {seed} {name:12s} T={r.total_delay_s} delivered "
                   f"{r.delivered_delay_s or 0:.3f}s undelivered {r.undelivered_users} qos "
