@@ -1,5 +1,5 @@
 """Polish a plan whose caching a rollout decided: fill the storage it leaves free and keep, PB by
-PB, the better of its own delivery and the shared planner's (docs/maasn.md section 2.2).
+PB, the better of its own delivery and the shared planner's (docs/maasn.md section 5).
 
 A learned rollout (``maasn``, ``qmix``, ``guard-only``) decides caching and delivery one PB at a
 time. Two things the simplest policy gets for free can be lost on the way: storage still free at

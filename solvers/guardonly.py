@@ -8,7 +8,7 @@ later PB placeable, and the shared planner delivers it (migrating copies to form
 where that pays). It is what MAASN-DA's rollout gives when the policy adds nothing, so a learned
 policy earns its place only by beating it (and ``replicate``). ``polish`` (default on) is
 ``maasn``'s: the storage left free is filled and each PB keeps the better of the rollout's
-delivery and the shared planner's (docs/maasn.md section 2.2). No torch.
+delivery and the shared planner's (docs/maasn.md section 5). No torch.
 """
 
 from __future__ import annotations

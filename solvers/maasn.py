@@ -20,7 +20,7 @@ trained with).
 
 ``polish`` (default on, planner delivery): after the rollout the storage the policy left free is
 filled and the shared planner plans every PB on that caching; each PB keeps the better of the
-two deliveries by the evaluator's per-PB scorer (docs/maasn.md section 2.2), so the plan is never
+two deliveries by the evaluator's per-PB scorer (docs/maasn.md section 5), so the plan is never
 worse than the rollout's on any PB, and no worse than ``replicate``'s when storage does not bind.
 ``guard-only`` gets the same polish. ``fallback`` (default on, planner delivery): ``guard-only``'s
 plan (the guard's placement of every PB once, then the same polish: the free storage filled by
@@ -67,6 +67,36 @@ def _rollout(policy, inst, ctx, params: dict):
                    seed=ctx.seed, workers=params["workers"])
 
 
+# the card's training settings that describe how the policy was made, not how to go on
+# training it on one instance (a fresh start, a teacher, a schedule of the whole run)
+_NOT_FINE_TUNING = ("episodes", "seed", "init_policy", "actor_delay", "teacher",
+                    "teacher_params", "teacher_time_limit", "eval_every", "eval_instances",
+                    "checkpoint_every", "threads", "delivery_workers", "explore_noise0",
+                    "explore_noise_final", "explore_decay")
+
+
+def fine_tune_config(training: dict, episodes: int, seed: int, workers: int):
+    """The TrainConfig of ``--param episodes=E``: the policy card's recipe (learner updates,
+    replay, augmentation, reward reference, shaping, n-step returns; a key this version does
+    not know is ignored), with a schedule for an actor that is already trained (docs/maasn.md
+    section 5): the critics start fresh, so the actor is held for the first third of the
+    episodes while they learn its values on this instance (critic-only updates), and the
+    exploration noise falls from 3x the recipe's final value (at most 1) to that value over
+    the episodes instead of restarting at the recipe's initial noise."""
+    import dataclasses
+
+    from fgamcd_opt.marl.training import TrainConfig
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    kept = {k: tuple(v) if isinstance(v, list) else v for k, v in training.items()
+            if k in known and k not in _NOT_FINE_TUNING}
+    final = float(training.get("explore_noise_final", TrainConfig.explore_noise_final))
+    return TrainConfig(**kept, episodes=int(episodes), seed=int(seed), eval_every=0,
+                       delivery_workers=max(int(workers), 1), actor_delay=int(episodes) // 3,
+                       explore_noise0=min(1.0, 3.0 * final), explore_noise_final=final,
+                       explore_decay=max(int(episodes), 1))
+
+
 class MaasnSolver:
     name = "maasn"
     description = ("MAASN-DA (the paper's method): a trained multi-agent policy decides caching "
@@ -95,7 +125,7 @@ class MaasnSolver:
               choices=("auto", "reserve", "reserve-local", "additive", "fallback", "card")),
         Param("polish", bool, True, "planner delivery: fill the storage the rollout leaves "
               "free and keep, per PB, the better of the rollout's delivery and the shared "
-              "planner's on that caching (docs/maasn.md section 2.2)"),
+              "planner's on that caching (docs/maasn.md section 5)"),
         Param("fallback", bool, True, "planner delivery: also build guard-only's polished "
               "plan and keep the better whole plan by the evaluator (metadata plan_source)"),
     )
@@ -224,18 +254,13 @@ class MaasnSolver:
         import copy
 
         from fgamcd_opt.marl.learner import LearnerConfig
-        from fgamcd_opt.marl.training import TrainConfig, Trainer
+        from fgamcd_opt.marl.training import Trainer
 
         card = policy.card
         lc = LearnerConfig(**{k: tuple(v) if isinstance(v, list) else v
                               for k, v in card["learner"].items()})
-        tr = card.get("training", {})
-        tc = TrainConfig(episodes=params["episodes"], seed=ctx.seed,
-                         updates_per_episode=int(tr.get("updates_per_episode", 20)),
-                         batch=int(tr.get("batch", 256)), buffer=int(tr.get("buffer", 20000)),
-                         augmentation=bool(tr.get("augmentation", True)),
-                         augmenter=str(tr.get("augmenter", "esn")), eval_every=0,
-                         reservoir=int(tr.get("reservoir", 1024)))
+        tc = fine_tune_config(card.get("training", {}), params["episodes"], ctx.seed,
+                              params["workers"])
         trainer = Trainer(_env_config(policy, inst, params), lc, tc, oracle=ctx.oracle)
         trainer.learner.actor.load_state_dict(policy.actor.state_dict())
         trainer.learner.actor_t.load_state_dict(policy.actor.state_dict())

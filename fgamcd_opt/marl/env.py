@@ -677,6 +677,17 @@ class FgamcdParallelEnv(ParallelEnv):
                                                                float(got[i][2].total_s)):
                 got[i] = res
 
+    @property
+    def guard_covers(self) -> bool:
+        """Whether this episode's coverage guard places one copy of every requested PB (set
+        at reset; False without the guard): when it cannot (storage too small for one copy
+        of each), PBs stay undelivered whatever the policy does, and any extra copy can add
+        to them, so such an instance says nothing about a policy (the trainer's greedy
+        evaluation leaves it out, ``Trainer.greedy_eval``)."""
+        if not self.config.guard or not getattr(self, "_guard_active", False):
+            return False
+        return self.config.guard_mode not in RESERVING or self._reserve_node is not None
+
     def _prepare_guard(self) -> None:
         """Whether the guard guards at all this episode: only when one copy of every requested
         PB fits at the start (the tables come from reset)."""

@@ -45,7 +45,8 @@ CURVE_FIELDS = ("episode", "instance", "storage_gb", "steps", "reward", "delay_s
                 "undelivered_pbs", "cached", "migrations", "explore_noise", "synthetic_kept",
                 "esn_error", "esn_reward_error",
                 "critic_loss", "actor_loss", "eval_delay_s", "eval_penalised_pbs", "env_s",
-                "oracle_s", "act_s", "esn_s", "update_s", "wall_s")
+                "oracle_s", "act_s", "esn_s", "update_s", "wall_s", "eval_skipped",
+                "reward_vs_idle")
 
 
 @dataclass
@@ -521,7 +522,9 @@ class Trainer:
                    "reward": float(ep["reward"].sum()), "delay_s": env.total_delay_s,
                    "qos_violations": env.qos_violations, "undelivered_pbs": len(env.undelivered),
                    "cached": int(env.holds.sum()), "migrations": len(env.migrations)}
-        ev = {"eval_delay_s": None, "eval_penalised_pbs": None}
+        if "reference" in ep:  # the reward beyond the idle policy's on the same instance
+            row_env["reward_vs_idle"] = float(ep["reward"].sum() - ep["reference"].sum())
+        ev = {"eval_delay_s": None, "eval_penalised_pbs": None, "eval_skipped": None}
         if cfg.eval_every and (e + 1) % cfg.eval_every == 0:
             ev = self.greedy_eval()
             key = [ev["eval_penalised_pbs"], ev["eval_delay_s"]]
@@ -593,21 +596,31 @@ class Trainer:
 
     def greedy_eval(self) -> dict:
         """Deterministic episodes on the first ``eval_instances`` instances (the learning curve
-        without exploration noise): mean delay and PBs penalised (QoS or undelivered)."""
+        without exploration noise): mean delay and PBs penalised (QoS or undelivered).
+
+        With the coverage guard, an instance whose guard cannot place one copy of every
+        requested PB (``env.guard_covers``) is left out of the means: its undelivered PBs,
+        which rank first in the best-policy key, rise with any copy a policy adds, so it
+        would select the policy that asks for nothing (found on a generalist run whose
+        evaluation drew N = 3, U = 37, C_n = 0.28 GB). ``eval_skipped`` counts them; when
+        every instance is such, all are used."""
         if self.env_cfg.instance is not None:
             seeds = [None]
         else:
             seeds = [self.env_cfg.pool_seed0 + i for i in range(max(self.cfg.eval_instances, 1))]
-        delays, bad = [], []
+        runs = []
         for s in seeds:
             if self.env_cfg.mix:
                 env, options = self.env_for(s), None
             else:
                 env, options = self.env, None if s is None else {"instance_seed": s}
             run_episode(env, self._act_fn(False), seed=0, options=options)
-            delays.append(env.total_delay_s)
-            bad.append(env.qos_violations + len(env.undelivered))
-        return {"eval_delay_s": float(np.mean(delays)), "eval_penalised_pbs": float(np.mean(bad))}
+            runs.append((env.total_delay_s, env.qos_violations + len(env.undelivered),
+                         bool(self.env_cfg.guard) and not env.guard_covers))
+        used = [r for r in runs if not r[2]] or runs
+        return {"eval_delay_s": float(np.mean([r[0] for r in used])),
+                "eval_penalised_pbs": float(np.mean([r[1] for r in used])),
+                "eval_skipped": len(runs) - len(used)}
 
     # ---- the loop ----------------------------------------------------------------------
     def train(self, progress: bool = True, should_stop=None, on_episode=None) -> TrainResult:
@@ -841,6 +854,21 @@ class Trainer:
                                                                     **(extra or {})})
 
 
+MAX_CURVE_GROUPS = 4  # more distinct C_n than this in one run: a mix, drawn as one curve
+
+
+def curve_groups(rows: list[dict]) -> tuple[list, bool]:
+    """(the storages C_n in GB that get a curve each, whether the run is a mix): a run over a
+    few storages (``--storage-gb-choices``) gets one curve per storage; a scenario mix draws a
+    new C_n (and N, U, ...) nearly every episode, where one curve per value would be one
+    legend entry per episode, so it gets one running mean over all episodes ([None])."""
+    storage = [float(r.get("storage_gb") or "nan") for r in rows]
+    groups = sorted({round(x, 4) for x in storage if np.isfinite(x)}) or [None]
+    if len({r.get("instance") for r in rows}) > 1 and len(groups) > MAX_CURVE_GROUPS:
+        return [None], True
+    return groups, False
+
+
 def plot_curve(csv_path: str | os.PathLike, png_path: str | os.PathLike, title: str = ""
                ) -> None:
     import matplotlib
@@ -856,8 +884,14 @@ def plot_curve(csv_path: str | os.PathLike, png_path: str | os.PathLike, title: 
     dly = np.array([float(r["delay_s"]) for r in rows])
     qos = np.array([float(r["qos_violations"]) + float(r["undelivered_pbs"]) for r in rows])
 
+    groups, mixed = curve_groups(rows)
+
     def smooth(x, w=20):
+        # a mix's episodes differ by orders of magnitude (an LLM instance's delay and reward
+        # are 5-10x a small network's): the running median, else the running mean
         w = max(1, min(w, len(x)))
+        if mixed:
+            return np.array([np.median(x[max(0, i - w + 1):i + 1]) for i in range(len(x))])
         c = np.cumsum(np.insert(x, 0, 0.0))
         out = np.empty_like(x)
         for i in range(len(x)):
@@ -866,17 +900,23 @@ def plot_curve(csv_path: str | os.PathLike, png_path: str | os.PathLike, title: 
         return out
 
     storage = np.array([float(r.get("storage_gb") or "nan") for r in rows])
-    groups = sorted({round(x, 4) for x in storage if np.isfinite(x)}) or [None]
+    stat = "median" if mixed else "mean"
+    rew_label = "episode reward (eq. 12)"
+    if all(r.get("reward_vs_idle") not in (None, "") for r in rows):
+        # the raw reward moves mostly with the instance drawn; beyond the idle policy's
+        # reward on the same instance it shows what the policy's copies changed
+        rew = np.array([float(r["reward_vs_idle"]) for r in rows])
+        rew_label = "episode reward minus the idle policy's (eq. 12)"
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, y, label in ((axes[0], rew, "episode reward (eq. 12)"),
+    for ax, y, label in ((axes[0], rew, rew_label),
                          (axes[1], dly, "total delay (s)"),
                          (axes[2], qos, "PBs with QoS violation or undelivered")):
         ax.plot(ep, y, color="0.8", lw=0.6, label="episode")
         for i, g in enumerate(groups):
             sel = np.ones(len(ep), bool) if g is None else np.isclose(storage, g)
-            tag = "" if g is None else f", C_n {g:g} GB"
+            tag = ", all drawn instances" if mixed else "" if g is None else f", C_n {g:g} GB"
             ax.plot(ep[sel], smooth(y[sel]), color=f"C{i}", lw=1.6,
-                    label=f"mean of last 20{tag}")
+                    label=f"{stat} of last 20{tag}")
         ax.set_xlabel("episode")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
@@ -892,6 +932,9 @@ def plot_curve(csv_path: str | os.PathLike, png_path: str | os.PathLike, title: 
         axes[2].legend(fontsize=7)
     # a few exploratory episodes with huge migrations would flatten the delay panel
     axes[1].set_ylim(0, float(np.nanpercentile(dly, 98)) * 1.2 or 1.0)
+    if mixed:  # likewise a few hard instances' rewards (the curve CSV has every value)
+        lo, hi = np.nanpercentile(rew, [2, 100])
+        axes[0].set_ylim(lo - 0.1 * (hi - lo + 1e-9), hi + 0.1 * (hi - lo + 1e-9))
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
