@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from marl_helpers import SMALL  # noqa: E402
+from marl_helpers import SMALL, one_torch_thread  # noqa: E402,F401
 
 from fgamcd_opt.backhaul import MatrixBackhaul  # noqa: E402
 from fgamcd_opt.errors import ParameterError  # noqa: E402
@@ -33,12 +33,6 @@ from fgamcd_opt.oracle import BeamformingOracle  # noqa: E402
 ORACLE = BeamformingOracle()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _env(inst, **kw):

@@ -12,6 +12,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from marl_helpers import one_torch_thread  # noqa: E402,F401 (autouse fixture)
+
 from fgamcd_opt.marl.augment import CganAugmenter, RnnAugmenter  # noqa: E402
 from fgamcd_opt.marl.env import EnvConfig  # noqa: E402
 from fgamcd_opt.marl.learner import LearnerConfig  # noqa: E402
@@ -24,12 +26,6 @@ SMALL = dict(actor_hidden=(32, 16), critic_hidden=(32, 32), flat_actor_hidden=(3
 TIMING = ("env_s", "oracle_s", "act_s", "esn_s", "update_s", "wall_s")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _episode(rng, t=40, d_in=6, d_out=4):

@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from marl_helpers import SMALL, resumed_rows  # noqa: E402
+from marl_helpers import SMALL, one_torch_thread, resumed_rows  # noqa: E402,F401
 
 from fgamcd_opt.errors import ParameterError  # noqa: E402
 from fgamcd_opt.generators import generate  # noqa: E402
@@ -28,13 +28,6 @@ ORACLE = BeamformingOracle()  # memoised beams shared by the tests (the oracle i
 TIMING = ("env_s", "oracle_s", "act_s", "esn_s", "update_s", "wall_s")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # tiny networks: one thread is faster, and far faster on a shared, loaded machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_trainer(tmp=None, episodes=3, seed=0, **train_kw):

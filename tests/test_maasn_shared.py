@@ -9,6 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from marl_helpers import one_torch_thread  # noqa: E402,F401 (autouse fixture)
+
 from fgamcd_opt.errors import ParameterError  # noqa: E402
 from fgamcd_opt.generators import generate  # noqa: E402
 from fgamcd_opt.marl.env import EnvConfig, FgamcdParallelEnv  # noqa: E402
@@ -24,12 +26,6 @@ SMALL = dict(actor_hidden=(32, 16), critic_hidden=(32, 32), mixer_embed=8, mixer
              architecture="shared")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _graph(rng, n, u, perm_nodes=None, perm_users=None):

@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchrl")
 
-from marl_helpers import resumed_rows  # noqa: E402
+from marl_helpers import one_torch_thread, resumed_rows  # noqa: E402,F401
 
 from fgamcd_opt.generators import generate  # noqa: E402
 from fgamcd_opt.marl.env import EnvConfig  # noqa: E402
@@ -25,12 +25,6 @@ ORACLE = BeamformingOracle()
 QCFG = dict(algo="qmix", rnn_hidden=16, mixer_embed=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_factored_greedy_is_the_argmax_over_every_joint_action():

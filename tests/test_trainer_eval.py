@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from marl_helpers import SMALL  # noqa: E402
+from marl_helpers import SMALL, one_torch_thread  # noqa: E402,F401
 
 from fgamcd_opt.generators import generate  # noqa: E402
 from fgamcd_opt.marl.env import EnvConfig, FgamcdParallelEnv  # noqa: E402
@@ -30,12 +30,6 @@ from fgamcd_opt.oracle import BeamformingOracle  # noqa: E402
 ORACLE = BeamformingOracle()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _idle(env):
@@ -89,11 +83,10 @@ def test_curve_rows_carry_the_reward_beyond_the_idle_policy(tmp_path):
                       reservoir=16, eval_every=0, reward_reference="idle")
     tr = Trainer(env_cfg, LearnerConfig(**SMALL), cfg, tmp_path, oracle=ORACLE)
     rows = tr.train(progress=False).rows
+    refs = [float(r.sum()) for r in tr._reference.values()]
     for row in rows:
         assert row["reward_vs_idle"] is not None
-        ref = [v for k, v in tr._reference.items()]
-        assert any(row["reward"] - float(r.sum()) == pytest.approx(row["reward_vs_idle"])
-                   for r in ref)
+        assert any(row["reward"] - r == pytest.approx(row["reward_vs_idle"]) for r in refs)
     with open(tmp_path / "curve.csv") as f:
         written = list(csv.DictReader(f))
     assert list(written[0]) == list(CURVE_FIELDS) and written[0]["reward_vs_idle"] != ""
